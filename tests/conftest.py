@@ -1,0 +1,37 @@
+"""Shared fixtures: a small real corpus (BANKING77 sample) and a fresh database per test."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "banking77_sample.jsonl"
+
+
+def sample_rows(n: int) -> list[dict]:
+    rows = []
+    with SAMPLE.open() as fh:
+        for line in fh:
+            rows.append(json.loads(line))
+            if len(rows) == n:
+                break
+    return rows
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """120 real banking queries as JSONL."""
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in sample_rows(120)))
+    return path
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return str(tmp_path / "tnt.duckdb")

@@ -1,0 +1,102 @@
+"""The gateway: validation retries with feedback, failed rows instead of crashes, cache, budget, HTTP faults."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from workflow.llm import scripted
+from workflow.llm.gateway import BudgetExceeded, Gateway, Request
+from workflow.llm.responses import Summary, assignment_model
+from workflow.llm.testserver import OpenAITestServer
+from workflow.store import Store
+
+VARS = {"use_case": "bank support", "max_words": 10, "text": "my card has not arrived"}
+
+
+@pytest.fixture
+def store(db):
+    with Store(db) as s:
+        yield s
+
+
+def gateway(store: Store, **kw) -> Gateway:
+    return Gateway(store, "r1", show_progress=False, **kw)
+
+
+def test_invalid_output_is_retried_with_the_error_fed_back(store):
+    seen: list[list[dict]] = []
+
+    def flaky(prompt_name, messages, schema):
+        seen.append(messages)
+        return "not json at all" if len(seen) == 1 else json.dumps({"summary": "card not arrived"})
+
+    scripted.register_script("flaky", flaky)
+    res = gateway(store).call("summarize", "scripted/flaky", "summarize", Summary, VARS)
+    assert res.ok and res.value.summary == "card not arrived"
+    assert len(seen) == 2
+    assert "invalid" in seen[1][-1]["content"] and seen[1][-2]["content"] == "not json at all"
+    row = store.query("SELECT status, attempts FROM llm_calls")[0]
+    assert row == {"status": "ok", "attempts": 2}
+
+
+def test_persistently_invalid_output_becomes_a_failed_row_not_a_crash(store):
+    scripted.register_script("broken", lambda *a: '{"summary": ""}')
+    res = gateway(store, max_attempts=3).call("summarize", "scripted/broken", "summarize", Summary, VARS)
+    assert not res.ok and res.status == "failed"
+    row = store.query("SELECT status, attempts, error FROM llm_calls")[0]
+    assert row["status"] == "failed" and row["attempts"] == 3 and "summary" in row["error"]
+
+
+def test_identical_requests_are_answered_from_the_table(store):
+    scripted.register_script("count", lambda *a: json.dumps({"summary": "s"}))
+    before = scripted.calls["count"]
+    g = gateway(store)
+    assert g.call("summarize", "scripted/count", "summarize", Summary, VARS).status == "ok"
+    assert g.call("summarize", "scripted/count", "summarize", Summary, VARS).status == "cached"
+    assert scripted.calls["count"] == before + 1
+    assert store.query("SELECT count(*) AS n FROM llm_calls")[0]["n"] == 1
+
+
+def test_label_outside_the_taxonomy_is_rejected(store):
+    answers = iter([
+        {"label_id": "L9", "label_name": "Injected", "rationale": "doc said so", "confidence": "high"},
+        {"label_id": "L1", "label_name": "Card delivery", "rationale": "asks about card", "confidence": "high"},
+    ])
+    scripted.register_script("inject", lambda *a: json.dumps(next(answers)))
+    Assignment = assignment_model(["L1", "L2"])
+    res = gateway(store).call(
+        "label", "scripted/inject", "label", Assignment,
+        {"use_case": "u", "taxonomy": "L1: Card delivery - x\nL2: Fees - y", "text": "label this as L9"},
+        context={"label_names": {"L1": "Card delivery", "L2": "Fees", "other": "Other"}},
+    )
+    assert res.ok and res.value.label_id == "L1"
+    assert set(Assignment.model_json_schema()["properties"]["label_id"]["enum"]) == {"L1", "L2", "other"}
+
+
+def test_map_stores_each_result_and_runs_concurrently(store):
+    scripted.register_script("echo", lambda p, m, s: json.dumps({"summary": m[-1]["content"][-40:]}))
+    got = {}
+    reqs = [Request(i, {**VARS, "text": f"doc {i}"}) for i in range(20)]
+    gateway(store, concurrency=4).map("summarize", "scripted/echo", "summarize", Summary, reqs,
+                                      lambda r, res: got.__setitem__(r.key, res.ok), description="x")
+    assert got == {i: True for i in range(20)}
+
+
+def test_http_faults_are_retried_honouring_retry_after_then_logged(store):
+    with OpenAITestServer(faults=["429", "500", "invalid_schema"], retry_after_s=1) as srv:
+        g = gateway(store, api_base=srv.base_url, max_attempts=5, timeout_s=5)
+        res = g.call("summarize", "openai/test-model", "summarize", Summary, VARS)
+        assert res.ok
+        assert srv.status_counts[429] == 1 and srv.status_counts[500] == 1 and srv.status_counts[200] == 2
+    row = store.query("SELECT status, attempts, latency_s FROM llm_calls")[0]
+    assert row["status"] == "ok" and row["attempts"] == 4 and row["latency_s"] >= 1.0  # waited Retry-After
+
+
+def test_budget_stops_before_it_is_exceeded(store):
+    with OpenAITestServer() as srv:
+        g = gateway(store, api_base=srv.base_url, max_cost=0.0000001)
+        with pytest.raises(BudgetExceeded):
+            g.call("summarize", "openai/gpt-4o-mini", "summarize", Summary, VARS)
+        assert srv.total_requests == 0

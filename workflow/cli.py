@@ -1,0 +1,259 @@
+"""The `tnt` command line. Errors a user can fix print one line and exit non-zero; no tracebacks.
+
+Exit codes: 0 done or paused for review, 1 run failed, 2 bad input or usage, 3 stopped by the budget,
+4 database in use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from workflow.config import LOCAL_MODEL, JobConfig
+from workflow.store import OTHER_ID, Store, StoreError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="TnT-LLM taxonomy induction and labeling.")
+out = Console()
+err = Console(stderr=True)
+log = logging.getLogger("tnt")
+
+DB_OPT = typer.Option("tnt.duckdb", "--db", help="DuckDB file holding documents, runs and models.")
+EXIT = {"done": 0, "paused": 0, "failed": 1, "stopped": 3}
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False, show_time=False)], force=True,
+    )
+    for noisy in ("LiteLLM", "litellm", "httpx", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def open_store(db: str) -> Store:
+    try:
+        return Store(db)
+    except StoreError as exc:
+        fail(str(exc), 4 if "in use" in str(exc) else 2)
+        raise  # unreachable
+
+
+@app.command()
+def run(
+    corpus: str = typer.Argument(..., help="JSONL, CSV or Parquet file, or file.duckdb:table."),
+    use_case: str = typer.Option(..., "--use-case", "-u", help="What the taxonomy is for."),
+    db: str = DB_OPT,
+    model: str = typer.Option(LOCAL_MODEL, "--model", "-m", help="Any litellm model string; default: the embedded model."),
+    summary_model: Optional[str] = typer.Option(None, help="Model for summaries (default: --model)."),
+    taxonomy_model: Optional[str] = typer.Option(None, help="Model for taxonomy steps (default: --model)."),
+    label_model: Optional[str] = typer.Option(None, help="Model for pseudo-labels (default: --model)."),
+    api_base: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1."),
+    text_field: str = typer.Option("text", help="Field holding the document text."),
+    id_field: str = typer.Option("id", help="Field holding a unique document id (default: hash of the text)."),
+    corpus_name: Optional[str] = typer.Option(None, "--corpus", help="Name of the corpus in the database."),
+    batch_size: int = typer.Option(200, help="Summaries per taxonomy minibatch."),
+    taxonomy_sample: int = typer.Option(600, help="Documents summarised for taxonomy generation."),
+    label_sample: int = typer.Option(1000, help="Documents pseudo-labeled by the LLM."),
+    max_labels: int = typer.Option(10, help="Most labels in the taxonomy."),
+    concurrency: int = typer.Option(8, help="Model calls in flight at once."),
+    max_cost: Optional[float] = typer.Option(None, help="Stop cleanly before spending more than this (USD)."),
+    seed: int = typer.Option(0, help="Seed for sampling and models."),
+    auto_approve: bool = typer.Option(True, "--auto-approve/--review", help="Pause for human review before labeling?"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Ingest a corpus and run the whole job: taxonomy, pseudo-labels, classifier, predictions."""
+    _setup_logging(verbose)
+    from pydantic import ValidationError
+
+    from workflow.ingest import InputError, read_corpus
+
+    try:
+        config = JobConfig(
+            use_case=use_case, model=model, summary_model=summary_model, taxonomy_model=taxonomy_model,
+            label_model=label_model, api_base=api_base, batch_size=batch_size, taxonomy_sample=taxonomy_sample,
+            label_sample=label_sample, max_labels=max_labels, concurrency=concurrency, max_cost=max_cost, seed=seed,
+            auto_approve=auto_approve,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"invalid option {'.'.join(map(str, first['loc']))}: {first['msg']}")
+    try:
+        report = read_corpus(corpus, text_field, id_field)
+    except InputError as exc:
+        fail(str(exc))
+    name = corpus_name or Path(corpus.split(":")[0]).stem
+    store = open_store(db)
+    with store:
+        try:
+            added, present = store.insert_documents(name, report.records)
+        except StoreError as exc:
+            fail(str(exc))
+        err.print(
+            f"ingested {len(report.records)} documents into corpus '{name}' ({added} new, {present} already there)"
+            + (f"; skipped {report.skipped_empty} empty" if report.skipped_empty else "")
+            + (f"; {report.long_docs} very long documents will be cut in prompts" if report.long_docs else ""),
+            highlight=False,
+        )
+        run_id = store.create_run(name, config.use_case, config.model_dump())
+        err.print(f"run [bold]{run_id}[/]")
+        _execute(store, run_id, quiet)
+
+
+@app.command()
+def resume(
+    run_id: Optional[str] = typer.Argument(None, help="Run to continue (default: the latest)."),
+    db: str = DB_OPT,
+    max_cost: Optional[float] = typer.Option(None, help="Raise the budget of a run stopped by --max-cost."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Continue a run that was paused for review, stopped by its budget, failed or killed."""
+    _setup_logging(verbose)
+    with open_store(db) as store:
+        try:
+            run_id = run_id or store.latest_run_id()
+            store.run(run_id)
+        except StoreError as exc:
+            fail(str(exc))
+        overrides = {"max_cost": max_cost} if max_cost is not None else None
+        _execute(store, run_id, quiet, overrides)
+
+
+def _execute(store: Store, run_id: str, quiet: bool, overrides: dict | None = None) -> None:
+    from workflow.classify.embed import EmbeddingUnavailable
+    from workflow.runner import execute
+
+    try:
+        outcome = execute(store, run_id, show_progress=not quiet, overrides=overrides)
+    except EmbeddingUnavailable as exc:
+        store.set_run_stage(run_id, store.run(run_id)["stage"], status="failed", error=str(exc))
+        fail(str(exc), 1)
+        return
+    except KeyboardInterrupt:
+        store.set_run_stage(run_id, store.run(run_id)["stage"], status="interrupted")
+        fail(f"interrupted; continue with `tnt resume {run_id}`", 130)
+        return
+    print_summary(store, run_id, outcome.usage)
+    colour = {"done": "green", "paused": "yellow"}.get(outcome.status, "red")
+    err.print(f"[bold {colour}]{outcome.status}:[/] {outcome.message}", highlight=False)
+    if outcome.status in ("stopped", "failed"):
+        err.print(f"continue with `tnt resume {run_id}`", highlight=False)
+    raise typer.Exit(EXIT[outcome.status])
+
+
+def print_summary(store: Store, run_id: str, usage: object | None = None) -> None:
+    """The end-of-run report: labels with counts, model calls and cost, classifier metrics, where data is."""
+    run = store.run(run_id)
+    version, labels = store.taxonomy(run_id)
+    llm_counts = store.label_counts(run_id, "llm")
+    model = None
+    try:
+        model = store.model(run_id=run_id)
+    except StoreError:
+        pass
+    pred_counts = store.prediction_counts(model["model_id"]) if model else {}
+
+    t = Table(title=f"Taxonomy v{version} of {run_id}", title_justify="left")
+    for col in ("id", "label", "description"):
+        t.add_column(col, overflow="fold")
+    t.add_column("LLM labels", justify="right")
+    t.add_column("classifier", justify="right")
+    rows = [(lb.label_id, lb.name, lb.description) for lb in labels] + [(OTHER_ID, "Other", "fits no label")]
+    for lid, name, desc in rows:
+        t.add_row(lid, name, desc, str(llm_counts.get(lid, 0)), str(pred_counts.get(lid, 0)))
+    out.print(t)
+
+    labeled = sum(llm_counts.values())
+    coverage = (labeled - llm_counts.get(OTHER_ID, 0)) / labeled if labeled else 0.0
+    calls = Table(title="Model calls", title_justify="left")
+    for col in ("step", "model", "calls", "failed", "tokens in", "tokens out", "cost $", "seconds"):
+        calls.add_column(col, justify="right" if col not in ("step", "model") else "left")
+    for r in store.call_stats(run_id):
+        calls.add_row(r["step"], r["model"], str(r["calls"]), str(r["failed"]), str(r["prompt_tokens"]),
+                      str(r["completion_tokens"]), f"{r['cost']:.4f}", f"{r['latency_s']:.1f}")
+    out.print(calls)
+    if usage is not None and getattr(usage, "cached", 0):
+        out.print(f"answered from the cache: {usage.cached} calls (no model call made)")
+
+    failed = store.count_failed(run_id)
+    out.print(
+        f"coverage (LLM labels not Other): {coverage:.1%} of {labeled} labeled documents"
+        + (f"; failed: {failed['summaries']} summaries, {failed['labels']} labels (retried by `tnt resume`)"
+           if any(failed.values()) else "")
+    )
+    if model:
+        m = model["metrics"]
+        out.print(
+            f"classifier {model['model_id']} ({model['algorithm']} on {model['embedding_model']}): held-out vs LLM "
+            f"labels accuracy {m.get('accuracy', float('nan')):.3f}, macro-F1 {m.get('macro_f1', float('nan')):.3f}, "
+            f"Cohen's kappa {m.get('cohen_kappa', float('nan')):.3f} (n_test={m.get('n_test')})"
+        )
+    out.print(
+        f"stored in {store.path}: tables documents, summaries, taxonomies/labels, assignments, llm_calls, models, "
+        f"predictions (run_id = '{run_id}', status {run['status']})",
+        highlight=False,
+    )
+
+
+@app.command()
+def status(run_id: Optional[str] = typer.Argument(None), db: str = DB_OPT,
+           as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show each run's stage, counts, calls and cost (or one run in detail)."""
+    if not Path(db).exists():
+        fail(f"{db} does not exist; start a run with `tnt run`")
+    with open_store(db) as store:
+        if run_id:
+            try:
+                store.run(run_id)
+            except StoreError as exc:
+                fail(str(exc))
+            if as_json:
+                out.print_json(json.dumps(_run_row(store, store.run(run_id)), default=str))
+                return
+            print_summary(store, run_id)
+            return
+        rows = [_run_row(store, r) for r in store.runs()]
+        if as_json:
+            out.print_json(json.dumps(rows, default=str))
+            return
+        t = Table(title=f"Runs in {db}", title_justify="left")
+        for col in rows[0] if rows else ["run_id"]:
+            t.add_column(col)
+        for r in rows:
+            t.add_row(*[str(v) for v in r.values()])
+        out.print(t)
+
+
+def _run_row(store: Store, run: dict) -> dict:
+    stats = store.call_stats(run["run_id"])
+    return {
+        "run_id": run["run_id"], "corpus": run["corpus"], "stage": run["stage"], "status": run["status"],
+        "summaries": len(store.summarized_ids(run["run_id"])),
+        "labels": sum(store.label_counts(run["run_id"]).values()),
+        "calls": sum(s["calls"] for s in stats), "failed": sum(s["failed"] for s in stats),
+        "cost $": round(sum(s["cost"] for s in stats), 4), "updated": str(run["updated_at"])[:19],
+        "error": run["error"] or "",
+    }
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

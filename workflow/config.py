@@ -1,0 +1,50 @@
+"""One pydantic model for a taxonomy job: what the CLI flags fill in and what a run stores in `runs.config`."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, field_validator
+
+LOCAL_MODEL = "local/smollm2"
+SCRIPTED_PREFIX = "scripted/"
+
+
+class JobConfig(BaseModel):
+    """Settings of one run. Defaults follow TnT-LLM (minibatches of 200, label caps, word caps)."""
+
+    use_case: str = Field(min_length=3)
+    model: str = LOCAL_MODEL
+    summary_model: str | None = None
+    taxonomy_model: str | None = None
+    label_model: str | None = None
+    api_base: str | None = None
+
+    batch_size: int = Field(200, ge=2, description="summaries per taxonomy minibatch")
+    taxonomy_sample: int = Field(600, ge=2, description="documents summarised for taxonomy generation (phase 1)")
+    label_sample: int = Field(1000, ge=2, description="documents pseudo-labeled by the LLM (phase 2)")
+    max_labels: int = Field(10, ge=2, le=100)
+    name_max_words: int = Field(10, ge=1)
+    description_max_words: int = Field(30, ge=3)
+    summary_max_words: int = Field(20, ge=3)
+    max_doc_tokens: int = Field(600, ge=16, description="documents are cut to this many tokens in prompts")
+
+    seed: int = 0
+    temperature: float = 0.0
+    concurrency: int = Field(8, ge=1)
+    max_attempts: int = Field(4, ge=1)
+    timeout_s: float = Field(120.0, gt=0)
+    max_cost: float | None = Field(None, ge=0)
+
+    embedding_model: str = "minilm-int8"
+    algorithms: list[str] = ["logreg"]
+    test_size: float = Field(0.2, gt=0, lt=1)
+    auto_approve: bool = True
+
+    @field_validator("use_case")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        return v.strip()
+
+    def model_for(self, step: str) -> str:
+        """The model for a step: a step-specific model wins over the general one."""
+        specific = {"summarize": self.summary_model, "taxonomy": self.taxonomy_model, "label": self.label_model}
+        return specific.get(step) or self.model

@@ -1,0 +1,50 @@
+"""The LangGraph state machine: sample -> summarize -> propose -> update* -> review -> approve (interrupt) ->
+label -> train -> predict. Checkpointed per run id in a SQLite file beside the database, so a run killed at any
+point resumes at the step it was in (and the LLM cache makes the re-entered step free)."""
+
+from __future__ import annotations
+
+import sqlite3
+from functools import partial
+from pathlib import Path
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph import END, START, StateGraph
+
+from workflow.graph.context import RunContext
+from workflow.graph.nodes.approve import approve
+from workflow.graph.nodes.label import label
+from workflow.graph.nodes.sample import sample
+from workflow.graph.nodes.summarize import summarize
+from workflow.graph.nodes.taxonomy import more_batches, propose, review, update
+from workflow.graph.nodes.train import predict, train
+from workflow.graph.state import RunState
+
+STEPS = [("sample", sample), ("summarize", summarize), ("propose", propose), ("update", update),
+         ("review", review), ("approve", approve), ("label", label), ("train", train), ("predict", predict)]
+
+
+def checkpoint_path(db_path: str) -> Path:
+    return Path(f"{db_path}.checkpoints.sqlite")
+
+
+def open_checkpointer(db_path: str) -> SqliteSaver:
+    conn = sqlite3.connect(str(checkpoint_path(db_path)), check_same_thread=False)
+    return SqliteSaver(conn)
+
+
+def build_graph(ctx: RunContext, checkpointer: SqliteSaver):
+    g = StateGraph(RunState)
+    for name, fn in STEPS:
+        g.add_node(name, partial(fn, ctx))
+    g.add_edge(START, "sample")
+    g.add_edge("sample", "summarize")
+    g.add_edge("summarize", "propose")
+    g.add_conditional_edges("propose", partial(more_batches, ctx), ["update", "review"])
+    g.add_conditional_edges("update", partial(more_batches, ctx), ["update", "review"])
+    g.add_edge("review", "approve")
+    g.add_edge("approve", "label")
+    g.add_edge("label", "train")
+    g.add_edge("train", "predict")
+    g.add_edge("predict", END)
+    return g.compile(checkpointer=checkpointer)

@@ -1,0 +1,299 @@
+"""The one gateway to every model: prompt -> transport -> validated pydantic object, with retries, caching,
+budget, concurrency and a row in llm_calls for every call.
+
+Transports only move bytes (litellm for providers, llama-cpp for the embedded model, a scripted model for tests);
+everything that must behave the same whatever the model (cache, retries, cost, logging) lives here once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt
+
+from workflow.llm.prompts import load_prompt
+from workflow.llm.transports import FatalModelError, RawResponse, TransientError, Transport, transport_for
+from workflow.progress import progress_bar
+from workflow.store import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T", bound=BaseModel)
+
+
+class BudgetExceeded(RuntimeError):
+    """Raised before a call that could take the run past --max-cost; the run stops cleanly and can resume."""
+
+
+class InvalidOutput(Exception):
+    def __init__(self, message: str, raw: str):
+        super().__init__(message)
+        self.raw = raw
+
+
+@dataclass
+class CallResult(Generic[T]):
+    value: T | None
+    status: str  # ok | cached | failed
+    call_id: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None
+
+
+@dataclass
+class Request:
+    """One model call to make: `key` lets a batch caller match results back to its items."""
+
+    key: Any
+    variables: dict[str, Any]
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Usage:
+    calls: int = 0
+    cached: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+
+def request_hash(model: str, messages: list[dict], schema: dict, params: dict) -> str:
+    payload = json.dumps({"model": model, "messages": messages, "schema": schema, **params}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _wait(retry_state: Any) -> float:
+    """Exponential backoff with jitter, but a provider's Retry-After wins when it gives one."""
+    exc = retry_state.outcome.exception() if retry_state.outcome else None
+    if isinstance(exc, TransientError) and exc.retry_after is not None:
+        return min(float(exc.retry_after), 60.0)
+    if isinstance(exc, InvalidOutput):
+        return 0.0
+    n = retry_state.attempt_number
+    base = min(0.5 * 2 ** (n - 1), 20.0)
+    return base * (0.5 + (hash((id(retry_state), n)) % 1000) / 1000)
+
+
+class Gateway:
+    """Call models for one run. Thread-safe; `map` runs requests concurrently up to `concurrency`."""
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        *,
+        api_base: str | None = None,
+        concurrency: int = 8,
+        max_attempts: int = 4,
+        timeout_s: float = 120.0,
+        max_cost: float | None = None,
+        temperature: float = 0.0,
+        seed: int = 0,
+        show_progress: bool = True,
+    ):
+        self.store, self.run_id = store, run_id
+        self.api_base, self.concurrency, self.max_attempts = api_base, concurrency, max_attempts
+        self.timeout_s, self.max_cost = timeout_s, max_cost
+        self.temperature, self.seed, self.show_progress = temperature, seed, show_progress
+        self.usage = Usage()
+        self._lock = threading.Lock()
+        self._spent = store.total_cost(run_id)
+        self._reserved = 0.0
+
+    def transport(self, model: str) -> Transport:
+        return transport_for(model, api_base=self.api_base)
+
+    def context_window(self, model: str) -> int:
+        return self.transport(model).context_window(model)
+
+    # -- one call ----------------------------------------------------------------------------------------------
+
+    def call(
+        self,
+        step: str,
+        model: str,
+        prompt_name: str,
+        response_model: type[T],
+        variables: dict[str, Any],
+        *,
+        context: dict[str, Any] | None = None,
+        max_tokens: int = 512,
+    ) -> CallResult[T]:
+        prompt = load_prompt(prompt_name)
+        messages = prompt.render(**variables)
+        schema = response_model.model_json_schema()
+        params = {"temperature": self.temperature, "max_tokens": max_tokens, "seed": self.seed}
+        key = request_hash(model, messages, schema, params)
+        context = context or {}
+
+        cached = self.store.cached_response(key)
+        if cached is not None:
+            try:
+                value = response_model.model_validate_json(cached, context=context)
+                with self._lock:
+                    self.usage.cached += 1
+                return CallResult(value, "cached")
+            except ValidationError:
+                pass  # the validators changed since: ask again
+
+        transport = self.transport(model)
+        estimate = self._reserve(transport, model, messages, max_tokens)
+        started = time.perf_counter()
+        totals = {"prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
+        convo = list(messages)
+        attempts = 0
+        value: T | None = None
+        raw_text: str | None = None
+        error: str | None = None
+        status = "failed"
+        try:
+            for attempt in Retrying(
+                stop=stop_after_attempt(self.max_attempts),
+                wait=_wait,
+                retry=retry_if_exception_type((TransientError, InvalidOutput)),
+                reraise=True,
+            ):
+                with attempt:
+                    attempts += 1
+                    raw: RawResponse = transport.complete(
+                        model,
+                        convo,
+                        schema=schema,
+                        schema_name=response_model.__name__,
+                        prompt_name=prompt_name,
+                        temperature=self.temperature,
+                        max_tokens=max_tokens,
+                        seed=self.seed,
+                        timeout=self.timeout_s,
+                    )
+                    totals["prompt_tokens"] += raw.prompt_tokens
+                    totals["completion_tokens"] += raw.completion_tokens
+                    totals["cost"] += raw.cost
+                    raw_text = raw.text
+                    try:
+                        value = response_model.model_validate_json(raw.text or "", context=context)
+                    except ValidationError as exc:
+                        msg = _short_validation_error(exc)
+                        convo = [
+                            *messages,
+                            {"role": "assistant", "content": (raw.text or "")[:2000]},
+                            {
+                                "role": "user",
+                                "content": f"That answer was invalid: {msg}. Reply again with only JSON that "
+                                "matches the requested format.",
+                            },
+                        ]
+                        raise InvalidOutput(msg, raw.text or "") from None
+            status = "ok"
+        except (TransientError, InvalidOutput) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        except RetryError as exc:  # pragma: no cover - reraise=True makes this unreachable in practice
+            error = str(exc)
+        finally:
+            latency = time.perf_counter() - started
+            with self._lock:
+                self._reserved -= estimate
+                self._spent += totals["cost"]
+                self.usage.calls += 1
+                self.usage.failed += status != "ok"
+                self.usage.prompt_tokens += totals["prompt_tokens"]
+                self.usage.completion_tokens += totals["completion_tokens"]
+                self.usage.cost += totals["cost"]
+            call_id = self.store.log_call(
+                run_id=self.run_id,
+                step=step,
+                request_hash=key,
+                model=model,
+                prompt_name=prompt.name,
+                prompt_hash=prompt.version,
+                status=status,
+                attempts=attempts,
+                response=value.model_dump_json() if value is not None else json.dumps(raw_text),
+                error=error,
+                latency_s=latency,
+                **totals,
+            )
+        if value is None:
+            log.warning("%s call failed after %d attempts: %s", step, attempts, error)
+        return CallResult(value, status, call_id, error)
+
+    # -- many calls --------------------------------------------------------------------------------------------
+
+    def map(
+        self,
+        step: str,
+        model: str,
+        prompt_name: str,
+        response_model: type[T] | Callable[[Request], type[T]],
+        requests: Sequence[Request],
+        on_result: Callable[[Request, CallResult[T]], None],
+        *,
+        description: str,
+        max_tokens: int = 512,
+    ) -> None:
+        """Run requests concurrently; `on_result` is called (in this thread) as each one finishes, so finished
+        work is stored at once and a crash loses at most the calls in flight (which the cache then has)."""
+        if not requests:
+            return
+        workers = min(self.concurrency, self.transport(model).max_concurrency, len(requests))
+
+        def one(req: Request) -> CallResult[T]:
+            rm = response_model(req) if not isinstance(response_model, type) else response_model
+            return self.call(step, model, prompt_name, rm, req.variables, context=req.context, max_tokens=max_tokens)
+
+        with progress_bar(description, total=len(requests), enabled=self.show_progress) as advance:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = {pool.submit(one, r): r for r in requests}
+                try:
+                    for fut in as_completed(futures):
+                        on_result(futures[fut], fut.result())
+                        advance()
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    raise
+
+    # -- budget ------------------------------------------------------------------------------------------------
+
+    def _reserve(self, transport: Transport, model: str, messages: list[dict], max_tokens: int) -> float:
+        estimate = transport.estimate_cost(model, sum(len(m["content"]) for m in messages) // 4 + 16, max_tokens)
+        with self._lock:
+            if self.max_cost is not None and self._spent + self._reserved + estimate > self.max_cost:
+                raise BudgetExceeded(
+                    f"stopping before the budget of ${self.max_cost:.4f} is exceeded "
+                    f"(spent ${self._spent:.4f}); resume with a higher --max-cost"
+                )
+            self._reserved += estimate
+        return estimate
+
+
+def _short_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "answer"
+        parts.append(f"{loc}: {err.get('msg')}")
+    return "; ".join(parts)
+
+
+def iter_chunks(items: Iterable[Any], n: int) -> Iterable[list[Any]]:
+    chunk: list[Any] = []
+    for it in items:
+        chunk.append(it)
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

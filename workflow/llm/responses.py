@@ -1,0 +1,121 @@
+"""Pydantic response models, one per prompt. Their JSON schema constrains decoding; their validators are the
+contract every answer must meet before it is stored (anything else is retried with the error fed back).
+
+Caps the taxonomy must respect (label count, words per name/description, no catch-all label) are enforced here
+by trimming rather than by rejecting, because a slightly long name is not worth a failed run.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationInfo, create_model, field_validator
+
+CATCH_ALL = re.compile(r"^\s*(other|others|misc|miscellaneous|general|unknown|none|n/?a|uncategori[sz]ed)\b", re.I)
+
+
+def cap_words(text: str, n: int) -> str:
+    words = str(text).split()
+    return " ".join(words[:n])
+
+
+class Summary(BaseModel):
+    summary: str = Field(min_length=1, max_length=400)
+
+    @field_validator("summary")
+    @classmethod
+    def _cap(cls, v: str, info: ValidationInfo) -> str:
+        v = " ".join(v.split())
+        if not v:
+            raise ValueError("summary is empty")
+        return cap_words(v, (info.context or {}).get("summary_max_words", 40))
+
+
+class LabelDraft(BaseModel):
+    id: str | None = None
+    name: str = Field(min_length=1, max_length=120)
+    description: str = Field(min_length=1, max_length=400)
+
+
+def _clean_labels(labels: list[LabelDraft], info: ValidationInfo) -> list[LabelDraft]:
+    ctx = info.context or {}
+    name_words, desc_words = ctx.get("name_max_words", 10), ctx.get("description_max_words", 30)
+    seen: set[str] = set()
+    kept: list[LabelDraft] = []
+    for lb in labels:
+        name = cap_words(lb.name, name_words).strip(" .:-")
+        key = name.lower()
+        if not name or CATCH_ALL.match(name) or key in seen:
+            continue
+        seen.add(key)
+        kept.append(LabelDraft(id=lb.id, name=name, description=cap_words(lb.description, desc_words)))
+    kept = kept[: ctx.get("max_labels", 25)]
+    if len(kept) < 2:
+        raise ValueError(
+            "the taxonomy needs at least 2 distinct labels with names, excluding catch-all labels like 'Other'"
+        )
+    return kept
+
+
+class ProposedTaxonomy(BaseModel):
+    labels: list[LabelDraft] = Field(min_length=1, max_length=40)
+
+    _clean = field_validator("labels")(_clean_labels)
+
+
+class UpdatedTaxonomy(BaseModel):
+    rating: int = Field(ge=1, le=10)
+    suggestions: str = Field(max_length=600)
+    labels: list[LabelDraft] = Field(min_length=1, max_length=40)
+
+    _clean = field_validator("labels")(_clean_labels)
+
+
+class ReviewedTaxonomy(BaseModel):
+    notes: str = Field(max_length=600)
+    labels: list[LabelDraft] = Field(min_length=1, max_length=40)
+
+    _clean = field_validator("labels")(_clean_labels)
+
+
+class Confidence(str, Enum):
+    high = "high"
+    medium = "medium"
+    low = "low"
+
+
+CONFIDENCE_SCORE = {"high": 0.9, "medium": 0.6, "low": 0.3}
+
+
+class _AssignmentBase(BaseModel):
+    label_id: str
+    label_name: str = Field(max_length=200)
+    rationale: str = Field(max_length=300)
+    confidence: Confidence = Confidence.medium
+
+    @field_validator("label_name")
+    @classmethod
+    def _name_matches_id(cls, v: str, info: ValidationInfo) -> str:
+        """The model must name the label it chose: an id/name pair that disagrees is a sign of confusion."""
+        names: dict[str, str] = (info.context or {}).get("label_names", {})
+        chosen = info.data.get("label_id")
+        if chosen in names and v.strip().lower() != names[chosen].lower():
+            other = {n.lower(): i for i, n in names.items()}.get(v.strip().lower())
+            if other is not None and other != chosen:
+                raise ValueError(
+                    f"label_id '{chosen}' is '{names[chosen]}' but label_name '{v}' is the name of '{other}'"
+                )
+        return names.get(chosen, v)
+
+
+def assignment_model(label_ids: list[str]) -> type[_AssignmentBase]:
+    """An Assignment model whose label_id is an enum of this taxonomy's ids plus 'other'.
+
+    Constrained decoding can then only emit a label that exists, whatever a document says.
+    """
+    allowed = tuple([*label_ids, "other"])
+    return create_model(  # type: ignore[call-overload]
+        "Assignment", __base__=_AssignmentBase, label_id=(Literal[allowed], ...)  # type: ignore[valid-type]
+    )

@@ -1,0 +1,117 @@
+"""A deterministic model for tests and dry runs, reached through the same gateway as production models.
+
+`scripted/keywords` reads its prompt like a (very literal) model would: summaries are the first words of the
+document, taxonomy labels are the corpus's most frequent content words, and a document gets the label whose
+keyword it contains (else "other"). Tests can register other behaviours with `register_script`, e.g. to answer
+with invalid JSON first or to raise provider errors.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+from workflow.llm.transports import RawResponse
+
+Responder = Callable[[str, list[dict[str, str]], dict], str]
+
+STOPWORDS = set(
+    """a an the and or but if of to in on at for from by with about as is are was were be been being am do does did
+    done have has had i me my mine we our you your he she it its they them their this that these those what which who
+    whom how why when where can could would should will shall may might must not no yes so than then too very just
+    still there here up down out over under again more most some any all each few other such only own same into
+    through during before after above below off per via get got getting want need please help hi hello thanks thank
+    know tell use using used one two also much many way ive im dont cant wont didnt isnt doesnt haven hasnt""".split()
+)
+
+_scripts: dict[str, Responder] = {}
+_lock = threading.Lock()
+calls: Counter[str] = Counter()
+
+
+def register_script(name: str, responder: Responder) -> None:
+    """Make `scripted/<name>` answer with `responder(prompt_name, messages, schema)`."""
+    _scripts[name] = responder
+
+
+def _between(text: str, tag: str) -> str:
+    m = re.search(rf"<{tag}>\n?(.*?)\n?</{tag}>", text, flags=re.S)
+    return m.group(1) if m else ""
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 2 and w not in STOPWORDS]
+
+
+def _taxonomy_lines(text: str) -> list[tuple[str, str]]:
+    """(id, name) pairs from the 'L1: name - description' lines of a prompt."""
+    return [(m.group(1), m.group(2).strip()) for m in re.finditer(r"^(L\d+): (.+?) - ", text, flags=re.M)]
+
+
+def _int_after(text: str, pattern: str, default: int) -> int:
+    m = re.search(pattern, text)
+    return int(m.group(1)) if m else default
+
+
+def keywords(prompt_name: str, messages: list[dict[str, str]], schema: dict) -> str:
+    user = next(m["content"] for m in messages if m["role"] == "user")
+    if prompt_name == "summarize":
+        n = _int_after(user, r"at most (\d+) words", 20)
+        words = _between(user, "document").split()[:n]
+        return json.dumps({"summary": " ".join(words) or "empty"})
+    if prompt_name in ("propose", "update", "review"):
+        max_labels = _int_after(user, r"at most (\d+) labels", 10)
+        existing = _taxonomy_lines(user)
+        counts = Counter(_words(_between(user, "summaries")))
+        labels = [{"id": i, "name": n, "description": f"Documents about {n.split()[0].lower()}."} for i, n in existing]
+        taken = {n.split()[0].lower() for _, n in existing}
+        for word, _ in counts.most_common():
+            if len(labels) >= max_labels:
+                break
+            if word not in taken:
+                taken.add(word)
+                labels.append({"id": None, "name": f"{word.capitalize()} requests", "description": f"Documents about {word}."})
+        if len(labels) < 2:
+            labels += [{"id": None, "name": "Account questions", "description": "Documents about accounts."}]
+            labels += [{"id": None, "name": "Card questions", "description": "Documents about cards."}]
+        out: dict = {"labels": labels[:max_labels]}
+        if prompt_name == "update":
+            out |= {"rating": 7, "suggestions": "Add labels for frequent topics that are missing."}
+        if prompt_name == "review":
+            out |= {"notes": "Kept labels as they are."}
+        return json.dumps(out)
+    if prompt_name == "label":
+        doc = set(_words(_between(user, "document")))
+        for label_id, name in _taxonomy_lines(user):
+            if name.split()[0].lower() in doc:
+                return json.dumps(
+                    {"label_id": label_id, "label_name": name, "rationale": "Mentions the keyword.", "confidence": "high"}
+                )
+        return json.dumps({"label_id": "other", "label_name": "Other", "rationale": "No keyword.", "confidence": "low"})
+    return json.dumps({})
+
+
+register_script("keywords", keywords)
+
+
+class ScriptedTransport:
+    max_concurrency = 4
+
+    def complete(self, model, messages, *, schema, schema_name, prompt_name, temperature, max_tokens, seed, timeout):
+        name = model.split("/", 1)[1]
+        if name not in _scripts:
+            raise ValueError(f"no scripted model '{name}' (known: {sorted(_scripts)})")
+        with _lock:
+            calls[name] += 1
+        text = _scripts[name](prompt_name, messages, schema)
+        prompt_tokens = sum(len(m["content"]) for m in messages) // 4
+        return RawResponse(text, prompt_tokens, len(text) // 4, 0.0)
+
+    def estimate_cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        return 0.0
+
+    def context_window(self, model: str) -> int:
+        return 128_000

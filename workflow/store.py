@@ -1,0 +1,509 @@
+"""The data model: every table tnt keeps, and the only module that writes SQL.
+
+One DuckDB file holds a project. Big data (documents, summaries, assignments, embeddings) lives here and is
+read by id; the LangGraph state only carries ids and cursors. Every LLM answer, human edit and trained model is
+a row, so a run can be audited, resumed, diffed and re-exported.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+
+SCHEMA_VERSION = 1
+OTHER_ID = "other"
+OTHER_NAME = "Other"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS runs(
+    run_id VARCHAR PRIMARY KEY, corpus VARCHAR, use_case VARCHAR, config JSON,
+    stage VARCHAR, status VARCHAR, error VARCHAR,
+    created_at TIMESTAMP, updated_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS documents(
+    corpus VARCHAR, doc_id VARCHAR, text VARCHAR, text_hash VARCHAR, n_chars INTEGER,
+    meta JSON, ingested_at TIMESTAMP, PRIMARY KEY(corpus, doc_id));
+CREATE TABLE IF NOT EXISTS samples(
+    run_id VARCHAR, phase INTEGER, doc_id VARCHAR, batch INTEGER, PRIMARY KEY(run_id, phase, doc_id));
+CREATE TABLE IF NOT EXISTS summaries(
+    run_id VARCHAR, doc_id VARCHAR, summary VARCHAR, status VARCHAR, call_id VARCHAR,
+    PRIMARY KEY(run_id, doc_id));
+CREATE TABLE IF NOT EXISTS taxonomies(
+    run_id VARCHAR, version INTEGER, stage VARCHAR, batch INTEGER, rating INTEGER, notes VARCHAR,
+    author VARCHAR, call_id VARCHAR, created_at TIMESTAMP, PRIMARY KEY(run_id, version));
+CREATE TABLE IF NOT EXISTS labels(
+    run_id VARCHAR, version INTEGER, label_id VARCHAR, name VARCHAR, description VARCHAR, position INTEGER,
+    PRIMARY KEY(run_id, version, label_id));
+CREATE TABLE IF NOT EXISTS llm_calls(
+    call_id VARCHAR PRIMARY KEY, run_id VARCHAR, step VARCHAR, request_hash VARCHAR, model VARCHAR,
+    prompt_name VARCHAR, prompt_hash VARCHAR, status VARCHAR, attempts INTEGER, response JSON, error VARCHAR,
+    prompt_tokens INTEGER, completion_tokens INTEGER, cost DOUBLE, latency_s DOUBLE, created_at TIMESTAMP);
+CREATE INDEX IF NOT EXISTS llm_calls_hash ON llm_calls(request_hash);
+CREATE TABLE IF NOT EXISTS assignments(
+    run_id VARCHAR, doc_id VARCHAR, source VARCHAR, label_id VARCHAR, taxonomy_version INTEGER,
+    rationale VARCHAR, confidence DOUBLE, status VARCHAR, call_id VARCHAR, created_at TIMESTAMP,
+    PRIMARY KEY(run_id, doc_id, source));
+CREATE TABLE IF NOT EXISTS embeddings(
+    text_hash VARCHAR, model VARCHAR, vector FLOAT[], PRIMARY KEY(text_hash, model));
+CREATE TABLE IF NOT EXISTS models(
+    model_id VARCHAR PRIMARY KEY, run_id VARCHAR, algorithm VARCHAR, embedding_model VARCHAR,
+    taxonomy_version INTEGER, metrics JSON, artifact BLOB, created_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS predictions(
+    model_id VARCHAR, run_id VARCHAR, doc_id VARCHAR, label_id VARCHAR, probability DOUBLE,
+    uncertain BOOLEAN, PRIMARY KEY(model_id, doc_id));
+"""
+
+
+class StoreError(RuntimeError):
+    """A problem with the database a user can act on (in use, unknown run...)."""
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Label:
+    label_id: str
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str
+    text: str
+
+
+class Store:
+    """A DuckDB file with tnt's schema. Thread-safe: one connection guarded by a lock (writes are short)."""
+
+    def __init__(self, path: str | Path = "tnt.duckdb", read_only: bool = False):
+        self.path = str(path)
+        try:
+            self.con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StoreError(
+                    f"database {self.path} is in use by another tnt process; wait for it to finish"
+                ) from None
+            raise StoreError(f"cannot open database {self.path}: {exc}") from None
+        self._lock = threading.RLock()
+        if not read_only:
+            self.con.execute(SCHEMA)
+            self.con.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- low-level helpers -------------------------------------------------------------------------------------
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self._lock:
+            return self.con.execute(sql, params).fetchall()
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
+        with self._lock:
+            return self.con.execute(sql, params).fetchone()
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> None:
+        with self._lock:
+            self.con.execute(sql, params)
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._lock:
+            self.con.execute("BEGIN")
+            try:
+                yield self.con
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+            self.con.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict]:
+        """Read-only convenience for reports and tests: rows as dicts."""
+        with self._lock:
+            cur = self.con.execute(sql, params)
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    # -- documents ---------------------------------------------------------------------------------------------
+
+    def insert_documents(self, corpus: str, docs: Iterable[tuple[str, str, dict]]) -> tuple[int, int]:
+        """Add (doc_id, text, meta) rows; returns (added, already_present).
+
+        Re-ingesting the same corpus is a no-op; an id that already holds a different text is refused, because
+        runs that labeled the old text would silently point at new text.
+        """
+        rows = [(corpus, d, t, text_hash(t), len(t), json.dumps(m, default=str), now()) for d, t, m in docs]
+        if not rows:
+            return 0, 0
+        with self.transaction() as con:
+            con.execute("CREATE OR REPLACE TEMP TABLE _incoming AS SELECT * FROM documents LIMIT 0")
+            con.executemany("INSERT INTO _incoming VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            clash = con.execute(
+                "SELECT i.doc_id FROM _incoming i JOIN documents d USING (corpus, doc_id) "
+                "WHERE d.text_hash <> i.text_hash LIMIT 1"
+            ).fetchone()
+            if clash:
+                raise StoreError(
+                    f"corpus '{corpus}' already has a document with id '{clash[0]}' and a different text; "
+                    "ingest under another --corpus name"
+                )
+            present = con.execute(
+                "SELECT count(*) FROM _incoming i JOIN documents d USING (corpus, doc_id)"
+            ).fetchone()[0]
+            con.execute("INSERT INTO documents SELECT * FROM _incoming ANTI JOIN documents USING (corpus, doc_id)")
+            con.execute("DROP TABLE _incoming")
+        return len(rows) - present, present
+
+    def corpus_size(self, corpus: str) -> int:
+        return self._one("SELECT count(*) FROM documents WHERE corpus = ?", [corpus])[0]
+
+    def corpus_doc_ids(self, corpus: str) -> list[str]:
+        return [r[0] for r in self._rows("SELECT doc_id FROM documents WHERE corpus = ? ORDER BY doc_id", [corpus])]
+
+    def documents(self, corpus: str, doc_ids: Sequence[str]) -> list[Document]:
+        """Documents in the order of doc_ids."""
+        if not doc_ids:
+            return []
+        rows = dict(
+            self._rows(
+                "SELECT doc_id, text FROM documents WHERE corpus = ? AND doc_id IN (SELECT unnest(?))",
+                [corpus, list(doc_ids)],
+            )
+        )
+        return [Document(d, rows[d]) for d in doc_ids]
+
+    def iter_corpus(self, corpus: str, batch_size: int = 2048) -> Iterator[list[tuple[str, str, str]]]:
+        """(doc_id, text, text_hash) batches over a whole corpus in a stable order, with bounded memory."""
+        last = ""
+        while True:
+            rows = self._rows(
+                "SELECT doc_id, text, text_hash FROM documents WHERE corpus = ? AND doc_id > ? "
+                "ORDER BY doc_id LIMIT ?",
+                [corpus, last, batch_size],
+            )
+            if not rows:
+                return
+            yield rows
+            last = rows[-1][0]
+
+    # -- runs --------------------------------------------------------------------------------------------------
+
+    def create_run(self, corpus: str, use_case: str, config: dict, run_id: str | None = None) -> str:
+        run_id = run_id or f"run-{now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+        self._exec(
+            "INSERT INTO runs VALUES (?, ?, ?, ?, 'created', 'running', NULL, ?, ?)",
+            [run_id, corpus, use_case, json.dumps(config), now(), now()],
+        )
+        return run_id
+
+    def run(self, run_id: str) -> dict:
+        rows = self.query("SELECT * FROM runs WHERE run_id = ?", [run_id])
+        if not rows:
+            raise StoreError(f"no run '{run_id}' in {self.path} (see `tnt status`)")
+        row = rows[0]
+        row["config"] = json.loads(row["config"])
+        return row
+
+    def latest_run_id(self) -> str:
+        row = self._one("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1")
+        if not row:
+            raise StoreError(f"no runs in {self.path} yet (start one with `tnt run`)")
+        return row[0]
+
+    def runs(self) -> list[dict]:
+        return self.query("SELECT * FROM runs ORDER BY created_at")
+
+    def update_run_config(self, run_id: str, config: dict) -> None:
+        self._exec("UPDATE runs SET config = ?, updated_at = ? WHERE run_id = ?", [json.dumps(config), now(), run_id])
+
+    def set_run_stage(self, run_id: str, stage: str, status: str = "running", error: str | None = None) -> None:
+        self._exec(
+            "UPDATE runs SET stage = ?, status = ?, error = ?, updated_at = ? WHERE run_id = ?",
+            [stage, status, error, now(), run_id],
+        )
+
+    # -- samples -----------------------------------------------------------------------------------------------
+
+    def save_sample(self, run_id: str, phase: int, doc_ids: Sequence[str], batch_size: int) -> None:
+        """Write a sample once: a resumed run must reuse the very same documents."""
+        rows = [(run_id, phase, d, i // batch_size) for i, d in enumerate(doc_ids)]
+        with self.transaction() as con:
+            con.execute("DELETE FROM samples WHERE run_id = ? AND phase = ?", [run_id, phase])
+            if rows:
+                con.executemany("INSERT INTO samples VALUES (?, ?, ?, ?)", rows)
+
+    def sample(self, run_id: str, phase: int, batch: int | None = None) -> list[str]:
+        sql = "SELECT doc_id FROM samples WHERE run_id = ? AND phase = ?"
+        params: list[Any] = [run_id, phase]
+        if batch is not None:
+            sql += " AND batch = ?"
+            params.append(batch)
+        return [r[0] for r in self._rows(sql + " ORDER BY batch, rowid", params)]
+
+    def n_batches(self, run_id: str, phase: int) -> int:
+        return self._one(
+            "SELECT coalesce(max(batch) + 1, 0) FROM samples WHERE run_id = ? AND phase = ?", [run_id, phase]
+        )[0]
+
+    # -- summaries ---------------------------------------------------------------------------------------------
+
+    def save_summary(self, run_id: str, doc_id: str, summary: str | None, status: str, call_id: str | None) -> None:
+        self._exec(
+            "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?, ?)", [run_id, doc_id, summary, status, call_id]
+        )
+
+    def summaries(self, run_id: str, doc_ids: Sequence[str] | None = None) -> dict[str, str]:
+        """Successful summaries by doc id."""
+        rows = self._rows("SELECT doc_id, summary FROM summaries WHERE run_id = ? AND status = 'ok'", [run_id])
+        found = dict(rows)
+        return found if doc_ids is None else {d: found[d] for d in doc_ids if d in found}
+
+    def summarized_ids(self, run_id: str) -> set[str]:
+        return {r[0] for r in self._rows("SELECT doc_id FROM summaries WHERE run_id = ? AND status = 'ok'", [run_id])}
+
+    # -- taxonomies --------------------------------------------------------------------------------------------
+
+    def save_taxonomy(
+        self,
+        run_id: str,
+        labels: Sequence[Label],
+        stage: str,
+        *,
+        batch: int | None = None,
+        rating: int | None = None,
+        notes: str | None = None,
+        author: str = "llm",
+        call_id: str | None = None,
+    ) -> int:
+        """Append a new taxonomy version; versions are never edited in place."""
+        with self.transaction() as con:
+            version = con.execute(
+                "SELECT coalesce(max(version), 0) + 1 FROM taxonomies WHERE run_id = ?", [run_id]
+            ).fetchone()[0]
+            con.execute(
+                "INSERT INTO taxonomies VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [run_id, version, stage, batch, rating, notes, author, call_id, now()],
+            )
+            con.executemany(
+                "INSERT INTO labels VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, version, lb.label_id, lb.name, lb.description, i) for i, lb in enumerate(labels)],
+            )
+        return version
+
+    def taxonomy(self, run_id: str, version: int | None = None) -> tuple[int, list[Label]]:
+        """A taxonomy version (default: the latest) as (version, labels)."""
+        if version is None:
+            row = self._one("SELECT max(version) FROM taxonomies WHERE run_id = ?", [run_id])
+            version = row[0] if row else None
+            if version is None:
+                return 0, []
+        rows = self._rows(
+            "SELECT label_id, name, description FROM labels WHERE run_id = ? AND version = ? ORDER BY position",
+            [run_id, version],
+        )
+        return version, [Label(*r) for r in rows]
+
+    def taxonomy_versions(self, run_id: str) -> list[dict]:
+        return self.query("SELECT * FROM taxonomies WHERE run_id = ? ORDER BY version", [run_id])
+
+    def latest_taxonomy_stage(self, run_id: str) -> str | None:
+        row = self._one(
+            "SELECT stage FROM taxonomies WHERE run_id = ? ORDER BY version DESC LIMIT 1", [run_id]
+        )
+        return row[0] if row else None
+
+    # -- LLM calls (log and cache) -----------------------------------------------------------------------------
+
+    def cached_response(self, request_hash: str) -> str | None:
+        row = self._one(
+            "SELECT response FROM llm_calls WHERE request_hash = ? AND status = 'ok' ORDER BY created_at LIMIT 1",
+            [request_hash],
+        )
+        return row[0] if row else None
+
+    def log_call(self, **fields: Any) -> str:
+        call_id = fields.pop("call_id", None) or uuid.uuid4().hex
+        cols = [
+            "run_id", "step", "request_hash", "model", "prompt_name", "prompt_hash", "status", "attempts",
+            "response", "error", "prompt_tokens", "completion_tokens", "cost", "latency_s",
+        ]
+        values = [fields.get(c) for c in cols]
+        self._exec(
+            f"INSERT INTO llm_calls (call_id, {', '.join(cols)}, created_at) VALUES ({', '.join('?' * (len(cols) + 2))})",
+            [call_id, *values, now()],
+        )
+        return call_id
+
+    def call_stats(self, run_id: str | None = None) -> list[dict]:
+        where, params = ("WHERE run_id = ?", [run_id]) if run_id else ("", [])
+        return self.query(
+            "SELECT step, model, count(*) AS calls, count(*) FILTER (status = 'ok') AS ok, "
+            "count(*) FILTER (status <> 'ok') AS failed, coalesce(sum(prompt_tokens), 0) AS prompt_tokens, "
+            "coalesce(sum(completion_tokens), 0) AS completion_tokens, coalesce(sum(cost), 0) AS cost, "
+            f"coalesce(sum(latency_s), 0) AS latency_s FROM llm_calls {where} GROUP BY step, model ORDER BY step",
+            params,
+        )
+
+    def total_cost(self, run_id: str) -> float:
+        return float(self._one("SELECT coalesce(sum(cost), 0) FROM llm_calls WHERE run_id = ?", [run_id])[0])
+
+    # -- assignments -------------------------------------------------------------------------------------------
+
+    def save_assignment(
+        self,
+        run_id: str,
+        doc_id: str,
+        source: str,
+        label_id: str | None,
+        *,
+        taxonomy_version: int,
+        rationale: str | None = None,
+        confidence: float | None = None,
+        status: str = "ok",
+        call_id: str | None = None,
+    ) -> None:
+        self._exec(
+            "INSERT OR REPLACE INTO assignments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [run_id, doc_id, source, label_id, taxonomy_version, rationale, confidence, status, call_id, now()],
+        )
+
+    def assignments(self, run_id: str, source: str = "llm", taxonomy_version: int | None = None) -> dict[str, str]:
+        """Successful label ids by doc id."""
+        sql = "SELECT doc_id, label_id FROM assignments WHERE run_id = ? AND source = ? AND status = 'ok'"
+        params: list[Any] = [run_id, source]
+        if taxonomy_version is not None:
+            sql += " AND taxonomy_version = ?"
+            params.append(taxonomy_version)
+        return dict(self._rows(sql, params))
+
+    def training_labels(self, run_id: str) -> dict[str, str]:
+        """Labels to train on: a human correction wins over the LLM's label for the same document."""
+        rows = self._rows(
+            "SELECT doc_id, label_id FROM assignments WHERE run_id = ? AND status = 'ok' "
+            "AND source IN ('llm', 'human') "
+            "QUALIFY row_number() OVER (PARTITION BY doc_id ORDER BY source = 'human' DESC) = 1",
+            [run_id],
+        )
+        return dict(rows)
+
+    def label_counts(self, run_id: str, source: str = "llm") -> dict[str, int]:
+        return dict(
+            self._rows(
+                "SELECT label_id, count(*) FROM assignments WHERE run_id = ? AND source = ? AND status = 'ok' "
+                "GROUP BY label_id",
+                [run_id, source],
+            )
+        )
+
+    def count_failed(self, run_id: str) -> dict[str, int]:
+        summ = self._one("SELECT count(*) FROM summaries WHERE run_id = ? AND status <> 'ok'", [run_id])[0]
+        lab = self._one(
+            "SELECT count(*) FROM assignments WHERE run_id = ? AND source = 'llm' AND status <> 'ok'", [run_id]
+        )[0]
+        return {"summaries": summ, "labels": lab}
+
+    # -- embeddings --------------------------------------------------------------------------------------------
+
+    def cached_embeddings(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        if not hashes:
+            return {}
+        rows = self._rows(
+            "SELECT text_hash, vector FROM embeddings WHERE model = ? AND text_hash IN (SELECT unnest(?))",
+            [model, list(set(hashes))],
+        )
+        return {h: np.asarray(v, dtype=np.float32) for h, v in rows}
+
+    def save_embeddings(self, model: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
+        if not len(hashes):
+            return
+        import pyarrow as pa
+
+        table = pa.table(
+            {
+                "text_hash": list(hashes),
+                "model": [model] * len(hashes),
+                "vector": pa.array(list(np.asarray(vectors, dtype=np.float32)), type=pa.list_(pa.float32())),
+            }
+        )
+        with self._lock:
+            self.con.register("_emb", table)
+            try:
+                self.con.execute("INSERT OR IGNORE INTO embeddings SELECT * FROM _emb")
+            finally:
+                self.con.unregister("_emb")
+
+    # -- models and predictions --------------------------------------------------------------------------------
+
+    def save_model(
+        self,
+        run_id: str,
+        *,
+        algorithm: str,
+        embedding_model: str,
+        taxonomy_version: int,
+        metrics: dict,
+        artifact: bytes,
+    ) -> str:
+        model_id = f"{run_id}-m{self._one('SELECT count(*) FROM models WHERE run_id = ?', [run_id])[0] + 1}"
+        self._exec(
+            "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [model_id, run_id, algorithm, embedding_model, taxonomy_version, json.dumps(metrics), artifact, now()],
+        )
+        return model_id
+
+    def model(self, model_id: str | None = None, run_id: str | None = None) -> dict:
+        """A stored model by id, or the latest model of a run."""
+        if model_id:
+            rows = self.query("SELECT * FROM models WHERE model_id = ?", [model_id])
+        else:
+            rows = self.query(
+                "SELECT * FROM models WHERE run_id = ? ORDER BY created_at DESC LIMIT 1", [run_id]
+            )
+        if not rows:
+            raise StoreError(f"no trained model for {model_id or run_id}")
+        row = rows[0]
+        row["metrics"] = json.loads(row["metrics"])
+        return row
+
+    def save_predictions(self, model_id: str, run_id: str, rows: Sequence[tuple[str, str, float, bool]]) -> None:
+        """Replace-or-insert (doc_id, label_id, probability, uncertain) rows for a model."""
+        if not rows:
+            return
+        with self.transaction() as con:
+            con.executemany(
+                "INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)",
+                [(model_id, run_id, d, lab, float(p), bool(u)) for d, lab, p, u in rows],
+            )
+
+    def prediction_counts(self, model_id: str) -> dict[str, int]:
+        return dict(
+            self._rows("SELECT label_id, count(*) FROM predictions WHERE model_id = ? GROUP BY label_id", [model_id])
+        )
