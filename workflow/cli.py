@@ -251,6 +251,12 @@ def _run_row(store: Store, run: dict) -> dict:
     }
 
 
+# Commands that live beside the code they drive register themselves on `app`.
+from workflow.classify import cli as _classify_cli  # noqa: E402,F401
+from workflow.evaluate import cli as _evaluate_cli  # noqa: E402,F401
+from workflow.review import cli as _review_cli  # noqa: E402,F401
+
+
 def main() -> None:  # pragma: no cover
     app()
 

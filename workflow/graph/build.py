@@ -5,6 +5,8 @@ point resumes at the step it was in (and the LLM cache makes the re-entered step
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -28,9 +30,13 @@ def checkpoint_path(db_path: str) -> Path:
     return Path(f"{db_path}.checkpoints.sqlite")
 
 
-def open_checkpointer(db_path: str) -> SqliteSaver:
+@contextmanager
+def open_checkpointer(db_path: str) -> Iterator[SqliteSaver]:
     conn = sqlite3.connect(str(checkpoint_path(db_path)), check_same_thread=False)
-    return SqliteSaver(conn)
+    try:
+        yield SqliteSaver(conn)
+    finally:
+        conn.close()
 
 
 def build_graph(ctx: RunContext, checkpointer: SqliteSaver):

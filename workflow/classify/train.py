@@ -1,0 +1,410 @@
+"""Distil LLM pseudo-labels into a lightweight classifier on sentence embeddings (TnT-LLM stage 3).
+
+Pure functions on numpy arrays: the caller loads embeddings/labels and stores the results. The
+classifier replaces the LLM for bulk labelling, so besides the fitted model we report how well it
+agrees with the LLM on held-out data and attach split-conformal prediction sets, which tell the
+caller which predictions are ambiguous ("uncertain") with a coverage guarantee of about 1 - alpha.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import (
+    accuracy_score,
+    cohen_kappa_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
+from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.class_weight import compute_sample_weight
+
+ALGORITHMS = ("logreg", "lightgbm", "mlp")
+LOGREG_C_GRID = (0.3, 1.0, 3.0, 10.0)
+CV_MAX_SAMPLES = 5000  # above this, model selection uses one inner validation split (CV is too slow)
+CAL_MIN_PER_CLASS = 10  # probability calibration needs a few examples of every class in each fold
+CAL_FOLDS = 3
+ISOTONIC_MIN_SAMPLES = 3000  # isotonic overfits below ~1000 samples per calibration fold
+CONFORMAL_FRACTION = 0.2
+CONFORMAL_MAX_SAMPLES = 2000  # more calibration points barely tighten the threshold
+MLP_EARLY_STOP_MIN_PER_CLASS = 20  # early stopping makes a stratified 10% split inside every fit
+LGBM_THREADED_MIN_SAMPLES = 20000
+
+
+class TrainingError(ValueError):
+    """The data cannot train a classifier (e.g. a single distinct label)."""
+
+
+class BalancedMLPClassifier(MLPClassifier):
+    """MLPClassifier has no ``class_weight``; weight samples inversely to class frequency instead.
+
+    The weights are computed inside ``fit`` so cross-validation and calibration folds reweight
+    their own training part (no leakage), with the same effect as ``class_weight="balanced"``.
+    """
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> BalancedMLPClassifier:
+        weights = compute_sample_weight("balanced", y)
+        if sample_weight is not None:
+            weights = weights * np.asarray(sample_weight, dtype=float)
+        return super().fit(X, y, sample_weight=weights)
+
+
+@dataclass
+class TrainedClassifier:
+    """A fitted estimator plus what is needed to turn its output into labels and conformal sets.
+
+    The estimator is trained on integer codes; ``labels[i]`` is the label of probability column i.
+    """
+
+    estimator: Any
+    labels: list[str]
+    algorithm: str
+    calibrated: bool
+    conformal_threshold: float | None
+    alpha: float | None
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        X = _as_matrix(X)
+        if len(X) == 0:  # sklearn refuses empty input; an empty batch is not an error here
+            return np.zeros((0, len(self.labels)))
+        proba = np.asarray(self.estimator.predict_proba(X), dtype=np.float64)
+        if proba.shape[1] != len(self.labels):
+            raise ValueError(f"estimator returned {proba.shape[1]} columns for {len(self.labels)} labels")
+        return proba
+
+    def predict(self, X: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """Most probable label per row and its probability."""
+        proba = self.predict_proba(X)
+        idx = proba.argmax(axis=1)
+        return [self.labels[i] for i in idx], proba[np.arange(len(idx)), idx]
+
+    def prediction_sets(self, X: np.ndarray) -> list[list[str]]:
+        """Split-conformal (LAC) sets: every label whose score 1 - p is within the threshold.
+
+        A set of size != 1 means the prediction is uncertain (ambiguous, or nothing fits).
+        """
+        if self.conformal_threshold is None:
+            raise ValueError("conformal prediction was disabled at training time (alpha=None)")
+        return sets_from_proba(self.predict_proba(X), self.labels, self.conformal_threshold)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    name: str
+    algorithm: str
+    make: Callable[[], Any] = field(compare=False)
+
+
+def _as_matrix(X: Any) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim == 1:
+        X = X.reshape(1, -1)
+    if X.ndim != 2:
+        raise ValueError(f"expected a 2-D array of embeddings, got shape {X.shape}")
+    return X
+
+
+def _jsonable(x: float) -> float | None:
+    """NaN/inf are not valid JSON; report them as null."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def agreement(y_true: Sequence[str], y_pred: Sequence[str]) -> dict:
+    """Agreement between two labelings (here: classifier vs LLM), chance-corrected by Cohen's kappa."""
+    y_true = [str(v) for v in y_true]
+    y_pred = [str(v) for v in y_pred]
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"length mismatch: {len(y_true)} vs {len(y_pred)}")
+    if not y_true:
+        return {"n": 0, "accuracy": None, "macro_f1": None, "cohen_kappa": None}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # kappa is 0/0 when both sides are constant; reported as None
+        kappa = cohen_kappa_score(y_true, y_pred)
+    return {
+        "n": len(y_true),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "cohen_kappa": _jsonable(kappa),
+    }
+
+
+def split_conformal_threshold(proba: np.ndarray, y_idx: np.ndarray, alpha: float) -> float:
+    """Threshold on the LAC score 1 - p_true: its ceil((n+1)(1-alpha))/n empirical quantile.
+
+    That is the k-th smallest score, k = ceil((n+1)(1-alpha)) (np.quantile's "higher" method would
+    pick a later order statistic, over-covering). With too few calibration points k > n (the
+    quantile is +inf); we return 1.0, which admits every label: valid, and honest about it.
+    """
+    n = len(y_idx)
+    k = math.ceil(round((n + 1) * (1 - alpha), 9))  # round: keep float noise from bumping k
+    if n == 0 or k > n:
+        return 1.0
+    scores = 1.0 - proba[np.arange(n), np.asarray(y_idx)]
+    return float(np.partition(scores, k - 1)[k - 1])
+
+
+def sets_from_proba(proba: np.ndarray, labels: Sequence[str], threshold: float) -> list[list[str]]:
+    keep = (1.0 - proba) <= threshold
+    return [[labels[j] for j in np.flatnonzero(row)] for row in keep]
+
+
+def _split(
+    idx: np.ndarray, y: np.ndarray, size: float | int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``idx`` into (keep, held) so that ``keep`` still contains every class.
+
+    Stratified when possible; singleton classes never leave ``keep``; a random fallback split
+    is patched by moving one example of any class it emptied back into ``keep``.
+    """
+    counts = Counter(y[idx].tolist())
+    single = np.array([i for i in idx if counts[y[i]] < 2], dtype=int)
+    rest = np.array([i for i in idx if counts[y[i]] >= 2], dtype=int)
+    if len(rest) < 2:
+        return idx, np.array([], dtype=int)
+    if isinstance(size, int):
+        size = min(size, len(rest) - 1)
+    try:
+        keep, held = train_test_split(rest, test_size=size, random_state=seed, stratify=y[rest])
+    except ValueError:  # too small a held-out part to hold every class
+        keep, held = train_test_split(rest, test_size=size, random_state=seed)
+    keep, held = list(keep), list(held)
+    present = {y[i] for i in keep}
+    for i in list(held):
+        if y[i] not in present:
+            held.remove(i)
+            keep.append(i)
+            present.add(y[i])
+    return np.concatenate([single, np.array(keep, dtype=int)]), np.array(held, dtype=int)
+
+
+def _candidates(algorithms: Sequence[str], y: np.ndarray, seed: int, notes: list[str]) -> list[_Candidate]:
+    n, counts = len(y), np.bincount(y)
+    out: list[_Candidate] = []
+    for algo in algorithms:
+        if algo == "logreg":
+            for c in LOGREG_C_GRID:
+                out.append(_Candidate(f"logreg(C={c:g})", "logreg", _logreg_factory(c, seed)))
+        elif algo == "lightgbm":
+            try:
+                import lightgbm  # noqa: F401  (optional dependency)
+            except ImportError:
+                notes.append("lightgbm requested but not installed; skipped")
+                continue
+            min_child = int(np.clip(n // (10 * len(counts)), 2, 20))
+            # OpenMP threads cost far more than they save on small data (20-40x slower here)
+            n_jobs = 1 if n < LGBM_THREADED_MIN_SAMPLES else None
+            out.append(_Candidate("lightgbm", "lightgbm", _lightgbm_factory(min_child, n_jobs, seed)))
+        elif algo == "mlp":
+            early = bool(counts.min() >= MLP_EARLY_STOP_MIN_PER_CLASS)
+            if not early:
+                notes.append("mlp: too few examples per class for early stopping; trained for max_iter")
+            out.append(_Candidate("mlp(256)", "mlp", _mlp_factory(early, seed)))
+        else:
+            raise ValueError(f"unknown algorithm {algo!r}; choose from {ALGORITHMS}")
+    if not out:
+        raise TrainingError(f"none of the requested algorithms is available: {list(algorithms)}")
+    return out
+
+
+def _logreg_factory(c: float, seed: int) -> Callable[[], Pipeline]:
+    # lbfgs on >2 classes is the multinomial (softmax) model; scaling makes one C grid fit all embedders.
+    return lambda: Pipeline([
+        ("scale", StandardScaler()),
+        ("model", LogisticRegression(C=c, class_weight="balanced", max_iter=2000, random_state=seed)),
+    ])
+
+
+def _lightgbm_factory(min_child: int, n_jobs: int | None, seed: int) -> Callable[[], Pipeline]:
+    def make() -> Pipeline:
+        from lightgbm import LGBMClassifier
+
+        return Pipeline([("model", LGBMClassifier(
+            n_estimators=200, learning_rate=0.1, num_leaves=15, min_child_samples=min_child,
+            subsample=0.8, subsample_freq=1, colsample_bytree=0.5, class_weight="balanced",
+            random_state=seed, n_jobs=n_jobs, verbose=-1,
+        ))])
+    return make
+
+
+def _mlp_factory(early: bool, seed: int) -> Callable[[], Pipeline]:
+    return lambda: Pipeline([
+        ("scale", StandardScaler()),
+        ("model", BalancedMLPClassifier(
+            hidden_layer_sizes=(256,), alpha=1e-3, early_stopping=early, n_iter_no_change=10,
+            max_iter=300, random_state=seed,
+        )),
+    ])
+
+
+def _select(
+    cands: list[_Candidate], X: np.ndarray, y: np.ndarray, seed: int
+) -> tuple[_Candidate, dict[str, float | None], str]:
+    """Pick the candidate with the best macro-F1 (CV on small data, one validation split otherwise)."""
+    if len(cands) == 1:
+        return cands[0], {cands[0].name: None}, "single-candidate"
+    scores: dict[str, float | None] = {}
+    if len(y) <= CV_MAX_SAMPLES:
+        k = int(np.clip(np.bincount(y).min(), 2, 5))
+        method = f"stratified-{k}-fold-cv"
+        cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+        for c in cands:
+            try:
+                s = cross_val_score(c.make(), X, y, cv=cv, scoring="f1_macro", error_score=np.nan)
+                scores[c.name] = _jsonable(np.nanmean(s)) if np.isfinite(s).any() else None
+            except ValueError:
+                scores[c.name] = None
+    else:
+        method = "holdout-validation"
+        fit_idx, val_idx = _split(np.arange(len(y)), y, 0.2, seed)
+        for c in cands:
+            pred = c.make().fit(X[fit_idx], y[fit_idx]).predict(X[val_idx])
+            scores[c.name] = float(f1_score(y[val_idx], pred, average="macro", zero_division=0))
+    scored = [c for c in cands if scores[c.name] is not None]
+    if not scored:
+        return cands[0], scores, method + " (failed; default used)"
+    return max(scored, key=lambda c: scores[c.name]), scores, method  # ties keep the earlier one
+
+
+def _fit(
+    cand: _Candidate, X: np.ndarray, y: np.ndarray, calibrate: bool
+) -> tuple[Any, dict]:
+    """Fit the chosen model, calibrating probabilities only when every class has enough examples."""
+    min_count, n = int(np.bincount(y).min()), len(y)
+    if not calibrate:
+        return cand.make().fit(X, y), {"applied": False, "reason": "disabled (calibrate=False)"}
+    if min_count < CAL_MIN_PER_CLASS:
+        reason = f"skipped: smallest class has {min_count} training examples (< {CAL_MIN_PER_CLASS})"
+        return cand.make().fit(X, y), {"applied": False, "reason": reason}
+    method = "isotonic" if n >= ISOTONIC_MIN_SAMPLES else "sigmoid"
+    est = CalibratedClassifierCV(cand.make(), method=method, cv=CAL_FOLDS).fit(X, y)
+    return est, {"applied": True, "method": method, "folds": CAL_FOLDS}
+
+
+def train_classifier(
+    X: np.ndarray,
+    y: Sequence[str],
+    *,
+    algorithms: Sequence[str] = ("logreg",),
+    seed: int = 0,
+    test_size: float = 0.2,
+    calibrate: bool = True,
+    alpha: float | None = 0.1,
+) -> tuple[TrainedClassifier, dict]:
+    """Train on LLM pseudo-labels; return the classifier and JSON-serialisable metrics.
+
+    Data flow: held-out test split -> conformal calibration split (when big enough) -> model
+    selection and final fit on the rest. The final model is not refit on the conformal split,
+    which is what keeps the split-conformal coverage guarantee exact.
+    """
+    X = _as_matrix(X)
+    y_str = np.array([str(v) for v in y], dtype=object)
+    if len(y_str) != len(X):
+        raise ValueError(f"X has {len(X)} rows but y has {len(y_str)} labels")
+    if not np.isfinite(X).all():
+        raise ValueError("X contains NaN or infinite values")
+    labels = sorted(set(y_str.tolist()))
+    if len(labels) < 2:
+        raise TrainingError(f"need at least two distinct labels to train a classifier; got only {labels}")
+    if not 0 < test_size < 1:
+        raise ValueError(f"test_size must be in (0, 1), got {test_size}")
+    if alpha is not None and not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1) or None, got {alpha}")
+    codes = {lab: i for i, lab in enumerate(labels)}
+    yc = np.array([codes[v] for v in y_str], dtype=np.int64)
+    notes: list[str] = []
+
+    train_idx, test_idx = _split(np.arange(len(yc)), yc, test_size, seed)
+    if len(test_idx) == 0:
+        notes.append("too little data for a held-out test split; test metrics are missing")
+
+    fit_idx, cal_idx = train_idx, np.array([], dtype=int)
+    if alpha is not None:
+        n_cal = min(round(CONFORMAL_FRACTION * len(train_idx)), CONFORMAL_MAX_SAMPLES)
+        if n_cal >= math.ceil(1 / alpha) - 1:
+            fit_idx, cal_idx = _split(train_idx, yc, n_cal, seed + 1)
+        else:
+            notes.append(
+                f"conformal: {len(train_idx)} training examples leave too few for a calibration split "
+                f"at alpha={alpha}; threshold=1.0, so every prediction set holds all labels"
+            )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", UserWarning)  # e.g. "least populated class" in tiny CV folds
+        cands = _candidates(algorithms, yc[fit_idx], seed, notes)
+        best, cand_scores, selection = _select(cands, X[fit_idx], yc[fit_idx], seed)
+        estimator, calibration = _fit(best, X[fit_idx], yc[fit_idx], calibrate)
+
+    clf = TrainedClassifier(estimator, labels, best.algorithm, calibration["applied"], None, alpha)
+    if alpha is not None:
+        clf.conformal_threshold = split_conformal_threshold(clf.predict_proba(X[cal_idx]), yc[cal_idx], alpha)
+
+    metrics: dict[str, Any] = {
+        "n_train": int(len(fit_idx)),
+        "n_calibration": int(len(cal_idx)),
+        "n_test": int(len(test_idx)),
+        "labels": labels,
+        "train_label_counts": {labels[k]: int(v) for k, v in enumerate(np.bincount(yc[fit_idx], minlength=len(labels)))},
+        "algorithm": best.algorithm,
+        "model": best.name,
+        "selection": selection,
+        "candidate_scores": cand_scores,
+        "calibration": calibration,
+        "notes": notes,
+    }
+    metrics.update(_evaluate(clf, X[test_idx], [labels[i] for i in yc[test_idx]]))
+    return clf, metrics
+
+
+def _evaluate(clf: TrainedClassifier, X: np.ndarray, y: list[str]) -> dict:
+    """Held-out agreement with the LLM labels, per-label scores, confusions and conformal stats."""
+    if not y:
+        return {"accuracy": None, "macro_f1": None, "cohen_kappa": None, "per_label": {},
+                "confusion_top": [], "conformal": _conformal_summary(clf, None, None)}
+    pred, _ = clf.predict(X)
+    agree = agreement(y, pred)
+    p, r, f, s = precision_recall_fscore_support(y, pred, labels=clf.labels, zero_division=0)
+    per_label = {
+        lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+        for i, lab in enumerate(clf.labels)
+    }
+    cm = confusion_matrix(y, pred, labels=clf.labels)
+    np.fill_diagonal(cm, 0)
+    pairs = [(clf.labels[i], clf.labels[j], int(cm[i, j])) for i, j in zip(*np.nonzero(cm))]
+    pairs.sort(key=lambda t: -t[2])
+    return {
+        "accuracy": agree["accuracy"],
+        "macro_f1": agree["macro_f1"],
+        "cohen_kappa": agree["cohen_kappa"],
+        "per_label": per_label,
+        "confusion_top": [{"true": t, "pred": q, "count": c} for t, q, c in pairs[:10]],
+        "conformal": _conformal_summary(clf, X, y),
+    }
+
+
+def _conformal_summary(clf: TrainedClassifier, X: np.ndarray | None, y: list[str] | None) -> dict:
+    out: dict[str, Any] = {"alpha": clf.alpha, "threshold": clf.conformal_threshold}
+    if clf.conformal_threshold is None or X is None or not y:
+        return out | {"coverage": None, "mean_set_size": None, "uncertain_share": None}
+    sets = clf.prediction_sets(X)
+    sizes = np.array([len(s) for s in sets])
+    out["target_coverage"] = 1 - clf.alpha
+    out["coverage"] = float(np.mean([t in s for t, s in zip(y, sets)]))
+    out["mean_set_size"] = float(sizes.mean())
+    out["uncertain_share"] = float(np.mean(sizes != 1))
+    out["empty_share"] = float(np.mean(sizes == 0))
+    return out
