@@ -174,7 +174,8 @@ class Gateway:
                         schema=schema,
                         schema_name=response_model.__name__,
                         prompt_name=prompt_name,
-                        temperature=self.temperature,
+                        # a model that answered badly at temperature 0 would answer the same way again
+                        temperature=self.temperature if attempts == 1 else max(self.temperature, 0.7),
                         max_tokens=max_tokens,
                         seed=self.seed,
                         timeout=self.timeout_s,

@@ -22,7 +22,7 @@ def cap_words(text: str, n: int) -> str:
 
 
 class Summary(BaseModel):
-    summary: str = Field(min_length=1, max_length=400)
+    summary: str = Field(min_length=1, max_length=600)
 
     @field_validator("summary")
     @classmethod
@@ -31,6 +31,14 @@ class Summary(BaseModel):
         if not v:
             raise ValueError("summary is empty")
         return cap_words(v, (info.context or {}).get("summary_max_words", 40))
+
+
+def summary_model(max_words: int) -> type[Summary]:
+    """A Summary whose schema caps its length in characters: constrained decoding then has to close the string,
+    which stops small models that loop on a phrase from running into max_tokens with broken JSON."""
+    return create_model(  # type: ignore[call-overload]
+        "Summary", __base__=Summary, summary=(str, Field(min_length=1, max_length=max_words * 9 + 20))
+    )
 
 
 class LabelDraft(BaseModel):

@@ -7,7 +7,7 @@ from workflow.graph.nodes.text import clip
 from workflow.graph.state import RunState
 from workflow.llm.gateway import CallResult, Request
 from workflow.llm.prompts import fence
-from workflow.llm.responses import Summary
+from workflow.llm.responses import Summary, summary_model
 
 
 def summarize(ctx: RunContext, state: RunState) -> RunState:
@@ -29,7 +29,7 @@ def summarize(ctx: RunContext, state: RunState) -> RunState:
         store.save_summary(ctx.run_id, req.key, res.value.summary if res.value else None, "ok" if res.ok else "failed", res.call_id)
 
     ctx.gateway.map(
-        "summarize", cfg.model_for("summarize"), "summarize", Summary, requests, save,
+        "summarize", cfg.model_for("summarize"), "summarize", summary_model(cfg.summary_max_words), requests, save,
         description="summarize", max_tokens=cfg.summary_max_words * 3 + 20,
     )
     return {}

