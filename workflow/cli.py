@@ -81,6 +81,7 @@ def run(
     from pydantic import ValidationError
 
     from workflow.ingest import InputError, read_corpus
+    from workflow.runner import ingest
 
     try:
         config = JobConfig(
@@ -93,18 +94,17 @@ def run(
         first = exc.errors()[0]
         fail(f"invalid option {'.'.join(map(str, first['loc']))}: {first['msg']}")
     try:
-        report = read_corpus(corpus, text_field, id_field)
+        report = read_corpus(corpus, text_field, id_field)  # validate before touching the database
     except InputError as exc:
         fail(str(exc))
-    name = corpus_name or Path(corpus.split(":")[0]).stem
     store = open_store(db)
     with store:
         try:
-            added, present = store.insert_documents(name, report.records)
+            name, _, added = ingest(store, corpus, corpus=corpus_name, report=report)
         except StoreError as exc:
             fail(str(exc))
         err.print(
-            f"ingested {len(report.records)} documents into corpus '{name}' ({added} new, {present} already there)"
+            f"ingested {len(report.records)} documents into corpus '{name}' ({added} new)"
             + (f"; skipped {report.skipped_empty} empty" if report.skipped_empty else "")
             + (f"; {report.long_docs} very long documents will be cut in prompts" if report.long_docs else ""),
             highlight=False,

@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 from langgraph.types import Command
 
+from pathlib import Path
+
 from workflow.config import JobConfig
+from workflow.ingest import IngestReport, read_corpus
 from workflow.graph.build import build_graph, open_checkpointer
 from workflow.graph.context import RunContext, RunFailed
 from workflow.llm.gateway import BudgetExceeded, Gateway, Usage
@@ -20,6 +23,23 @@ class Outcome:
     status: str  # done | paused | stopped | failed
     message: str
     usage: Usage
+
+
+def ingest(store: Store, source: str, *, text_field: str = "text", id_field: str | None = "id",
+           corpus: str | None = None, report: IngestReport | None = None) -> tuple[str, IngestReport, int]:
+    """Read a corpus into the store under a name (default: the file's stem); returns (name, report, new docs).
+    Pass `report` when the corpus was already read (and validated) to avoid reading it twice."""
+    report = report or read_corpus(source, text_field, id_field)
+    name = corpus or Path(source.split(":")[0]).stem
+    added, _ = store.insert_documents(name, report.records)
+    return name, report, added
+
+
+def start(store: Store, source: str, config: JobConfig, *, show_progress: bool = True, **ingest_options) -> Outcome:
+    """Ingest a corpus and run the whole job on it: the Python equivalent of `tnt run`."""
+    name, _, _ = ingest(store, source, **ingest_options)
+    run_id = store.create_run(name, config.use_case, config.model_dump())
+    return execute(store, run_id, show_progress=show_progress)
 
 
 def _context(store: Store, run_id: str, show_progress: bool, overrides: dict | None = None) -> RunContext:
@@ -48,7 +68,17 @@ def execute(store: Store, run_id: str, *, show_progress: bool = True, overrides:
         elif snapshot.next:
             payload = None
         elif snapshot.values:
-            return Outcome(run_id, "done", "the run had already finished", ctx.gateway.usage)
+            # -- review re-entry (tnt review) ---------------------------------------------------------------
+            reason = _review_changes(store, run_id, snapshot.values)
+            if not reason:
+                return Outcome(run_id, "done", "the run had already finished", ctx.gateway.usage)
+            # Re-enter after `approve`: label re-labels only documents without an ok LLM assignment for the
+            # latest version (edits re-pointed the rest), train retrains (model_id cleared), predict re-predicts.
+            graph.update_state(
+                cfg, {"approved_version": store.taxonomy(run_id)[0], "model_id": None}, as_node="approve"
+            )
+            payload = None
+            # -- end review re-entry -------------------------------------------------------------------------
         else:
             payload = {"run_id": run_id}
         store.set_run_stage(run_id, store.run(run_id)["stage"], status="running")
@@ -70,3 +100,16 @@ def execute(store: Store, run_id: str, *, show_progress: bool = True, overrides:
         )
     store.set_run_stage(run_id, "done", status="done")
     return Outcome(run_id, "done", "finished", ctx.gateway.usage)
+
+
+def _review_changes(store: Store, run_id: str, values: dict) -> str | None:
+    """Why a finished run must re-label/retrain after human review edits, or None if nothing changed since."""
+    latest = store.taxonomy(run_id)[0]
+    if latest > (values.get("approved_version") or 0):
+        return f"taxonomy v{latest} is newer than the approved v{values.get('approved_version')}"
+    since = None
+    if values.get("model_id"):
+        since = store.model(values["model_id"])["created_at"]
+    if store.reviews_since(run_id, since):
+        return "human corrections since the classifier was trained"
+    return None
