@@ -44,6 +44,13 @@ class JobConfig(BaseModel):
     def _strip(cls, v: str) -> str:
         return v.strip()
 
+    @field_validator("embedding_model")
+    @classmethod
+    def _known_embedder(cls, v: str) -> str:
+        if v != "minilm-int8" and not v.startswith(("st:", "litellm:")):
+            raise ValueError("use 'minilm-int8', 'st:/path/to/model_dir' or 'litellm:<provider model>'")
+        return v
+
     def model_for(self, step: str) -> str:
         """The model for a step: a step-specific model wins over the general one."""
         specific = {"summarize": self.summary_model, "taxonomy": self.taxonomy_model, "label": self.label_model}

@@ -70,17 +70,24 @@ def execute(store: Store, run_id: str, *, show_progress: bool = True, overrides:
         elif snapshot.values:
             # -- review re-entry (tnt review) ---------------------------------------------------------------
             reason = _review_changes(store, run_id, snapshot.values)
-            if not reason:
+            if not reason and not any(store.count_failed(run_id).values()):
                 return Outcome(run_id, "done", "the run had already finished", ctx.gateway.usage)
             # Re-enter after `approve`: label re-labels only documents without an ok LLM assignment for the
             # latest version (edits re-pointed the rest), train retrains (model_id cleared), predict re-predicts.
-            graph.update_state(
-                cfg, {"approved_version": store.taxonomy(run_id)[0], "model_id": None}, as_node="approve"
-            )
+            if reason:
+                graph.update_state(
+                    cfg, {"approved_version": store.taxonomy(run_id)[0], "model_id": None}, as_node="approve"
+                )
             payload = None
             # -- end review re-entry -------------------------------------------------------------------------
         else:
             payload = {"run_id": run_id}
+        failed = store.count_failed(run_id)
+        if payload is None and any(failed.values()):
+            # Failed calls are retried on resume: re-enter at summarize. Every node skips the work it has done (ok
+            # summaries, saved taxonomy versions, the approval, ok labels), so only the failed calls are made again;
+            # a run that failed for want of summaries can then go on. New labels mean a new classifier.
+            graph.update_state(cfg, {"model_id": None} if failed["labels"] else {}, as_node="sample")
         store.set_run_stage(run_id, store.run(run_id)["stage"], status="running")
         try:
             graph.invoke(payload, cfg)

@@ -62,6 +62,11 @@ CREATE TABLE IF NOT EXISTS models(
 CREATE TABLE IF NOT EXISTS predictions(
     model_id VARCHAR, run_id VARCHAR, doc_id VARCHAR, label_id VARCHAR, probability DOUBLE,
     uncertain BOOLEAN, PRIMARY KEY(model_id, doc_id));
+CREATE TABLE IF NOT EXISTS reviews(
+    run_id VARCHAR, review_id INTEGER, action VARCHAR, reviewer VARCHAR, details JSON,
+    taxonomy_version INTEGER, created_at TIMESTAMP, PRIMARY KEY(run_id, review_id));
+CREATE TABLE IF NOT EXISTS eval_results(
+    run_id VARCHAR, metric VARCHAR, value DOUBLE, details JSON, created_at TIMESTAMP);
 """
 
 
@@ -507,3 +512,217 @@ class Store:
         return dict(
             self._rows("SELECT label_id, count(*) FROM predictions WHERE model_id = ? GROUP BY label_id", [model_id])
         )
+
+    # -- evaluation --------------------------------------------------------------------------------------------
+    # Reads the evaluation needs (gold labels, classifier predictions) and the eval_results log.
+
+    def gold_labels(self, corpus: str, field: str) -> dict[str, str]:
+        """Gold labels by doc id from documents.meta ->> field (documents without one are left out)."""
+        rows = self._rows(
+            "SELECT doc_id, meta ->> ? FROM documents WHERE corpus = ? AND meta ->> ? IS NOT NULL",
+            [field, corpus, field],
+        )
+        return {d: str(v) for d, v in rows}
+
+    def predictions(self, model_id: str) -> dict[str, str]:
+        """Classifier label ids by doc id for one model."""
+        return dict(self._rows("SELECT doc_id, label_id FROM predictions WHERE model_id = ?", [model_id]))
+
+    def save_eval_results(self, run_id: str, results: Sequence[tuple[str, float | None, dict]]) -> None:
+        """Append (metric, value, details) rows; earlier evaluations of the run stay for comparison."""
+        stamp = now()
+        with self.transaction() as con:
+            con.executemany(
+                "INSERT INTO eval_results VALUES (?, ?, ?, ?, ?)",
+                [(run_id, m, v, json.dumps(d, default=str), stamp) for m, v, d in results],
+            )
+
+    def eval_results(self, run_id: str, latest_only: bool = True) -> list[dict]:
+        """Stored metrics of a run (by default those of its latest evaluation), details parsed."""
+        sql = "SELECT * FROM eval_results WHERE run_id = ?"
+        if latest_only:
+            sql += " AND created_at = (SELECT max(created_at) FROM eval_results WHERE run_id = ?)"
+        rows = self.query(sql + " ORDER BY created_at, rowid", [run_id, run_id] if latest_only else [run_id])
+        for r in rows:
+            r["details"] = json.loads(r["details"]) if r["details"] else {}
+        return rows
+
+    # -- reviews (review page) ---------------------------------------------------------------------------------
+    # Human edits from `tnt review`: each is a `reviews` row, and a taxonomy edit is also a new taxonomy version.
+    # Assignments of the run are re-pointed to the new version in the same transaction; those whose label is
+    # gone (deleted, split) turn 'stale', so the label node re-labels exactly those documents on resume.
+
+    def apply_review(
+        self,
+        run_id: str,
+        *,
+        action: str,
+        reviewer: str,
+        details: dict,
+        labels: Sequence[Label] | None = None,
+        merge: dict[str, str] | None = None,
+        stale_labels: Sequence[str] = (),
+        correction: tuple[str, str] | None = None,
+    ) -> tuple[int, int]:
+        """Record one human edit atomically; returns (review_id, taxonomy version it leaves current).
+
+        labels: the new taxonomy (None: the taxonomy is unchanged, e.g. a single-document correction).
+        merge: label id -> label id its assignments move to. stale_labels: ids whose documents get re-labeled
+        (besides any label missing from the new taxonomy). correction: (doc_id, label_id) as a human assignment.
+        """
+        stamp = now()
+        with self.transaction() as con:
+            prev = con.execute(
+                "SELECT coalesce(max(version), 0) FROM taxonomies WHERE run_id = ?", [run_id]
+            ).fetchone()[0]
+            version = prev
+            if labels is not None:
+                version = prev + 1
+                con.execute(
+                    "INSERT INTO taxonomies VALUES (?, ?, 'human', NULL, NULL, ?, ?, NULL, ?)",
+                    [run_id, version, action, reviewer, stamp],
+                )
+                con.executemany(
+                    "INSERT INTO labels VALUES (?, ?, ?, ?, ?, ?)",
+                    [(run_id, version, lb.label_id, lb.name, lb.description, i) for i, lb in enumerate(labels)],
+                )
+                live = "run_id = ? AND source IN ('llm', 'human') AND status = 'ok'"
+                for src, dst in (merge or {}).items():
+                    con.execute(f"UPDATE assignments SET label_id = ? WHERE {live} AND label_id = ?", [dst, run_id, src])
+                keep = [lb.label_id for lb in labels] + [OTHER_ID]
+                con.execute(
+                    f"UPDATE assignments SET status = 'stale' WHERE {live} "
+                    "AND (label_id IN (SELECT unnest(?)) OR label_id NOT IN (SELECT unnest(?)))",
+                    [run_id, list(stale_labels), keep],
+                )
+                con.execute(
+                    "UPDATE assignments SET taxonomy_version = ? WHERE run_id = ? AND source IN ('llm', 'human') "
+                    "AND status <> 'stale'",
+                    [version, run_id],
+                )
+            if correction is not None:
+                doc_id, label_id = correction
+                con.execute(
+                    "INSERT OR REPLACE INTO assignments VALUES (?, ?, 'human', ?, ?, ?, 1.0, 'ok', NULL, ?)",
+                    [run_id, doc_id, label_id, version, f"corrected by {reviewer}", stamp],
+                )
+            review_id = con.execute(
+                "SELECT coalesce(max(review_id), 0) + 1 FROM reviews WHERE run_id = ?", [run_id]
+            ).fetchone()[0]
+            con.execute(
+                "INSERT INTO reviews VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [run_id, review_id, action, reviewer, json.dumps(details, default=str), version, stamp],
+            )
+        return review_id, version
+
+    def reviews(self, run_id: str) -> list[dict]:
+        """The run's human edits, oldest first, details parsed."""
+        rows = self.query("SELECT * FROM reviews WHERE run_id = ? ORDER BY review_id", [run_id])
+        for r in rows:
+            r["details"] = json.loads(r["details"]) if r["details"] else {}
+        return rows
+
+    def reviews_since(self, run_id: str, since: dt.datetime | None) -> int:
+        """How many human edits were made after `since` (all of them when None)."""
+        return self._one(
+            "SELECT count(*) FROM reviews WHERE run_id = ? AND (? IS NULL OR created_at > ?)", [run_id, since, since]
+        )[0]
+
+    def all_label_ids(self, run_id: str) -> set[str]:
+        """Every label id any version of the run used: fresh ids must never reuse a deleted label's id."""
+        return {r[0] for r in self._rows("SELECT DISTINCT label_id FROM labels WHERE run_id = ?", [run_id])}
+
+    def review_docs(self, run_id: str) -> list[dict]:
+        """Per LLM-labeled document: text, LLM label/rationale/confidence/status and any human correction."""
+        return self.query(
+            "SELECT a.doc_id, d.text, d.text_hash, a.label_id AS llm_label, a.rationale, a.confidence, "
+            "a.status, h.label_id AS human_label "
+            "FROM assignments a JOIN runs r ON r.run_id = a.run_id "
+            "JOIN documents d ON d.corpus = r.corpus AND d.doc_id = a.doc_id "
+            "LEFT JOIN assignments h ON h.run_id = a.run_id AND h.doc_id = a.doc_id AND h.source = 'human' "
+            "AND h.status = 'ok' "
+            "WHERE a.run_id = ? AND a.source = 'llm' ORDER BY a.doc_id",
+            [run_id],
+        )
+
+    def human_corrections(self, run_id: str) -> dict[str, str]:
+        """Human label ids by doc id (ok corrections only)."""
+        return self.assignments(run_id, "human")
+
+    def review_doc_state(self, run_id: str, doc_id: str) -> dict | None:
+        """{'llm': label, 'human': label} of one document of the run's corpus (None: no such document)."""
+        row = self._one(
+            "SELECT d.doc_id, "
+            "(SELECT label_id FROM assignments WHERE run_id = ? AND doc_id = ? AND source = 'llm' AND status = 'ok'), "
+            "(SELECT label_id FROM assignments WHERE run_id = ? AND doc_id = ? AND source = 'human' AND status = 'ok') "
+            "FROM documents d JOIN runs r ON d.corpus = r.corpus WHERE r.run_id = ? AND d.doc_id = ?",
+            [run_id, doc_id, run_id, doc_id, run_id, doc_id],
+        )
+        return None if row is None else {"llm": row[1], "human": row[2]}
+
+    # -- serving ---------------------------------------------------------------------------------------------
+    # Streaming reads and prediction-table writes for `tnt predict` (workflow/classify/predict.py). Reads use
+    # their own cursor so a stream can stay open while predictions and cached embeddings are written.
+
+    def corpus_batches(self, corpus: str, batch_size: int = 8192) -> Iterator[Any]:
+        """pyarrow RecordBatches (doc_id, text, text_hash) over a corpus, streamed with bounded memory."""
+        cur = self.con.cursor()
+        try:
+            reader = cur.sql(
+                "SELECT doc_id, text, text_hash FROM documents WHERE corpus = ? ORDER BY doc_id", params=[corpus]
+            ).to_arrow_reader(batch_size)
+            yield from reader
+        finally:
+            cur.close()
+
+    def table_batches(self, table: str, columns: Sequence[str], batch_size: int = 8192) -> Iterator[Any]:
+        """pyarrow RecordBatches of some columns of any table in this database, streamed."""
+        cols = ", ".join(self._quote_ident(c) for c in columns)
+        cur = self.con.cursor()
+        try:
+            try:
+                result = cur.sql(f"SELECT {cols} FROM {self._quote_ident(table)}")
+            except duckdb.Error as exc:
+                raise StoreError(f"cannot read {', '.join(columns)} from table {table}: {str(exc).splitlines()[0]}") from None
+            yield from result.to_arrow_reader(batch_size)
+        finally:
+            cur.close()
+
+    def table_columns(self, table: str) -> list[str]:
+        """Column names of a table in this database (empty if there is no such table)."""
+        return [r[0] for r in self._rows(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index", [table]
+        )]
+
+    def create_prediction_table(self, table: str, overwrite: bool = False) -> None:
+        """An output table for `tnt predict`; never one of tnt's own tables, never silently replaced."""
+        if table.lower() in self._TNT_TABLES:
+            raise StoreError(f"'{table}' is one of tnt's own tables; choose another output table name")
+        exists = self._one("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table])[0]
+        if exists and not overwrite:
+            raise StoreError(f"table '{table}' already exists in {self.path}; pass --overwrite to replace it")
+        self._exec(
+            f"CREATE OR REPLACE TABLE {self._quote_ident(table)}(doc_id VARCHAR, label_id VARCHAR, label_name VARCHAR, "
+            "probability DOUBLE, uncertain BOOLEAN, model_version VARCHAR)"
+        )
+
+    def append_arrow(self, table: str, batch: Any) -> None:
+        """Append a pyarrow Table/RecordBatch whose columns match the table's, in order."""
+        with self._lock:
+            self.con.register("_tnt_batch", batch)
+            try:
+                self.con.execute(f"INSERT INTO {self._quote_ident(table)} SELECT * FROM _tnt_batch")
+            finally:
+                self.con.unregister("_tnt_batch")
+
+    _TNT_TABLES = frozenset(
+        {"meta", "runs", "documents", "samples", "summaries", "taxonomies", "labels", "llm_calls", "assignments",
+         "embeddings", "models", "predictions", "eval_results", "reviews"}
+    )
+
+    @staticmethod
+    def _quote_ident(name: str) -> str:
+        """A SQL identifier quoted for DuckDB (names come from users' command lines)."""
+        return '"' + name.replace('"', '""') + '"'
+
+    # -- end serving ---

@@ -58,13 +58,20 @@ class Transport(Protocol):
 
 
 def _retry_after(exc: Exception) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    try:
-        value = headers.get("retry-after") or headers.get("Retry-After")
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+    """Seconds the provider asks us to wait. litellm keeps the real response headers in
+    `litellm_response_headers` (its `response` is a stand-in without them); `retry-after-ms` is the precise form."""
+    for headers in (getattr(exc, "litellm_response_headers", None), getattr(getattr(exc, "response", None), "headers", None)):
+        if not headers:
+            continue
+        try:
+            if headers.get("retry-after-ms") is not None:
+                return float(headers.get("retry-after-ms")) / 1000
+            value = headers.get("retry-after") or headers.get("Retry-After")
+            if value is not None:
+                return float(value)
+        except (TypeError, ValueError):  # an HTTP date: fall back to our own backoff
+            continue
+    return None
 
 
 class LiteLLMTransport:
@@ -78,6 +85,7 @@ class LiteLLMTransport:
     def complete(self, model, messages, *, schema, schema_name, prompt_name, temperature, max_tokens, seed, timeout):
         import litellm
 
+        litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banners on stdout for each error
         kwargs: dict[str, Any] = dict(
             model=model,
             messages=messages,

@@ -1,5 +1,56 @@
-"""tnt subcommands (registered on workflow.cli.app)."""
+"""`tnt review`: open the review page for a run (registered on workflow.cli.app)."""
 
 from __future__ import annotations
 
-from workflow.cli import app  # noqa: F401
+import webbrowser
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from workflow.cli import DB_OPT, app, err, fail, open_store
+from workflow.store import StoreError
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@app.command()
+def review(
+    run_id: Optional[str] = typer.Argument(None, help="Run to review (default: the latest)."),
+    db: str = DB_OPT,
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; keep the default unless you know why."),
+    port: int = typer.Option(0, help="Port to listen on; 0 picks a free one."),
+    no_open: bool = typer.Option(False, "--no-open", help="Do not open a browser."),
+    reviewer: Optional[str] = typer.Option(None, "--reviewer", help="Name recorded with each edit (default: OS user)."),
+) -> None:
+    """Review a run's taxonomy and labels in the browser: rename, merge, split, add, delete, correct documents."""
+    from workflow.review.edits import default_reviewer
+    from workflow.review.server import ReviewApp, make_server, url_of
+
+    if not Path(db).exists():
+        fail(f"{db} does not exist; start a run with `tnt run`")
+    with open_store(db) as store:  # validate, then release the file: the server opens it per request
+        try:
+            run_id = run_id or store.latest_run_id()
+            store.run(run_id)
+        except StoreError as exc:
+            fail(str(exc))
+        if not store.taxonomy(run_id)[1]:
+            fail(f"run '{run_id}' has no taxonomy yet; wait until it pauses for review or finishes")
+    if host not in LOCAL_HOSTS:
+        err.print(f"[yellow]warning:[/] binding {host}: anyone who can reach it can edit this run", highlight=False)
+    try:
+        server = make_server(ReviewApp(db, run_id, reviewer or default_reviewer()), host, port)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    url = url_of(server)
+    err.print(f"reviewing [bold]{run_id}[/] at [link={url}]{url}[/]  (Ctrl-C to stop; then `tnt resume {run_id}`)",
+              highlight=False)
+    if not no_open:
+        webbrowser.open(url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        err.print("stopped", highlight=False)
+    finally:
+        server.server_close()

@@ -13,7 +13,7 @@ from workflow.graph.state import RunState
 
 
 def approve(ctx: RunContext, state: RunState) -> RunState:
-    if not ctx.config.auto_approve:
+    if not ctx.config.auto_approve and not state.get("approved_version"):  # approved once: not asked again
         ctx.store.set_run_stage(ctx.run_id, "awaiting review", status="paused")
         interrupt({"run_id": ctx.run_id, "taxonomy_version": state.get("taxonomy_version")})
     version, _ = ctx.store.taxonomy(ctx.run_id)

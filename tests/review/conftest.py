@@ -1,0 +1,66 @@
+"""Fixtures for the review tests: a finished scripted run (built once, copied per test) and a live server."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from workflow.config import JobConfig
+from workflow.ingest import read_corpus
+from workflow.review.server import ReviewApp, make_server, url_of
+from workflow.runner import execute
+from workflow.store import Store
+
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "banking77_sample.jsonl"
+
+XSS = "<script>alert(1)</script> my card got charged twice <b>bold?</b>"
+CONFIG = dict(
+    use_case="What do customers ask the bank's support bot for?", model="scripted/keywords",
+    batch_size=30, taxonomy_sample=90, label_sample=60, max_labels=6, concurrency=4,
+)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A DuckDB file with a finished run on scripted/keywords plus one hostile document labeled with top confidence."""
+    base = tmp_path_factory.mktemp("review-run")
+    corpus = base / "corpus.jsonl"
+    corpus.write_text("".join(SAMPLE.read_text().splitlines(keepends=True)[:120]))
+    db = base / "tnt.duckdb"
+    with Store(db) as store:
+        store.insert_documents("c", read_corpus(str(corpus)).records)
+        store.insert_documents("c", [("000-xss", XSS, {})])
+        run_id = store.create_run("c", CONFIG["use_case"], JobConfig(**CONFIG).model_dump())
+        assert execute(store, run_id, show_progress=False).status == "done"
+        version, labels = store.taxonomy(run_id)
+        store.save_assignment(run_id, "000-xss", "llm", labels[0].label_id, taxonomy_version=version,
+                              rationale="<img src=x onerror=alert(2)>", confidence=0.95)
+    return db, run_id
+
+
+@pytest.fixture
+def run_db(finished_run: tuple[Path, str], tmp_path: Path) -> tuple[str, str]:
+    """A private copy of the finished run's database (tests edit it)."""
+    src, run_id = finished_run
+    dst = tmp_path / "tnt.duckdb"
+    shutil.copy(src, dst)
+    return str(dst), run_id
+
+
+@pytest.fixture
+def server(run_db: tuple[str, str]) -> Iterator[tuple[str, ReviewApp]]:
+    """A live review server on a free localhost port, as (url, app)."""
+    db, run_id = run_db
+    app = ReviewApp(db, run_id, "tester")
+    srv = make_server(app)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield url_of(srv), app
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -1,0 +1,173 @@
+"""End to end in real headless Chromium (Debian `chromium` + `chromium-driver`, driven by selenium).
+
+Renames and merges labels through the page, accepts a queue suggestion, and checks the database; checks that a
+hostile document renders as text. Screenshots land in /tmp/review-shots/ for a human look.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from workflow.store import Store
+
+from .conftest import XSS
+
+CHROMIUM, DRIVER = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver") or "/usr/bin/chromedriver"
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed: pip install selenium")
+pytestmark = pytest.mark.skipif(
+    not (Path(CHROMIUM).exists() and Path(DRIVER).exists()),
+    reason="headless Chromium not installed: apt-get install -y chromium chromium-driver",
+)
+SHOTS = Path("/tmp/review-shots")
+
+
+@pytest.fixture
+def browser():
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="tnt-chromium-")
+    opts = Options()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1360,1000"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    driver.set_page_load_timeout(120)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _shot(driver, name: str, full: bool = True) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    if full:
+        height = driver.execute_script("return document.body.scrollHeight")
+        driver.set_window_size(1360, min(height + 120, 6000))
+    driver.save_screenshot(str(SHOTS / f"{name}.png"))
+    driver.set_window_size(1360, 1000)
+
+
+def _flash(driver, expected: str) -> None:
+    """Wait for the page after a form post to show `expected` in its flash message (a click does not wait)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 60, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: any(expected in e.text for e in d.find_elements(By.CSS_SELECTOR, ".flash.ok"))
+    )
+
+
+def _open_details(driver, card, title: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    for d in card.find_elements(By.CSS_SELECTOR, "details"):
+        if d.find_element(By.TAG_NAME, "summary").text.startswith(title):
+            d.find_element(By.TAG_NAME, "summary").click()
+            return
+    raise AssertionError(f"no '{title}' section")
+
+
+def test_rename_and_merge_through_the_page(server, run_db, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    url, _ = server
+    db, run_id = run_db
+    with Store(db) as store:
+        version, labels = store.taxonomy(run_id)
+        a, b = labels[0], labels[1]
+        moved = store.label_counts(run_id)[a.label_id]
+        target_before = store.label_counts(run_id)[b.label_id]
+    browser.get(url)
+    assert browser.title.startswith("Review")
+    _shot(browser, "01-overview")
+
+    card = browser.find_element(By.ID, f"label-{b.label_id}")
+    _open_details(browser, card, "Edit")
+    field = card.find_element(By.CSS_SELECTOR, f"#rename-{b.label_id} input[name=name]")
+    field.clear()
+    field.send_keys("Renamed <i>in</i> the browser")
+    card.find_element(By.CSS_SELECTOR, f"#rename-{b.label_id} button").click()
+    _flash(browser, "Label renamed.")
+    name = browser.find_element(By.CSS_SELECTOR, f"#label-{b.label_id} .name").text
+    assert name == "Renamed <i>in</i> the browser"  # shown as text, not markup
+
+    card = browser.find_element(By.ID, f"label-{a.label_id}")
+    _open_details(browser, card, "Edit")
+    Select(card.find_element(By.CSS_SELECTOR, f"#merge-{a.label_id} select")).select_by_value(b.label_id)
+    card.find_element(By.CSS_SELECTOR, f"#merge-{a.label_id} button").click()
+    _flash(browser, "Labels merged.")
+    assert not browser.find_elements(By.ID, f"label-{a.label_id}")
+    _shot(browser, "02-after-edits")
+    browser.get(url + "#history")
+    _shot(browser, "05-history", full=False)
+
+    with Store(db) as store:
+        latest, now = store.taxonomy(run_id)
+        assert latest == version + 2
+        assert {lb.label_id: lb.name for lb in now}[b.label_id] == "Renamed <i>in</i> the browser"
+        assert a.label_id not in {lb.label_id for lb in now}
+        counts = store.label_counts(run_id)
+        assert a.label_id not in counts and counts[b.label_id] == target_before + moved
+        assert [r["action"] for r in store.reviews(run_id)] == ["rename", "merge"]
+        assert {r["reviewer"] for r in store.reviews(run_id)} == {"tester"}
+    llm_count = browser.find_element(By.CSS_SELECTOR, f"#label-{b.label_id} .n-llm").text
+    assert int(llm_count) == target_before + moved
+
+
+def test_hostile_document_renders_as_text_and_queue_accept_works(server, run_db, browser):
+    from selenium.webdriver.common.by import By
+
+    url, _ = server
+    db, run_id = run_db
+    browser.get(url)
+    assert browser.find_elements(By.TAG_NAME, "script") == []
+    with Store(db) as store:
+        first = store.taxonomy(run_id)[1][0].label_id
+    card = browser.find_element(By.ID, f"label-{first}")
+    _open_details(browser, card, "Examples")
+    texts = [p.text for p in card.find_elements(By.CSS_SELECTOR, ".doc .text")]
+    assert XSS in texts
+    assert "<img src=x onerror=alert(2)>" in card.text
+    assert browser.find_elements(By.CSS_SELECTOR, ".doc b") == []  # <b> in the text did not become markup
+    _shot(browser, "03-examples", full=False)
+
+    item = browser.find_element(By.CSS_SELECTOR, ".qitem")
+    doc_id = item.get_attribute("data-doc")
+    item.find_element(By.CSS_SELECTOR, "form.accept button").click()
+    _flash(browser, "Label corrected.")
+    with Store(db) as store:
+        human = store.assignments(run_id, "human")
+        assert doc_id in human and human[doc_id] != store.assignments(run_id, "llm")[doc_id]
+    assert doc_id not in [e.get_attribute("data-doc") for e in browser.find_elements(By.CSS_SELECTOR, ".qitem")]
+    browser.get(url + "#queue")
+    _shot(browser, "04-queue", full=False)
+
+
+def test_post_without_token_is_refused_in_the_browser(server, run_db, browser):
+    from selenium.webdriver.common.by import By
+
+    url, _ = server
+    db, run_id = run_db
+    browser.get(url)
+    with Store(db) as store:
+        lid = store.taxonomy(run_id)[1][0].label_id
+    browser.execute_script(  # rewrite a form the way a forger would: no token
+        "const f = document.querySelector(arguments[0]); f.querySelector('input[name=csrf]').remove();"
+        "f.querySelector('input[name=name]').value = 'Forged'; f.submit();",
+        f"#rename-{lid}",
+    )
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 60).until(lambda d: "CSRF" in d.find_element(By.TAG_NAME, "body").text)
+    with Store(db) as store:
+        assert store.reviews(run_id) == [] and store.taxonomy(run_id)[1][0].name != "Forged"

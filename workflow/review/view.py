@@ -1,0 +1,167 @@
+"""What the review page shows, as plain data built from the store (the template only lays it out).
+
+Kept apart from the HTTP server so the numbers on the page (counts, diffs, the mislabel queue) can be tested
+without a browser.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from workflow.classify.mislabel import rank_suspects
+from workflow.store import OTHER_ID, OTHER_NAME, Label, Store, StoreError
+
+EmbedFn = Callable[[Store, list[str], list[str]], np.ndarray]  # (store, texts, text hashes) -> vectors
+
+EXAMPLES_PER_LABEL = 4
+QUEUE_SIZE = 12
+PALETTE = ["#4f46e5", "#0891b2", "#059669", "#d97706", "#db2777", "#7c3aed", "#2563eb", "#65a30d", "#dc2626",
+           "#0d9488", "#c026d3", "#ea580c"]
+
+
+def default_embed(model: str) -> EmbedFn:
+    """The run's own embedder through the DuckDB vector cache (training already embedded these texts)."""
+
+    def embed(store: Store, texts: list[str], hashes: list[str]) -> np.ndarray:
+        from workflow.classify.embed import get_embedder
+        from workflow.classify.vectors import embed_texts
+
+        return embed_texts(store, get_embedder(model), texts, hashes)
+
+    return embed
+
+
+def label_diff(old: list[Label], new: list[Label]) -> dict[str, list]:
+    """Added / removed / renamed / re-described labels between two taxonomy versions (by stable id)."""
+    before, after = {lb.label_id: lb for lb in old}, {lb.label_id: lb for lb in new}
+    return {
+        "added": [after[i] for i in after if i not in before],
+        "removed": [before[i] for i in before if i not in after],
+        "renamed": [(before[i], after[i]) for i in after if i in before and before[i].name != after[i].name],
+        "described": [after[i] for i in after
+                      if i in before and before[i].name == after[i].name and before[i].description != after[i].description],
+    }
+
+
+def review_sentence(r: dict, names: dict[str, str]) -> str:
+    """One plain sentence for a `reviews` row (the page shows this, not the raw JSON)."""
+    d = r["details"]
+    name = lambda lid: names.get(lid, lid)  # noqa: E731
+    match r["action"]:
+        case "rename":
+            return f"Renamed “{d['from']}” to “{d['to']}”"
+        case "describe":
+            return f"Edited the description of “{name(d['label_id'])}”"
+        case "merge":
+            return f"Merged “{d['from_name']}” into “{d['into_name']}”"
+        case "split":
+            parts = " and ".join(f"“{p['name']}”" for p in d["into"])
+            return f"Split “{d['name']}” into {parts}"
+        case "add":
+            return f"Added “{d['name']}”"
+        case "delete":
+            return f"Deleted “{d['name']}”"
+        case "correct":
+            was = f" (LLM said “{name(d['from'])}”)" if d.get("from") else ""
+            return f"Labeled document {d['doc_id']} as “{name(d['to'])}”{was}"
+    return r["action"]
+
+
+@dataclass
+class QueueCache:
+    """The mislabel ranking is a cross-validated fit: compute once per state of the labels."""
+
+    key: tuple | None = None
+    value: list[dict] = field(default_factory=list)
+    error: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def mislabel_queue(store: Store, run_id: str, docs: list[dict], embed: EmbedFn, cache: QueueCache,
+                   seed: int = 0) -> tuple[list[dict], str | None]:
+    """Top suspects among LLM-labeled documents no human has corrected yet, as (items, error message)."""
+    pool = [d for d in docs if d["status"] == "ok" and d["human_label"] is None]
+    key = (run_id, store.taxonomy(run_id)[0], tuple((d["doc_id"], d["llm_label"]) for d in pool))
+    with cache.lock:
+        if cache.key == key:
+            return cache.value, cache.error
+        items: list[dict] = []
+        error = None
+        if len({d["llm_label"] for d in pool}) < 2:
+            error = "the queue needs LLM labels from at least two labels"
+        else:
+            try:
+                X = embed(store, [d["text"] for d in pool], [d["text_hash"] for d in pool])
+                ranked = rank_suspects(X, [d["llm_label"] for d in pool], [d["confidence"] for d in pool], seed=seed)
+                items = [pool[s.index] | {"suggested": s.suggested_label, "score": s.score} for s in ranked[:QUEUE_SIZE]]
+            except Exception as exc:  # noqa: BLE001 - an embedding backend missing must not take the page down
+                error = f"cannot rank documents: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        cache.key, cache.value, cache.error = key, items, error
+        return items, error
+
+
+def build_view(store: Store, run_id: str, embed: EmbedFn | None, cache: QueueCache) -> dict:
+    """Everything the page template needs for one run."""
+    run = store.run(run_id)
+    version, labels = store.taxonomy(run_id)
+    docs = store.review_docs(run_id)
+    llm_counts = store.label_counts(run_id, "llm")
+    human_counts = store.label_counts(run_id, "human")
+    model = None
+    try:
+        model = store.model(run_id=run_id)
+    except StoreError:
+        pass
+    clf_counts = store.prediction_counts(model["model_id"]) if model else {}
+
+    names = {lb.label_id: lb.name for lb in labels} | {OTHER_ID: OTHER_NAME}
+    colours = {lb.label_id: PALETTE[i % len(PALETTE)] for i, lb in enumerate(labels)} | {OTHER_ID: "#64748b"}
+    examples: dict[str, list[dict]] = defaultdict(list)
+    ok_docs = [d for d in docs if d["status"] == "ok"]
+    for d in sorted(ok_docs, key=lambda d: (-(d["confidence"] or 0), d["doc_id"])):
+        current = d["human_label"] or d["llm_label"]
+        if len(examples[current]) < EXAMPLES_PER_LABEL:
+            examples[current].append(d)
+    total_llm = sum(llm_counts.values()) or 1
+    cards = [
+        {"label": lb, "colour": colours[lb.label_id], "llm": llm_counts.get(lb.label_id, 0),
+         "human": human_counts.get(lb.label_id, 0), "clf": clf_counts.get(lb.label_id, 0),
+         "share": llm_counts.get(lb.label_id, 0) / total_llm, "examples": examples.get(lb.label_id, [])}
+        for lb in labels
+    ]
+    other = {"llm": llm_counts.get(OTHER_ID, 0), "clf": clf_counts.get(OTHER_ID, 0),
+             "examples": examples.get(OTHER_ID, [])}
+
+    reviews = store.reviews(run_id)
+    for r in reviews:
+        r["sentence"] = review_sentence(r, names)
+    by_version = {r["taxonomy_version"]: r["sentence"] for r in reviews if r["action"] != "correct"}
+    versions = store.taxonomy_versions(run_id)
+    history, previous = [], []
+    for v in versions:
+        _, lbs = store.taxonomy(run_id, v["version"])
+        history.append(v | {"labels": lbs, "diff": label_diff(previous, lbs), "first": not previous,
+                            "edit": by_version.get(v["version"]) if v["stage"] == "human" else None})
+        previous = lbs
+    history.reverse()
+
+    labeled = sum(llm_counts.values())
+    queue, queue_error = ([], "no LLM labels yet: the queue fills after pseudo-labeling")
+    if ok_docs and embed is not None:
+        queue, queue_error = mislabel_queue(store, run_id, docs, embed, cache, seed=run["config"].get("seed", 0))
+    todo = set(store.sample(run_id, 2)) - set(store.assignments(run_id, "llm", taxonomy_version=version))
+    return {
+        "run": run, "version": version, "cards": cards, "other": other, "names": names, "colours": colours,
+        "label_options": [(lb.label_id, lb.name) for lb in labels] + [(OTHER_ID, OTHER_NAME)],
+        "history": history, "reviews": list(reversed(reviews)), "queue": queue, "queue_error": queue_error,
+        "model": model, "labeled": labeled,
+        "coverage": (labeled - llm_counts.get(OTHER_ID, 0)) / labeled if labeled else None,
+        "corrections": sum(human_counts.values()),
+        "pending": len(todo) if labeled else 0,
+        "resume_hint": bool(reviews) and (model is None or reviews[-1]["created_at"] > model["created_at"]),
+    }
