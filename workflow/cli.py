@@ -71,10 +71,13 @@ def run(
     max_labels: int = typer.Option(10, help="Most labels in the taxonomy."),
     concurrency: int = typer.Option(8, help="Model calls in flight at once."),
     max_cost: Optional[float] = typer.Option(None, help="Stop cleanly before spending more than this (USD)."),
+    timeout: float = typer.Option(120.0, "--timeout", help="Seconds one model call may take before it is retried."),
+    max_attempts: int = typer.Option(4, "--max-attempts", help="Attempts per model call before its document fails."),
     seed: int = typer.Option(0, help="Seed for sampling and models."),
     auto_approve: bool = typer.Option(True, "--auto-approve/--review", help="Pause for human review before labeling?"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the estimated calls, tokens and cost; run nothing."),
 ) -> None:
     """Ingest a corpus and run the whole job: taxonomy, pseudo-labels, classifier, predictions."""
     _setup_logging(verbose)
@@ -88,7 +91,7 @@ def run(
             use_case=use_case, model=model, summary_model=summary_model, taxonomy_model=taxonomy_model,
             label_model=label_model, api_base=api_base, batch_size=batch_size, taxonomy_sample=taxonomy_sample,
             label_sample=label_sample, max_labels=max_labels, concurrency=concurrency, max_cost=max_cost, seed=seed,
-            auto_approve=auto_approve,
+            auto_approve=auto_approve, timeout_s=timeout, max_attempts=max_attempts,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -97,6 +100,11 @@ def run(
         report = read_corpus(corpus, text_field, id_field)  # validate before touching the database
     except InputError as exc:
         fail(str(exc))
+    if dry_run:  # -- dry run (workflow/estimate.py): estimate before paying, touch no database --
+        from workflow.estimate import estimate_run, print_estimate
+
+        print_estimate(estimate_run(config, [t for _, t, _ in report.records]), len(report.records), out)
+        raise typer.Exit(0)
     store = open_store(db)
     with store:
         try:
@@ -156,6 +164,12 @@ def _execute(store: Store, run_id: str, quiet: bool, overrides: dict | None = No
     raise typer.Exit(EXIT[outcome.status])
 
 
+def _metric(metrics: dict, name: str) -> str:
+    """A metric to 3 decimals; 'n/a' when it was not computed (None: e.g. kappa on a one-class test split)."""
+    value = metrics.get(name)
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def print_summary(store: Store, run_id: str, usage: object | None = None) -> None:
     """The end-of-run report: labels with counts, model calls and cost, classifier metrics, where data is."""
     run = store.run(run_id)
@@ -200,8 +214,8 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
         m = model["metrics"]
         out.print(
             f"classifier {model['model_id']} ({model['algorithm']} on {model['embedding_model']}): held-out vs LLM "
-            f"labels accuracy {m.get('accuracy', float('nan')):.3f}, macro-F1 {m.get('macro_f1', float('nan')):.3f}, "
-            f"Cohen's kappa {m.get('cohen_kappa', float('nan')):.3f} (n_test={m.get('n_test')})"
+            f"labels accuracy {_metric(m, 'accuracy')}, macro-F1 {_metric(m, 'macro_f1')}, "
+            f"Cohen's kappa {_metric(m, 'cohen_kappa')} (n_test={m.get('n_test')})"
         )
     out.print(
         f"stored in {store.path}: tables documents, summaries, taxonomies/labels, assignments, llm_calls, models, "

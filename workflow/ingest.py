@@ -65,6 +65,12 @@ def _rows_csv(path: Path) -> Iterator[tuple[int, dict]]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
         for row in reader:
+            if None in row or None in row.values():  # more fields than the header (key None) or fewer (value None)
+                n = len(row) - (None in row) + len(row.get(None) or ()) - sum(v is None for v in row.values())
+                raise InputError(
+                    f"{path}:{reader.line_num}: {n} fields where the header has {len(reader.fieldnames or ())}; "
+                    "quote fields that contain commas"
+                )
             yield reader.line_num, row
     except csv.Error as exc:
         raise InputError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
@@ -142,7 +148,11 @@ def read_corpus(source: str, text_field: str = "text", id_field: str | None = "i
         if text is None or not str(text).strip():
             report.skipped_empty += 1
             continue
-        text = str(text)
+        if not isinstance(text, str):  # a number, list or blob is not a document: likely the wrong column
+            raise InputError(
+                f"{source}:{n}: field '{text_field}' holds {type(text).__name__} values, not text; "
+                "choose the text column with --text-field"
+            )
         if "\x00" in text:
             text = text.replace("\x00", "")
         raw_id = row.get(id_field) if id_field else None

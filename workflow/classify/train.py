@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     accuracy_score,
@@ -345,6 +345,7 @@ def train_classifier(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", UserWarning)  # e.g. "least populated class" in tiny CV folds
+        warnings.simplefilter("ignore", FitFailedWarning)  # a fold with one class scores NaN (error_score)
         cands = _candidates(algorithms, yc[fit_idx], seed, notes)
         best, cand_scores, selection = _select(cands, X[fit_idx], yc[fit_idx], seed)
         estimator, calibration = _fit(best, X[fit_idx], yc[fit_idx], calibrate)

@@ -1,0 +1,78 @@
+"""Helpers shared by the reliability suite: a loopback responder that answers like scripted/keywords, the CLI
+in-process and as a subprocess, and database checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from workflow.llm.scripted import keywords
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+SCRIPTED_CLI = HERE / "scripted_cli.py"
+USE_CASE = "What do customers ask the bank's support bot for?"
+
+PROMPT_OF_SCHEMA = {"Summary": "summarize", "ProposedTaxonomy": "propose", "UpdatedTaxonomy": "update",
+                    "ReviewedTaxonomy": "review", "Assignment": "label"}
+
+
+def prompt_name_of(request: dict) -> str:
+    """The prompt a chat request comes from: its response_format schema name, else its first words."""
+    fmt = (request.get("response_format") or {}).get("json_schema") or {}
+    name = fmt.get("name") or (fmt.get("schema") or {}).get("title")
+    if name in PROMPT_OF_SCHEMA:
+        return PROMPT_OF_SCHEMA[name]
+    system = next((m["content"] for m in request["messages"] if m["role"] == "system"), "")
+    for key, prompt in (("write short summaries", "summarize"), ("assign documents", "label"),
+                        ("design label", "propose"), ("refine label", "update"), ("review label", "review")):
+        if key in system:
+            return prompt
+    raise ValueError(f"cannot tell which prompt this request comes from: {system[:80]!r}")
+
+
+def respond(request: dict) -> str:
+    """A valid answer to any tnt request, as scripted/keywords would give it."""
+    schema = ((request.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
+    return keywords(prompt_name_of(request), request["messages"], schema)
+
+
+_runner = CliRunner()
+
+
+def tnt(*args: str):
+    """`tnt ...` in this process (so it can reach a loopback server started by the test)."""
+    from workflow.cli import app
+
+    return _runner.invoke(app, [str(a) for a in args], catch_exceptions=True)
+
+
+def tnt_subprocess(*args: str, env: dict | None = None, cwd: str | Path | None = None,
+                   timeout: float = 240) -> subprocess.CompletedProcess:
+    """`tnt ...` as its own process, with the test's scripted models registered (see scripted_cli.py)."""
+    return subprocess.run(
+        [sys.executable, str(SCRIPTED_CLI), *map(str, args)], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})}, cwd=cwd,
+    )
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def no_traceback(output: str) -> None:
+    assert "Traceback" not in output, output
+
+
+@pytest.fixture
+def rows():
+    from tests.conftest import sample_rows
+
+    return sample_rows(120)
