@@ -1,5 +1,244 @@
-"""tnt subcommands (registered on workflow.cli.app)."""
+"""tnt train / predict / export / serve: the classifier's life after a run (registered on workflow.cli.app)."""
 
 from __future__ import annotations
 
-from workflow.cli import app  # noqa: F401
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from workflow.cli import DB_OPT, app, err, fail, open_store, out
+from workflow.store import OTHER_ID, OTHER_NAME, Store, StoreError
+
+MODEL_OPT = typer.Option(..., "--model", "-m", help="Stored model id (or run id: its latest model) in --db, "
+                                                    "or an exported artifact directory.")
+
+
+def _fmt(x: object) -> str:
+    return "n/a" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))
+
+
+def _run_id(store: Store, run_id: Optional[str]) -> str:
+    try:
+        run_id = run_id or store.latest_run_id()
+        store.run(run_id)
+    except StoreError as exc:
+        fail(str(exc))
+    return run_id  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- train
+
+
+@app.command()
+def train(
+    run_id: Optional[str] = typer.Argument(None, help="Run whose labels to train on (default: the latest)."),
+    db: str = DB_OPT,
+    algorithms: str = typer.Option("logreg", help="Comma-separated candidates: logreg, lightgbm, mlp."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Retrain a run's classifier from its stored labels (human corrections win) and store a new model."""
+    from workflow.classify.embed import EmbeddingUnavailable, get_embedder
+    from workflow.classify.export import classifier_to_bytes
+    from workflow.classify.train import ALGORITHMS, TrainingError, train_classifier
+    from workflow.classify.vectors import embed_texts
+
+    algos = tuple(a.strip() for a in algorithms.split(",") if a.strip())
+    unknown = sorted(set(algos) - set(ALGORITHMS))
+    if unknown or not algos:
+        fail(f"unknown algorithm(s) {unknown or algorithms!r}; choose from {', '.join(ALGORITHMS)}")
+    with open_store(db) as store:
+        run_id = _run_id(store, run_id)
+        run = store.run(run_id)
+        labels = store.training_labels(run_id)
+        if not labels:
+            fail(f"run {run_id} has no labeled documents yet; finish the run first (`tnt resume {run_id}`)")
+        n_human = len(store.assignments(run_id, source="human"))
+        doc_ids = sorted(labels)
+        docs = store.documents(run["corpus"], doc_ids)
+        cfg = run["config"]
+        try:
+            embedder = get_embedder(cfg.get("embedding_model") or "minilm-int8")
+        except (EmbeddingUnavailable, ValueError) as exc:
+            fail(str(exc), 1)
+        X = embed_texts(store, embedder, [d.text for d in docs], progress=not quiet)
+        y = [labels[d] for d in doc_ids]
+        try:
+            clf, metrics = train_classifier(X, y, algorithms=algos, seed=int(cfg.get("seed", 0)),
+                                            test_size=float(cfg.get("test_size", 0.2)))
+        except (TrainingError, ValueError) as exc:
+            fail(str(exc))
+        metrics["n_human_labels"] = n_human
+        version, tax = store.taxonomy(run_id)
+        model_id = store.save_model(run_id, algorithm=clf.algorithm, embedding_model=embedder.name,
+                                    taxonomy_version=version, metrics=metrics, artifact=classifier_to_bytes(clf))
+        names = {lb.label_id: lb.name for lb in tax} | {OTHER_ID: OTHER_NAME}
+        print_training_report(model_id, metrics, names, n_labels=len(labels), n_human=n_human)
+
+
+def print_training_report(model_id: str, m: dict, names: dict[str, str], n_labels: int, n_human: int) -> None:
+    """Per-label precision/recall, the most confused pairs and overall agreement, as rich tables."""
+    t = Table(title=f"Classifier {model_id}: held-out scores per label", title_justify="left")
+    for col in ("id", "label", "precision", "recall", "f1", "support"):
+        t.add_column(col, justify="left" if col in ("id", "label") else "right")
+    for lid, s in (m.get("per_label") or {}).items():
+        t.add_row(lid, names.get(lid, lid), _fmt(s["precision"]), _fmt(s["recall"]), _fmt(s["f1"]),
+                  str(s["support"]))
+    out.print(t)
+    pairs = m.get("confusion_top") or []
+    if pairs:
+        c = Table(title="Most confused (labeled -> predicted)", title_justify="left")
+        for col in ("labeled", "predicted", "count"):
+            c.add_column(col, justify="right" if col == "count" else "left")
+        for p in pairs:
+            c.add_row(names.get(p["true"], p["true"]), names.get(p["pred"], p["pred"]), str(p["count"]))
+        out.print(c)
+    a = Table(title="Agreement with the training labels (LLM, human corrections win)", title_justify="left")
+    for col in ("accuracy", "macro-F1", "Cohen's kappa", "n test", "n train", "uncertain share"):
+        a.add_column(col, justify="right")
+    conf = m.get("conformal") or {}
+    a.add_row(_fmt(m.get("accuracy")), _fmt(m.get("macro_f1")), _fmt(m.get("cohen_kappa")), _fmt(m.get("n_test")),
+              _fmt(m.get("n_train")), _fmt(conf.get("uncertain_share")))
+    out.print(a)
+    out.print(f"trained {m.get('model')} on {n_labels} labeled documents ({n_human} human corrections); "
+              f"stored as model [bold]{model_id}[/]", highlight=False)
+    for note in m.get("notes") or []:
+        err.print(f"note: {note}", highlight=False)
+
+
+# --------------------------------------------------------------------------- predict
+
+
+def _load(store: Store | None, model: str):  # -> ServingModel
+    from workflow.classify.export import ArtifactError
+    from workflow.classify.loader import ModelNotFound, load_model
+
+    try:
+        return load_model(model, store)
+    except (ModelNotFound, ArtifactError) as exc:
+        fail(str(exc))
+
+
+@app.command()
+def predict(
+    model: str = MODEL_OPT,
+    input: str = typer.Option(..., "--input", "-i", help="JSONL/CSV/Parquet file, file.duckdb:table, or a corpus "
+                                                          "name in --db."),
+    output: str = typer.Option(..., "--output", "-o", help="A table name in --db, or a .parquet file."),
+    db: str = DB_OPT,
+    text_field: str = typer.Option("text", help="Field holding the text."),
+    id_field: str = typer.Option("id", help="Field holding the document id (missing: hash of the text)."),
+    vector_field: Optional[str] = typer.Option(None, help="Use precomputed embeddings from this column instead "
+                                                          "of embedding the text (Parquet or DuckDB input)."),
+    batch_size: int = typer.Option(4096, min=1, help="Rows read, embedded and written per batch."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output table or file."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Cache embeddings in --db by text hash."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Label any number of documents with a classifier, streaming in batches (memory stays flat)."""
+    from workflow.classify.embed import EmbeddingUnavailable
+    from workflow.classify.predict import (
+        PredictInputError, make_vectorizer, open_input, open_output, other_share, predict_stream,
+    )
+
+    needs_db = cache or not Path(model).is_dir() or not output.lower().endswith((".parquet", ".pq"))
+    store = open_store(db) if needs_db or Path(db).exists() else None
+    try:
+        serving = _load(store, model)
+        try:
+            batches, total = open_input(input, store, text_field=text_field, id_field=id_field or None,
+                                        vector_field=vector_field, batch_size=batch_size)
+            sink = open_output(output, store, overwrite)
+            vectorize = None if vector_field else make_vectorizer(serving, store if cache else None)
+            stats = predict_stream(serving, batches, sink, vectorize=vectorize, total=total,
+                                   show_progress=not quiet)
+        except (PredictInputError, StoreError) as exc:
+            fail(str(exc))
+        except EmbeddingUnavailable as exc:
+            fail(str(exc), 1)
+        base = (serving.metrics.get("conformal") or {}).get("uncertain_share")
+        out.print(
+            f"predicted {stats.n} documents with {serving.version} -> {output}; "
+            f"uncertain {stats.share(stats.uncertain):.1%}"
+            + (f" (held-out at training: {base:.1%})" if base is not None else "")
+            + f", Other {other_share(serving, stats):.1%}",
+            highlight=False,
+        )
+        if base is not None and stats.n and stats.share(stats.uncertain) > 2 * base + 0.05:
+            err.print("[yellow]warning:[/] far more uncertain predictions than at training time: the input may "
+                      "differ from the training data (drift); review a sample or retrain", highlight=False)
+    finally:
+        if store is not None:
+            store.close()
+
+
+# --------------------------------------------------------------------------- export
+
+
+@app.command()
+def export(
+    run_id: Optional[str] = typer.Argument(None, help="Run whose model to export (default: the latest run)."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Directory to write the artifact into."),
+    db: str = DB_OPT,
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model id (default: the run's latest)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing artifact directory's files."),
+) -> None:
+    """Write a versioned artifact: model.skops, taxonomy.json (stable ids), metrics, manifest, model card."""
+    from workflow.classify.export import ArtifactError, classifier_from_bytes, write_artifact
+
+    with open_store(db) as store:
+        run_id = _run_id(store, run_id)
+        try:
+            row = store.model(model) if model else store.model(run_id=run_id)
+        except StoreError as exc:
+            fail(str(exc))
+        if row["run_id"] != run_id:
+            fail(f"model {row['model_id']} belongs to run {row['run_id']}, not {run_id}")
+        _, labels = store.taxonomy(run_id, row["taxonomy_version"])
+        taxonomy = [{"label_id": lb.label_id, "name": lb.name, "description": lb.description} for lb in labels]
+        try:
+            path = write_artifact(out_dir, classifier_from_bytes(row["artifact"]), taxonomy=taxonomy,
+                                  embedding_model=row["embedding_model"], metrics=row["metrics"], run_id=run_id,
+                                  model_id=row["model_id"], overwrite=overwrite)
+        except (ArtifactError, ValueError) as exc:
+            fail(str(exc))
+    out.print(f"exported {row['model_id']} to {path} (model.skops, taxonomy.json, metrics.json, manifest.json, "
+              "README.md)", highlight=False)
+
+
+# --------------------------------------------------------------------------- serve
+
+
+@app.command()
+def serve(
+    model: str = MODEL_OPT,
+    db: str = DB_OPT,
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes it (no authentication)."),
+    port: int = typer.Option(8080, min=0, max=65535),
+) -> None:
+    """Serve a classifier over HTTP: POST /classify {"texts": [...]}, GET /health, GET /labels."""
+    from workflow.classify.embed import EmbeddingUnavailable
+    from workflow.classify.serve import make_server
+
+    store = None if Path(model).is_dir() else open_store(db)
+    try:
+        serving = _load(store, model)
+    finally:
+        if store is not None:
+            store.close()  # the model is in memory; do not hold the database lock while serving
+    try:
+        server = make_server(serving, host, port)
+    except EmbeddingUnavailable as exc:
+        fail(str(exc), 1)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    h, p = server.server_address[:2]
+    err.print(f"serving {serving.version} on http://{h}:{p} (POST /classify, GET /health); Ctrl-C stops",
+              highlight=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -1,5 +1,98 @@
-"""tnt subcommands (registered on workflow.cli.app)."""
+"""`tnt eval`: score a run (coverage, gold-label metrics, classifier agreement, stability, optional LLM judge),
+store the scores in eval_results and print them."""
 
 from __future__ import annotations
 
-from workflow.cli import app  # noqa: F401
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from workflow.cli import DB_OPT, app, err, fail, open_store, out
+from workflow.store import StoreError
+
+# Shown first, in this order; anything else follows alphabetically.
+ORDER = [
+    "coverage", "taxonomy_size", "label_name_words_mean", "label_description_words_mean",
+    "gold_llm_harmonic_purity", "gold_llm_ari", "gold_llm_nmi", "gold_llm_hungarian_accuracy",
+    "gold_classifier_harmonic_purity", "gold_classifier_ari", "gold_classifier_nmi",
+    "gold_classifier_hungarian_accuracy", "classifier_vs_llm_accuracy", "classifier_vs_llm_macro_f1",
+    "classifier_vs_llm_kappa", "stability_ari", "stability_nmi", "stability_classifier_ari",
+    "judge_label_accuracy", "judge_label_relevance", "judge_taxonomy_quality",
+]
+_NOTE_KEYS = ("n", "against", "docs", "calls", "prompt_tokens", "completion_tokens", "tokens_per_doc", "cost_per_doc",
+              "purity", "inverse_purity", "n_labels", "n_gold_classes", "share_relevant", "distinctness",
+              "specificity", "coverage", "failed", "model", "max", "median")
+
+
+def _note(details: dict) -> str:
+    parts = []
+    for k in _NOTE_KEYS:
+        v = details.get(k)
+        if v is None or isinstance(v, (dict, list)):
+            continue
+        parts.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
+    return ", ".join(parts)
+
+
+def _sorted(rows: list[tuple[str, float | None, dict]]) -> list[tuple[str, float | None, dict]]:
+    rank = {m: i for i, m in enumerate(ORDER)}
+    return sorted(rows, key=lambda r: (rank.get(r[0], len(ORDER)), r[0]))
+
+
+@app.command("eval")
+def eval_cmd(
+    run_id: Optional[str] = typer.Argument(None, help="Run to evaluate (default: the latest)."),
+    db: str = DB_OPT,
+    gold: str = typer.Option("label", "--gold", help="Field of the input records holding gold labels, if any."),
+    against: Optional[str] = typer.Option(None, "--against", help="Another run: report run-to-run stability."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Also grade the run with this LLM judge."),
+    judge_pairs: int = typer.Option(50, "--judge-pairs", min=1, help="Documents in the judge's label-accuracy test."),
+    api_base: Optional[str] = typer.Option(None, help="Endpoint for the judge model (default: the run's)."),
+    seed: int = typer.Option(0, help="Seed for the judge's samples and label positions."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Evaluate a run against gold labels, its classifier and (optionally) an LLM judge."""
+    from workflow.evaluate.report import evaluate_run
+
+    if not Path(db).exists():
+        fail(f"{db} does not exist; start a run with `tnt run`")
+    with open_store(db) as store:
+        try:
+            run_id = run_id or store.latest_run_id()
+            store.run(run_id)
+            if against:
+                store.run(against)
+        except StoreError as exc:
+            fail(str(exc))
+        rows = evaluate_run(store, run_id, gold_field=gold, against=against)
+        if judge_model:
+            from workflow.evaluate.judge import judge_run
+            from workflow.llm.transports import FatalModelError
+
+            try:
+                judged = judge_run(store, run_id, judge_model, n_pairs=judge_pairs, seed=seed, api_base=api_base)
+            except (FatalModelError, ValueError) as exc:
+                fail(f"judge model {judge_model}: {exc}", 1)
+            rows += [(m, d.pop("value"), d) for m, d in judged.items()]
+        if not rows:
+            fail(f"run '{run_id}' has nothing to evaluate yet (no labels, taxonomy or model calls)")
+        rows = _sorted(rows)
+        store.save_eval_results(run_id, rows)
+
+    if as_json:
+        out.print_json(json.dumps({"run_id": run_id, "metrics": {m: {"value": v, **d} for m, v, d in rows}},
+                                  default=str))
+        return
+    t = Table(title=f"Evaluation of {run_id}", title_justify="left")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_column("details", overflow="fold")
+    for m, v, d in rows:
+        t.add_row(m, "-" if v is None else f"{v:.4g}", _note(d))
+    out.print(t)
+    if not any(m.startswith("gold_") for m, _, _ in rows):
+        err.print(f"no gold labels in field '{gold}' of this corpus: gold metrics skipped (see --gold)",
+                  highlight=False)

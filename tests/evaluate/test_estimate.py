@@ -1,0 +1,54 @@
+"""`tnt run --dry-run`: calls and tokens per phase from the config and text lengths, priced from litellm's map."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from workflow.cli import app
+from workflow.config import JobConfig
+from workflow.estimate import estimate_run, price, total_cost
+
+UC = "What do customers ask the bank's support bot for?"
+
+
+def by_step(config: JobConfig, texts: list[str]) -> dict:
+    return {p.step: p for p in estimate_run(config, texts)}
+
+
+def test_calls_follow_the_graph_and_the_corpus_size():
+    cfg = JobConfig(use_case=UC, model="gpt-4o-mini", taxonomy_sample=500, label_sample=300, batch_size=200)
+    est = by_step(cfg, ["how do I top up my card?"] * 1000)
+    assert est["summarize"].calls == 500 and est["label"].calls == 300
+    assert est["taxonomy"].calls == math.ceil(500 / 200) + 1
+    small = by_step(cfg, ["short"] * 50)
+    assert small["summarize"].calls == 50 and small["label"].calls == 50 and small["taxonomy"].calls == 2
+    assert estimate_run(cfg, []) == []
+
+
+def test_longer_documents_cost_more_prompt_tokens_up_to_the_clip():
+    cfg = JobConfig(use_case=UC, model="gpt-4o-mini", taxonomy_sample=10, label_sample=10, max_doc_tokens=100)
+    short, longer, huge = (by_step(cfg, [t] * 10) for t in ("word " * 10, "word " * 60, "word " * 5000))
+    assert short["summarize"].prompt_tokens < longer["summarize"].prompt_tokens < huge["summarize"].prompt_tokens
+    assert huge["label"].prompt_tokens - short["label"].prompt_tokens <= 10 * (100 + 5)
+
+
+def test_prices_known_models_and_says_unknown_for_local_ones():
+    assert price("gpt-4o-mini", 1000, 0) == pytest.approx(2 * price("gpt-4o-mini", 500, 0))
+    assert price("local/smollm2", 1000, 100) is None
+    assert price("openai/not-a-real-model", 1000, 100) is None
+    mixed = estimate_run(JobConfig(use_case=UC, model="local/smollm2", label_model="gpt-4o-mini"), ["hello"] * 20)
+    assert [p.cost is None for p in mixed] == [True, True, False]
+    assert total_cost(mixed) == mixed[2].cost > 0
+
+
+def test_dry_run_prints_estimate_and_creates_no_database(corpus, tmp_path):
+    db = tmp_path / "never.duckdb"
+    res = CliRunner().invoke(app, ["run", str(corpus), "-u", UC, "--db", str(db), "-m", "gpt-4o-mini", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "summarize" in res.output and "label" in res.output and "$" in res.output
+    assert not db.exists()
+    local = CliRunner().invoke(app, ["run", str(corpus), "-u", UC, "--db", str(db), "--dry-run"])
+    assert local.exit_code == 0 and "unknown price" in local.output

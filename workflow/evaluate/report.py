@@ -1,0 +1,105 @@
+"""Assemble a run's evaluation: read labels from the store, compute metrics, return rows for eval_results.
+
+Each row is (metric, value, details): `value` is the one number to compare across runs, `details` the rest
+(sample sizes, mappings, per-label figures). Metrics that cannot be computed (no gold field, no classifier yet,
+no --against run) are left out rather than stored as zeros.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from workflow.evaluate import metrics as M
+from workflow.store import Store, StoreError
+
+Row = tuple[str, float | None, dict]
+
+
+def _gold_rows(prefix: str, pred: dict[str, str], gold: dict[str, str]) -> list[Row]:
+    g = M.against_gold(pred, gold)
+    if not g["n"]:
+        return []
+    common = {"n": g["n"], "n_labels": g["n_labels"], "n_gold_classes": g["n_gold_classes"]}
+    return [
+        (f"{prefix}_harmonic_purity", g["harmonic_purity"],
+         {**common, "purity": g["purity"], "inverse_purity": g["inverse_purity"]}),
+        (f"{prefix}_ari", g["ari"], common),
+        (f"{prefix}_nmi", g["nmi"], common),
+        (f"{prefix}_hungarian_accuracy", g["hungarian"]["accuracy"], {**common, "mapping": g["hungarian"]["mapping"]}),
+    ]
+
+
+def usage_rows(store: Store, run_id: str) -> list[Row]:
+    """Measured calls and tokens per document of each phase, from llm_calls (what this run paid for; answers
+    served from the cache are not calls). Per document of the phase's sample, so a bigger run can be priced."""
+    per_step: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for r in store.call_stats(run_id):
+        for k in ("calls", "failed", "prompt_tokens", "completion_tokens", "cost", "latency_s"):
+            per_step[r["step"]][k] += r[k]
+    docs = {"summarize": len(store.sample(run_id, 1)), "taxonomy": len(store.sample(run_id, 1)),
+            "label": len(store.sample(run_id, 2))}
+    rows: list[Row] = []
+    for step, s in sorted(per_step.items()):
+        n = docs.get(step) or len(store.assignments(run_id, "llm")) or 1
+        details = {"docs": n, "calls": int(s["calls"]), "failed": int(s["failed"]),
+                   "prompt_tokens": int(s["prompt_tokens"]), "completion_tokens": int(s["completion_tokens"]),
+                   "cost": s["cost"], "latency_s": s["latency_s"],
+                   "tokens_per_doc": (s["prompt_tokens"] + s["completion_tokens"]) / n,
+                   "cost_per_doc": s["cost"] / n}
+        rows.append((f"calls_per_doc_{step}", s["calls"] / n, details))
+    return rows
+
+
+def evaluate_run(store: Store, run_id: str, *, gold_field: str | None = "label", against: str | None = None) -> list[Row]:
+    """Every automatic (non-judge) metric of a run."""
+    run = store.run(run_id)
+    rows: list[Row] = []
+    llm = store.assignments(run_id, "llm")
+    cov = M.coverage(llm)
+    if cov is not None:
+        rows.append(("coverage", cov, {"n": len(llm), "other": len(llm) - round(cov * len(llm)),
+                                       "distribution": M.label_distribution(llm)}))
+
+    version, labels = store.taxonomy(run_id)
+    if labels:
+        ts = M.taxonomy_stats(labels)
+        rows.append(("taxonomy_size", float(ts["size"]), {"version": version}))
+        rows.append(("label_name_words_mean", ts["name_words"]["mean"], ts["name_words"]))
+        rows.append(("label_description_words_mean", ts["description_words"]["mean"], ts["description_words"]))
+
+    pred: dict[str, str] = {}
+    model_id = None
+    try:
+        model_id = store.model(run_id=run_id)["model_id"]
+        pred = store.predictions(model_id)
+    except StoreError:
+        pass
+    if pred and llm:
+        a = M.classifier_vs_llm(pred, llm)
+        if a["n"]:
+            d = {"n": a["n"], "model_id": model_id}
+            rows += [("classifier_vs_llm_accuracy", a["accuracy"], d), ("classifier_vs_llm_macro_f1", a["macro_f1"], d),
+                     ("classifier_vs_llm_kappa", a["cohen_kappa"], d)]
+
+    gold = store.gold_labels(run["corpus"], gold_field) if gold_field else {}
+    if gold:
+        rows += _gold_rows("gold_llm", llm, gold)
+        rows += _gold_rows("gold_classifier", pred, gold)
+
+    if against:
+        other = store.assignments(against, "llm")
+        s = M.stability(llm, other)
+        if s["n"]:
+            d = {"against": against, "n": s["n"], "hungarian_agreement": s["hungarian_agreement"]}
+            rows += [("stability_ari", s["ari"], d), ("stability_nmi", s["nmi"], d)]
+        if pred:
+            try:
+                other_pred = store.predictions(store.model(run_id=against)["model_id"])
+                sp = M.stability(pred, other_pred)
+                if sp["n"]:
+                    rows.append(("stability_classifier_ari", sp["ari"], {"against": against, "n": sp["n"]}))
+            except StoreError:
+                pass
+
+    rows += usage_rows(store, run_id)
+    return rows
