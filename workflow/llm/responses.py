@@ -88,6 +88,25 @@ class ReviewedTaxonomy(BaseModel):
     _clean = field_validator("labels")(_clean_labels)
 
 
+def capped_taxonomy(model: type[BaseModel], *, max_labels: int, name_max_words: int,
+                    description_max_words: int) -> type[BaseModel]:
+    """`model` with the taxonomy caps written into its JSON schema (not its validation, which trims instead).
+
+    Constrained decoding then has to stop after max_labels short labels, so a small model cannot ramble until
+    max_tokens and return broken JSON; a provider model that ignores the schema is still trimmed by _clean_labels.
+    """
+    draft = create_model(  # type: ignore[call-overload]
+        "LabelDraft",
+        __base__=LabelDraft,
+        name=(str, Field(min_length=1, json_schema_extra={"maxLength": name_max_words * 12})),
+        description=(str, Field(min_length=1, json_schema_extra={"maxLength": description_max_words * 9})),
+    )
+    return create_model(  # type: ignore[call-overload]
+        model.__name__, __base__=model,
+        labels=(list[draft], Field(min_length=1, json_schema_extra={"maxItems": max_labels})),  # type: ignore[valid-type]
+    )
+
+
 class Confidence(str, Enum):
     high = "high"
     medium = "medium"

@@ -30,6 +30,6 @@ def summarize(ctx: RunContext, state: RunState) -> RunState:
 
     ctx.gateway.map(
         "summarize", cfg.model_for("summarize"), "summarize", summary_model(cfg.summary_max_words), requests, save,
-        description="summarize", max_tokens=cfg.summary_max_words * 3 + 20,
+        description="summarize", max_tokens=cfg.summary_max_words * 6 + 40,
     )
     return {}

@@ -9,7 +9,7 @@ from workflow.graph.context import RunContext, RunFailed, log
 from workflow.graph.nodes.text import approx_tokens
 from workflow.graph.state import RunState
 from workflow.llm.prompts import fence
-from workflow.llm.responses import LabelDraft, ProposedTaxonomy, ReviewedTaxonomy, UpdatedTaxonomy
+from workflow.llm.responses import LabelDraft, ProposedTaxonomy, ReviewedTaxonomy, UpdatedTaxonomy, capped_taxonomy
 from workflow.store import Label
 
 TAXONOMY_MAX_TOKENS = 1200
@@ -39,6 +39,10 @@ def format_taxonomy(labels: list[Label]) -> str:
 def _context(ctx: RunContext) -> dict:
     cfg = ctx.config
     return {"max_labels": cfg.max_labels, "name_max_words": cfg.name_max_words, "description_max_words": cfg.description_max_words}
+
+
+def _response(ctx: RunContext, model: type) -> type:
+    return capped_taxonomy(model, **_context(ctx))
 
 
 def _summaries_block(ctx: RunContext, batch: int) -> tuple[str, int]:
@@ -77,7 +81,7 @@ def propose(ctx: RunContext, state: RunState) -> RunState:
     if n == 0:
         raise RunFailed("no document of the first minibatch could be summarised; see `tnt status` for failed calls")
     res = ctx.gateway.call(
-        "taxonomy", ctx.config.model_for("taxonomy"), "propose", ProposedTaxonomy,
+        "taxonomy", ctx.config.model_for("taxonomy"), "propose", _response(ctx, ProposedTaxonomy),
         _variables(ctx, n=n, summaries=block), context=_context(ctx), max_tokens=TAXONOMY_MAX_TOKENS,
     )
     if not res.ok:
@@ -97,7 +101,7 @@ def update(ctx: RunContext, state: RunState) -> RunState:
     if n == 0:
         return {"batch": batch + 1}
     res = ctx.gateway.call(
-        "taxonomy", ctx.config.model_for("taxonomy"), "update", UpdatedTaxonomy,
+        "taxonomy", ctx.config.model_for("taxonomy"), "update", _response(ctx, UpdatedTaxonomy),
         _variables(ctx, taxonomy=format_taxonomy(current), summaries=block), context=_context(ctx),
         max_tokens=TAXONOMY_MAX_TOKENS,
     )
@@ -122,7 +126,7 @@ def review(ctx: RunContext, state: RunState) -> RunState:
         return {"taxonomy_version": version}
     _, current = ctx.store.taxonomy(ctx.run_id)
     res = ctx.gateway.call(
-        "taxonomy", ctx.config.model_for("taxonomy"), "review", ReviewedTaxonomy,
+        "taxonomy", ctx.config.model_for("taxonomy"), "review", _response(ctx, ReviewedTaxonomy),
         _variables(ctx, taxonomy=format_taxonomy(current)), context=_context(ctx), max_tokens=TAXONOMY_MAX_TOKENS,
     )
     labels, notes = (assign_ids(res.value.labels, current), res.value.notes) if res.ok else (current, f"review failed: {res.error}")
