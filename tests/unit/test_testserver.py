@@ -244,7 +244,7 @@ def test_rate_limit_returns_429_with_retry_after():
 
 
 def test_max_concurrency_rejects_extra_requests():
-    with OpenAITestServer(max_concurrency=2, latency_s=0.5) as srv:
+    with OpenAITestServer(max_concurrency=2, latency_s=2.0) as srv:
         statuses: list[int] = []
         barrier = threading.Barrier(5)
 

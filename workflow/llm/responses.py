@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationInfo, create_model, field_validator
 
 CATCH_ALL = re.compile(r"^\s*(other|others|misc|miscellaneous|general|unknown|none|n/?a|uncategori[sz]ed)\b", re.I)
+LABEL_ID_LIKE = re.compile(r"^\s*(L\d+|label\s*\d*)\s*$", re.I)  # a name that is only an id says nothing
 
 
 def cap_words(text: str, n: int) -> str:
@@ -55,15 +56,13 @@ def _clean_labels(labels: list[LabelDraft], info: ValidationInfo) -> list[LabelD
     for lb in labels:
         name = cap_words(lb.name, name_words).strip(" .:-")
         key = name.lower()
-        if not name or CATCH_ALL.match(name) or key in seen:
+        if not name or CATCH_ALL.match(name) or LABEL_ID_LIKE.match(name) or key in seen:
             continue
         seen.add(key)
         kept.append(LabelDraft(id=lb.id, name=name, description=cap_words(lb.description, desc_words)))
     kept = kept[: ctx.get("max_labels", 25)]
-    if len(kept) < 2:
-        raise ValueError(
-            "the taxonomy needs at least 2 distinct labels with names, excluding catch-all labels like 'Other'"
-        )
+    if not kept:  # one label is a poor taxonomy but a usable one (documents can still be Other); none is not
+        raise ValueError("the taxonomy needs at least one named label that is not a catch-all like 'Other'")
     return kept
 
 
@@ -98,12 +97,12 @@ def capped_taxonomy(model: type[BaseModel], *, max_labels: int, name_max_words: 
     draft = create_model(  # type: ignore[call-overload]
         "LabelDraft",
         __base__=LabelDraft,
-        name=(str, Field(min_length=1, json_schema_extra={"maxLength": name_max_words * 12})),
-        description=(str, Field(min_length=1, json_schema_extra={"maxLength": description_max_words * 9})),
+        name=(str, Field(min_length=1, json_schema_extra={"maxLength": name_max_words * 7})),
+        description=(str, Field(min_length=1, json_schema_extra={"maxLength": description_max_words * 7})),
     )
     return create_model(  # type: ignore[call-overload]
         model.__name__, __base__=model,
-        labels=(list[draft], Field(min_length=1, json_schema_extra={"maxItems": max_labels})),  # type: ignore[valid-type]
+        labels=(list[draft], Field(min_length=1, json_schema_extra={"minItems": min(3, max_labels), "maxItems": max_labels})),  # type: ignore[valid-type]
     )
 
 
@@ -137,12 +136,18 @@ class _AssignmentBase(BaseModel):
         return names.get(chosen, v)
 
 
-def assignment_model(label_ids: list[str]) -> type[_AssignmentBase]:
+def assignment_model(label_ids: list[str], label_names: list[str] | None = None) -> type[_AssignmentBase]:
     """An Assignment model whose label_id is an enum of this taxonomy's ids plus 'other'.
 
-    Constrained decoding can then only emit a label that exists, whatever a document says.
+    Constrained decoding can then only emit a label that exists, whatever a document says. The names are an enum
+    in the schema only (validation checks the pair agrees), so a small model cannot invent a name either.
     """
     allowed = tuple([*label_ids, "other"])
+    name_schema = {"enum": [*label_names, "Other"]} if label_names else {}
     return create_model(  # type: ignore[call-overload]
-        "Assignment", __base__=_AssignmentBase, label_id=(Literal[allowed], ...)  # type: ignore[valid-type]
+        "Assignment",
+        __base__=_AssignmentBase,
+        label_id=(Literal[allowed], ...),  # type: ignore[valid-type]
+        label_name=(str, Field(max_length=200, json_schema_extra=name_schema)),
+        rationale=(str, Field(max_length=300, json_schema_extra={"maxLength": 160})),
     )

@@ -20,7 +20,7 @@ def label(ctx: RunContext, state: RunState) -> RunState:
         raise RunFailed("the approved taxonomy has no labels")
     done = store.assignments(ctx.run_id, "llm", taxonomy_version=version)
     todo = [d for d in store.sample(ctx.run_id, 2) if d not in done]
-    Assignment = assignment_model([lb.label_id for lb in labels])
+    Assignment = assignment_model([lb.label_id for lb in labels], [lb.name for lb in labels])
     names = {lb.label_id: lb.name for lb in labels} | {"other": "Other"}
     taxonomy = format_taxonomy(labels)
     requests = [
