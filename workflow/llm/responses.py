@@ -11,7 +11,7 @@ import re
 from enum import Enum
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationInfo, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator, model_validator
 
 CATCH_ALL = re.compile(r"^\s*(other|others|misc|miscellaneous|general|unknown|none|n/?a|uncategori[sz]ed)\b", re.I)
 LABEL_ID_LIKE = re.compile(r"^\s*(L\d+|label\s*\d*)\s*$", re.I)  # a name that is only an id says nothing
@@ -121,6 +121,14 @@ class _AssignmentBase(BaseModel):
     rationale: str = Field(max_length=300)
     confidence: Confidence = Confidence.medium
 
+    @model_validator(mode="before")
+    @classmethod
+    def _flatten(cls, data: object) -> object:
+        """Accept the schema's coupled form {"label": {"id", "name"}} as well as flat label_id/label_name."""
+        if isinstance(data, dict) and isinstance(data.get("label"), dict):
+            data = {**data, "label_id": data["label"].get("id"), "label_name": data["label"].get("name")}
+        return data
+
     @field_validator("label_name")
     @classmethod
     def _name_matches_id(cls, v: str, info: ValidationInfo) -> str:
@@ -139,15 +147,28 @@ class _AssignmentBase(BaseModel):
 def assignment_model(label_ids: list[str], label_names: list[str] | None = None) -> type[_AssignmentBase]:
     """An Assignment model whose label_id is an enum of this taxonomy's ids plus 'other'.
 
-    Constrained decoding can then only emit a label that exists, whatever a document says. The names are an enum
-    in the schema only (validation checks the pair agrees), so a small model cannot invent a name either.
+    Constrained decoding can then only emit a label that exists, whatever a document says. With names given, the
+    schema offers each label as one {"id", "name"} choice, so even a small model cannot pair an id with another
+    label's name; validation still checks the pair for providers that do not enforce schemas.
     """
     allowed = tuple([*label_ids, "other"])
-    name_schema = {"enum": [*label_names, "Other"]} if label_names else {}
+    base: type[_AssignmentBase] = _AssignmentBase
+    if label_names:
+        choices = [
+            {"type": "object", "properties": {"id": {"const": i}, "name": {"const": n}}, "required": ["id", "name"]}
+            for i, n in [*zip(label_ids, label_names), ("other", "Other")]
+        ]
+
+        def coupled(schema: dict) -> None:
+            props = schema["properties"]
+            rest = {k: v for k, v in props.items() if k not in ("label_id", "label_name")}
+            schema["properties"] = {"label": {"anyOf": choices}, **rest}
+            schema["required"] = ["label", *[r for r in schema.get("required", []) if r in rest]]
+
+        base = type("CoupledAssignment", (_AssignmentBase,), {"model_config": ConfigDict(json_schema_extra=coupled)})
     return create_model(  # type: ignore[call-overload]
         "Assignment",
-        __base__=_AssignmentBase,
+        __base__=base,
         label_id=(Literal[allowed], ...),  # type: ignore[valid-type]
-        label_name=(str, Field(max_length=200, json_schema_extra=name_schema)),
         rationale=(str, Field(max_length=300, json_schema_extra={"maxLength": 160})),
     )
