@@ -47,8 +47,13 @@ def _words(text: str) -> list[str]:
 
 
 def _taxonomy_lines(text: str) -> list[tuple[str, str]]:
-    """(id, name) pairs from the 'L1: name - description' lines of a prompt."""
-    return [(m.group(1), m.group(2).strip()) for m in re.finditer(r"^(L\d+): (.+?) - ", text, flags=re.M)]
+    """(id, name) pairs from a prompt's taxonomy: 'L1: name - description' lines or one JSON label per line."""
+    pairs = [(m.group(1), m.group(2).strip()) for m in re.finditer(r"^(L\d+): (.+?) - ", text, flags=re.M)]
+    for line in text.splitlines():
+        if line.startswith('{"id": "L'):
+            label = json.loads(line)
+            pairs.append((label["id"], label["name"]))
+    return pairs
 
 
 def _int_after(text: str, pattern: str, default: int) -> int:

@@ -5,6 +5,8 @@ Label ids are stable: a label the model keeps (by id or by name) keeps its id, s
 
 from __future__ import annotations
 
+import json
+
 from workflow.graph.context import RunContext, RunFailed, log
 from workflow.graph.nodes.text import approx_tokens
 from workflow.graph.state import RunState
@@ -34,6 +36,12 @@ def assign_ids(drafts: list[LabelDraft], previous: list[Label]) -> list[Label]:
 
 def format_taxonomy(labels: list[Label]) -> str:
     return "\n".join(f"{lb.label_id}: {lb.name} - {lb.description}" for lb in labels)
+
+
+def taxonomy_json(labels: list[Label]) -> str:
+    """The taxonomy in the very shape the update/review answer takes, one label per line: models (small ones
+    above all) then carry labels over instead of inventing a format."""
+    return "\n".join(json.dumps({"id": lb.label_id, "name": lb.name, "description": lb.description}) for lb in labels)
 
 
 def _context(ctx: RunContext) -> dict:
@@ -102,7 +110,7 @@ def update(ctx: RunContext, state: RunState) -> RunState:
         return {"batch": batch + 1}
     res = ctx.gateway.call(
         "taxonomy", ctx.config.model_for("taxonomy"), "update", _response(ctx, UpdatedTaxonomy),
-        _variables(ctx, taxonomy=format_taxonomy(current), summaries=block), context=_context(ctx),
+        _variables(ctx, taxonomy=taxonomy_json(current), summaries=block), context=_context(ctx),
         max_tokens=TAXONOMY_MAX_TOKENS,
     )
     if not res.ok:  # keep the current taxonomy: one bad minibatch should not end the run
@@ -127,7 +135,7 @@ def review(ctx: RunContext, state: RunState) -> RunState:
     _, current = ctx.store.taxonomy(ctx.run_id)
     res = ctx.gateway.call(
         "taxonomy", ctx.config.model_for("taxonomy"), "review", _response(ctx, ReviewedTaxonomy),
-        _variables(ctx, taxonomy=format_taxonomy(current)), context=_context(ctx), max_tokens=TAXONOMY_MAX_TOKENS,
+        _variables(ctx, taxonomy=taxonomy_json(current)), context=_context(ctx), max_tokens=TAXONOMY_MAX_TOKENS,
     )
     labels, notes = (assign_ids(res.value.labels, current), res.value.notes) if res.ok else (current, f"review failed: {res.error}")
     version = ctx.store.save_taxonomy(ctx.run_id, labels, "review", notes=notes, call_id=res.call_id)
