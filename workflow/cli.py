@@ -175,11 +175,7 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
     run = store.run(run_id)
     version, labels = store.taxonomy(run_id)
     llm_counts = store.label_counts(run_id, "llm")
-    model = None
-    try:
-        model = store.model(run_id=run_id)
-    except StoreError:
-        pass
+    model = store.latest_model(run_id)
     pred_counts = store.prediction_counts(model["model_id"]) if model else {}
 
     t = Table(title=f"Taxonomy v{version} of {run_id}", title_justify="left")

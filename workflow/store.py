@@ -498,6 +498,13 @@ class Store:
         row["metrics"] = json.loads(row["metrics"])
         return row
 
+    def latest_model(self, run_id: str) -> dict | None:
+        """The run's newest model, or None when it has none (e.g. a single-label run)."""
+        try:
+            return self.model(run_id=run_id)
+        except StoreError:
+            return None
+
     def save_predictions(self, model_id: str, run_id: str, rows: Sequence[tuple[str, str, float, bool]]) -> None:
         """Replace-or-insert (doc_id, label_id, probability, uncertain) rows for a model."""
         if not rows:

@@ -185,8 +185,8 @@ class Gateway:
                     totals["cost"] += raw.cost
                     raw_text = raw.text
                     try:
-                        value = response_model.model_validate_json(raw.text or "", context=context)
-                    except ValidationError as exc:
+                        value = parse_answer(response_model, raw.text or "", context)
+                    except (ValidationError, ValueError) as exc:
                         msg = _short_validation_error(exc)
                         convo = [
                             *messages,
@@ -281,7 +281,19 @@ class Gateway:
         return estimate
 
 
-def _short_validation_error(exc: ValidationError) -> str:
+def parse_answer(response_model: type[T], text: str, context: dict[str, Any]) -> T:
+    """Validate a model's JSON answer. Raw newlines inside strings (which small models emit even under a JSON
+    grammar) are tolerated; anything else that is not JSON fails as usual."""
+    try:
+        data = json.loads(text, strict=False)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"answer: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    return response_model.model_validate(data, context=context)
+
+
+def _short_validation_error(exc: ValidationError | ValueError) -> str:
+    if not isinstance(exc, ValidationError):
+        return str(exc)
     parts = []
     for err in exc.errors()[:3]:
         loc = ".".join(str(p) for p in err.get("loc", ())) or "answer"

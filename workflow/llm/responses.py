@@ -74,14 +74,14 @@ class ProposedTaxonomy(BaseModel):
 
 class UpdatedTaxonomy(BaseModel):
     rating: int = Field(ge=1, le=10)
-    suggestions: str = Field(max_length=600)
+    suggestions: str = Field(max_length=600, json_schema_extra={"maxLength": 240})
     labels: list[LabelDraft] = Field(min_length=1, max_length=40)
 
     _clean = field_validator("labels")(_clean_labels)
 
 
 class ReviewedTaxonomy(BaseModel):
-    notes: str = Field(max_length=600)
+    notes: str = Field(max_length=600, json_schema_extra={"maxLength": 240})
     labels: list[LabelDraft] = Field(min_length=1, max_length=40)
 
     _clean = field_validator("labels")(_clean_labels)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from workflow.classify.mislabel import rank_suspects
-from workflow.store import OTHER_ID, OTHER_NAME, Label, Store, StoreError
+from workflow.store import OTHER_ID, OTHER_NAME, Label, Store
 
 EmbedFn = Callable[[Store, list[str], list[str]], np.ndarray]  # (store, texts, text hashes) -> vectors
 
@@ -112,11 +112,7 @@ def build_view(store: Store, run_id: str, embed: EmbedFn | None, cache: QueueCac
     docs = store.review_docs(run_id)
     llm_counts = store.label_counts(run_id, "llm")
     human_counts = store.label_counts(run_id, "human")
-    model = None
-    try:
-        model = store.model(run_id=run_id)
-    except StoreError:
-        pass
+    model = store.latest_model(run_id)
     clf_counts = store.prediction_counts(model["model_id"]) if model else {}
 
     names = {lb.label_id: lb.name for lb in labels} | {OTHER_ID: OTHER_NAME}
