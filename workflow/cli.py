@@ -191,8 +191,9 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
     labeled = sum(llm_counts.values())
     coverage = (labeled - llm_counts.get(OTHER_ID, 0)) / labeled if labeled else 0.0
     calls = Table(title="Model calls", title_justify="left")
-    for col in ("step", "model", "calls", "failed", "tokens in", "tokens out", "cost $", "seconds"):
-        calls.add_column(col, justify="right" if col not in ("step", "model") else "left")
+    for col in ("step", "model", "calls", "failed", "tok in", "tok out", "cost $", "sec"):
+        text = col in ("step", "model")
+        calls.add_column(col, justify="left" if text else "right", no_wrap=col != "model", overflow="fold")
     for r in store.call_stats(run_id):
         calls.add_row(r["step"], r["model"], str(r["calls"]), str(r["failed"]), str(r["prompt_tokens"]),
                       str(r["completion_tokens"]), f"{r['cost']:.4f}", f"{r['latency_s']:.1f}")
