@@ -35,3 +35,23 @@ def corpus(tmp_path: Path) -> Path:
 @pytest.fixture
 def db(tmp_path: Path) -> str:
     return str(tmp_path / "tnt.duckdb")
+
+
+SCRIPTED_JOB = dict(
+    use_case="What do customers ask the bank's support bot for?", model="scripted/keywords",
+    batch_size=30, taxonomy_sample=90, label_sample=60, max_labels=6, concurrency=4,
+)
+
+
+@pytest.fixture
+def new_run():
+    """A function that ingests a corpus file as corpus 'c' and creates a run of SCRIPTED_JOB (with overrides)."""
+    from workflow.config import JobConfig
+    from workflow.ingest import read_corpus
+
+    def make(store, corpus: Path, **overrides) -> str:
+        store.insert_documents("c", read_corpus(str(corpus)).records)
+        config = JobConfig(**{**SCRIPTED_JOB, **overrides})
+        return store.create_run("c", config.use_case, config.model_dump())
+
+    return make

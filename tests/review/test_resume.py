@@ -5,22 +5,11 @@ Only touched documents go back to the LLM (counted via workflow.llm.scripted.cal
 
 from __future__ import annotations
 
-from workflow.config import JobConfig
-from workflow.ingest import read_corpus
 from workflow.llm import scripted
 from workflow.review import edits
 from workflow.runner import execute
 from workflow.store import Store
 
-CONFIG = dict(
-    use_case="What do customers ask the bank's support bot for?", model="scripted/keywords",
-    batch_size=30, taxonomy_sample=90, label_sample=60, max_labels=6, concurrency=4,
-)
-
-
-def start(store: Store, corpus, **overrides) -> str:
-    store.insert_documents("c", read_corpus(str(corpus)).records)
-    return store.create_run("c", CONFIG["use_case"], JobConfig(**{**CONFIG, **overrides}).model_dump())
 
 
 def _biggest_labels(store: Store, run_id: str) -> list[tuple[str, int]]:
@@ -28,9 +17,9 @@ def _biggest_labels(store: Store, run_id: str) -> list[tuple[str, int]]:
     return sorted(((k, n) for k, n in counts.items() if k != "other"), key=lambda kv: -kv[1])
 
 
-def test_pause_edit_resume_labels_with_the_edited_taxonomy(corpus, db):
+def test_pause_edit_resume_labels_with_the_edited_taxonomy(corpus, db, new_run):
     with Store(db) as store:
-        run_id = start(store, corpus, auto_approve=False)
+        run_id = new_run(store, corpus, auto_approve=False)
         assert execute(store, run_id, show_progress=False).status == "paused"
         first = store.taxonomy(run_id)[1][0]
         edits.rename(store, run_id, first.label_id, "Renamed in review", reviewer="ana")
@@ -42,9 +31,9 @@ def test_pause_edit_resume_labels_with_the_edited_taxonomy(corpus, db):
         assert store.model(run_id=run_id)["taxonomy_version"] == latest
 
 
-def test_edits_after_a_finished_run_relabel_only_touched_documents_and_retrain(corpus, db):
+def test_edits_after_a_finished_run_relabel_only_touched_documents_and_retrain(corpus, db, new_run):
     with Store(db) as store:
-        run_id = start(store, corpus)
+        run_id = new_run(store, corpus)
         assert execute(store, run_id, show_progress=False).status == "done"
         first_model = store.model(run_id=run_id)["model_id"]
         assert execute(store, run_id, show_progress=False).message == "the run had already finished"
@@ -72,9 +61,9 @@ def test_edits_after_a_finished_run_relabel_only_touched_documents_and_retrain(c
         assert execute(store, run_id, show_progress=False).message == "the run had already finished"
 
 
-def test_a_correction_alone_retrains_without_llm_calls(corpus, db):
+def test_a_correction_alone_retrains_without_llm_calls(corpus, db, new_run):
     with Store(db) as store:
-        run_id = start(store, corpus)
+        run_id = new_run(store, corpus)
         execute(store, run_id, show_progress=False)
         first_model = store.model(run_id=run_id)["model_id"]
         doc, lab = next(iter(store.assignments(run_id).items()))

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from workflow.config import JobConfig
-from workflow.ingest import read_corpus
 from workflow.llm import scripted
 from workflow.runner import execute
 from workflow.store import OTHER_ID, Store
 
-CONFIG = dict(
-    use_case="What do customers ask the bank's support bot for?", model="scripted/keywords",
-    batch_size=30, taxonomy_sample=90, label_sample=60, max_labels=6, concurrency=4,
-)
 
 
-def start(store: Store, corpus, **overrides) -> str:
-    store.insert_documents("c", read_corpus(str(corpus)).records)
-    return store.create_run("c", CONFIG["use_case"], JobConfig(**{**CONFIG, **overrides}).model_dump())
-
-
-def test_full_run_builds_taxonomy_labels_classifier_and_predictions(corpus, db):
+def test_full_run_builds_taxonomy_labels_classifier_and_predictions(corpus, db, new_run):
     with Store(db) as store:
-        run_id = start(store, corpus)
+        run_id = new_run(store, corpus)
         outcome = execute(store, run_id, show_progress=False)
         assert outcome.status == "done", outcome.message
 
@@ -46,12 +35,12 @@ def test_full_run_builds_taxonomy_labels_classifier_and_predictions(corpus, db):
         assert store.run(run_id)["status"] == "done"
 
 
-def test_rerunning_the_same_job_makes_no_model_calls(corpus, db):
+def test_rerunning_the_same_job_makes_no_model_calls(corpus, db, new_run):
     with Store(db) as store:
-        first = start(store, corpus)
+        first = new_run(store, corpus)
         execute(store, first, show_progress=False)
         before = scripted.calls["keywords"]
-        second = store.create_run("c", CONFIG["use_case"], JobConfig(**CONFIG).model_dump())
+        second = store.create_run("c", store.run(first)["use_case"], store.run(first)["config"])
         outcome = execute(store, second, show_progress=False)
         assert outcome.status == "done"
         assert scripted.calls["keywords"] == before
@@ -59,9 +48,9 @@ def test_rerunning_the_same_job_makes_no_model_calls(corpus, db):
         assert store.taxonomy(first)[1] == store.taxonomy(second)[1]
 
 
-def test_review_interrupt_pauses_then_resume_labels_with_edited_taxonomy(corpus, db):
+def test_review_interrupt_pauses_then_resume_labels_with_edited_taxonomy(corpus, db, new_run):
     with Store(db) as store:
-        run_id = start(store, corpus, auto_approve=False)
+        run_id = new_run(store, corpus, auto_approve=False)
         outcome = execute(store, run_id, show_progress=False)
         assert outcome.status == "paused"
         assert store.run(run_id)["status"] == "paused"
