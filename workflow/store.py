@@ -339,12 +339,6 @@ class Store:
     def taxonomy_versions(self, run_id: str) -> list[dict]:
         return self.query("SELECT * FROM taxonomies WHERE run_id = ? ORDER BY version", [run_id])
 
-    def latest_taxonomy_stage(self, run_id: str) -> str | None:
-        row = self._one(
-            "SELECT stage FROM taxonomies WHERE run_id = ? ORDER BY version DESC LIMIT 1", [run_id]
-        )
-        return row[0] if row else None
-
     # -- LLM calls (log and cache) -----------------------------------------------------------------------------
 
     def cached_response(self, request_hash: str) -> str | None:

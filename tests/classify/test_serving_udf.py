@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import duckdb
-import numpy as np
 
 from workflow.classify.duckdb_udf import register
 from workflow.classify.embed import get_embedder

@@ -111,7 +111,6 @@ def test_cli_prints_a_localhost_url_and_serves_the_page(run_db):
 
 def test_cli_refuses_unknown_run_in_one_line(run_db):
     import subprocess
-    import sys
 
     db, _ = run_db
     res = subprocess.run([_tnt(), "review", "nope", "--db", db, "--no-open"],

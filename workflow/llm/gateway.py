@@ -12,16 +12,16 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from workflow.llm.prompts import load_prompt
-from workflow.llm.transports import FatalModelError, RawResponse, TransientError, Transport, transport_for
+from workflow.llm.transports import RawResponse, TransientError, Transport, transport_for
 from workflow.progress import progress_bar
 from workflow.store import Store
 
@@ -201,8 +201,6 @@ class Gateway:
             status = "ok"
         except (TransientError, InvalidOutput) as exc:
             error = f"{type(exc).__name__}: {exc}"
-        except RetryError as exc:  # pragma: no cover - reraise=True makes this unreachable in practice
-            error = str(exc)
         finally:
             latency = time.perf_counter() - started
             with self._lock:
@@ -299,14 +297,3 @@ def _short_validation_error(exc: ValidationError | ValueError) -> str:
         loc = ".".join(str(p) for p in err.get("loc", ())) or "answer"
         parts.append(f"{loc}: {err.get('msg')}")
     return "; ".join(parts)
-
-
-def iter_chunks(items: Iterable[Any], n: int) -> Iterable[list[Any]]:
-    chunk: list[Any] = []
-    for it in items:
-        chunk.append(it)
-        if len(chunk) == n:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
