@@ -144,10 +144,12 @@ def resume(
 
 def _execute(store: Store, run_id: str, quiet: bool, overrides: dict | None = None) -> None:
     from workflow.classify.embed import EmbeddingUnavailable
+    from workflow.llm.transports import close_transports
     from workflow.runner import execute
 
     try:
         outcome = execute(store, run_id, show_progress=not quiet, overrides=overrides)
+        close_transports()
     except EmbeddingUnavailable as exc:
         store.set_run_stage(run_id, store.run(run_id)["stage"], status="failed", error=str(exc))
         fail(str(exc), 1)

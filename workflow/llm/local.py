@@ -82,6 +82,12 @@ class LocalTransport:
     def estimate_cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         return 0.0
 
+    def close(self) -> None:
+        with self._lock:
+            if self._llm is not None:
+                self._llm.close()
+                self._llm = None
+
     def context_window(self, model: str) -> int:
         return N_CTX
 

@@ -173,3 +173,15 @@ def transport_for(model: str, api_base: str | None = None) -> Transport:
             else:
                 _transports[key] = LiteLLMTransport(api_base)
         return _transports[key]
+
+
+def close_transports() -> None:
+    """Free in-process models before the interpreter exits (llama.cpp torn down during shutdown otherwise
+    disturbs other extensions' cleanup)."""
+    with _lock:
+        for transport in _transports.values():
+            close = getattr(transport, "close", None)
+            if close:
+                close()
+        _transports.clear()
+
