@@ -160,7 +160,7 @@ def _execute(store: Store, run_id: str, quiet: bool, overrides: dict | None = No
         return
     print_summary(store, run_id, outcome.usage)
     colour = {"done": "green", "paused": "yellow"}.get(outcome.status, "red")
-    err.print(f"[bold {colour}]{outcome.status}:[/] {outcome.message}", highlight=False)
+    err.print(f"[bold {colour}]{outcome.status}:[/] {outcome.message}", highlight=False, soft_wrap=True)
     if outcome.status in ("stopped", "failed"):
         err.print(f"continue with `tnt resume {run_id}`", highlight=False)
     raise typer.Exit(EXIT[outcome.status])
