@@ -8,16 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import sample_rows
+from tests.conftest import SCRIPTED_JOB, sample_rows
 from workflow.config import JobConfig
 from workflow.ingest import read_corpus
 from workflow.runner import execute
 from workflow.store import Store
 
-CONFIG = dict(
-    use_case="What do customers ask the bank's support bot for?", model="scripted/keywords",
-    batch_size=30, taxonomy_sample=90, label_sample=60, max_labels=6, concurrency=4,
-)
 
 
 @dataclass(frozen=True)
@@ -40,7 +36,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     db = str(root / "tnt.duckdb")
     with Store(db) as store:
         store.insert_documents("c", read_corpus(str(corpus_file)).records)
-        run_id = store.create_run("c", CONFIG["use_case"], JobConfig(**CONFIG).model_dump())
+        run_id = store.create_run("c", SCRIPTED_JOB["use_case"], JobConfig(**SCRIPTED_JOB).model_dump())
         outcome = execute(store, run_id, show_progress=False)
         assert outcome.status == "done", outcome.message
         model_id = store.model(run_id=run_id)["model_id"]

@@ -13,11 +13,8 @@ from workflow.evaluate import metrics as M
 from workflow.ingest import read_corpus
 from workflow.runner import execute
 from workflow.store import Store
+from tests.conftest import SCRIPTED_JOB
 
-CONFIG = dict(
-    use_case="What do customers ask the bank's support bot for?", model="scripted/keywords",
-    batch_size=30, taxonomy_sample=90, label_sample=60, max_labels=6, concurrency=4,
-)
 runner = CliRunner()
 
 
@@ -34,7 +31,7 @@ def runs(tmp_path_factory):
         store.insert_documents("c", read_corpus(str(path)).records)
         ids = []
         for seed in (0, 0, 1):
-            run_id = store.create_run("c", CONFIG["use_case"], JobConfig(**CONFIG, seed=seed).model_dump())
+            run_id = store.create_run("c", SCRIPTED_JOB["use_case"], JobConfig(**SCRIPTED_JOB, seed=seed).model_dump())
             assert execute(store, run_id, show_progress=False).status == "done"
             ids.append(run_id)
     return db, ids

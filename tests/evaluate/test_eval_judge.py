@@ -14,11 +14,8 @@ from workflow.llm import scripted
 from workflow.llm.scripted import register_script
 from workflow.runner import execute
 from workflow.store import Label, Store
+from tests.conftest import SCRIPTED_JOB
 
-CONFIG = dict(
-    use_case="What do customers ask the bank's support bot for?", model="scripted/keywords",
-    batch_size=30, taxonomy_sample=90, label_sample=60, max_labels=6, concurrency=4,
-)
 
 
 def _doc_words(user: str) -> set[str]:
@@ -55,7 +52,7 @@ register_script("judge-always-a", always_a)
 def run(corpus, db):
     store = Store(db)
     store.insert_documents("c", read_corpus(str(corpus)).records)
-    run_id = store.create_run("c", CONFIG["use_case"], JobConfig(**CONFIG).model_dump())
+    run_id = store.create_run("c", SCRIPTED_JOB["use_case"], JobConfig(**SCRIPTED_JOB).model_dump())
     assert execute(store, run_id, show_progress=False).status == "done"
     yield store, run_id
     store.close()

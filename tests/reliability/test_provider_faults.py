@@ -223,7 +223,7 @@ def test_fatal_provider_error_stops_the_run_with_one_line(tmp_path, rows):
                   "--label-sample", 10, "-q")
         no_traceback(res.output)
         assert res.exit_code == 1, res.output
-        assert "NotFoundError" in res.output or "not found" in res.output.lower()
+        assert "openai/test-model: HTTP 404 not found: " in res.output, res.output
     with Store(db, read_only=True) as store:
         run_id = store.latest_run_id()
         assert store.run(run_id)["status"] == "failed"

@@ -14,14 +14,11 @@ from workflow.ingest import read_corpus
 from workflow.review.server import ReviewApp, make_server, url_of
 from workflow.runner import execute
 from workflow.store import Store
+from tests.conftest import SCRIPTED_JOB
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "banking77_sample.jsonl"
 
 XSS = "<script>alert(1)</script> my card got charged twice <b>bold?</b>"
-CONFIG = dict(
-    use_case="What do customers ask the bank's support bot for?", model="scripted/keywords",
-    batch_size=30, taxonomy_sample=90, label_sample=60, max_labels=6, concurrency=4,
-)
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +31,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     with Store(db) as store:
         store.insert_documents("c", read_corpus(str(corpus)).records)
         store.insert_documents("c", [("000-xss", XSS, {})])
-        run_id = store.create_run("c", CONFIG["use_case"], JobConfig(**CONFIG).model_dump())
+        run_id = store.create_run("c", SCRIPTED_JOB["use_case"], JobConfig(**SCRIPTED_JOB).model_dump())
         assert execute(store, run_id, show_progress=False).status == "done"
         version, labels = store.taxonomy(run_id)
         store.save_assignment(run_id, "000-xss", "llm", labels[0].label_id, taxonomy_version=version,

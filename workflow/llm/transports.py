@@ -74,6 +74,38 @@ def _retry_after(exc: Exception) -> float | None:
     return None
 
 
+_FATAL_STATUS = {400: "bad request", 401: "authentication failed", 403: "permission denied", 404: "not found"}
+
+
+def http_status(exc: Exception) -> int | None:
+    """The status the provider really sent. litellm's exception class is not enough: on some code paths it maps
+    an OpenAI-style 404 body (`"type": "invalid_request_error"`) to BadRequestError; the response keeps the 404."""
+    for code in (getattr(getattr(exc, "response", None), "status_code", None), getattr(exc, "status_code", None)):
+        if isinstance(code, int) and 100 <= code < 600:
+            return code
+    return None
+
+
+def classify_provider_error(model: str, exc: Exception) -> Exception:
+    """FatalModelError for what a retry cannot fix (bad key, unknown model or path, bad request), else
+    TransientError (timeouts, 429, 5xx, connection errors, unparseable bodies), with a one-line message."""
+    import litellm
+
+    status = http_status(exc)
+    line = _first_line(exc)
+    if isinstance(exc, litellm.RateLimitError) or status == 429:
+        return TransientError(f"rate limited: {line}", _retry_after(exc))
+    if isinstance(exc, litellm.ContextWindowExceededError) or (
+            status == 400 and "context" in line.lower() and "length" in line.lower()):
+        return TransientError(f"context too long: {line}")
+    if status in _FATAL_STATUS and not isinstance(exc, (litellm.Timeout, litellm.APIConnectionError)):
+        return FatalModelError(f"{model}: HTTP {status} {_FATAL_STATUS[status]}: {line}")
+    if isinstance(exc, (litellm.AuthenticationError, litellm.PermissionDeniedError, litellm.NotFoundError,
+                        litellm.BadRequestError)):  # no HTTP status known (raised before any request)
+        return FatalModelError(f"{model}: {type(exc).__name__}: {line}")
+    return TransientError(f"{type(exc).__name__}: {line}", _retry_after(exc))
+
+
 class LiteLLMTransport:
     """Any provider litellm knows. Keys come from the environment (or litellm's own config), never from us."""
 
@@ -106,16 +138,8 @@ class LiteLLMTransport:
                 kwargs["api_key"] = "not-needed"  # local OpenAI-compatible servers ignore it
         try:
             resp = litellm.completion(**kwargs)
-        except (litellm.AuthenticationError, litellm.PermissionDeniedError, litellm.NotFoundError) as exc:
-            raise FatalModelError(f"{model}: {type(exc).__name__}: {_first_line(exc)}") from None
-        except litellm.BadRequestError as exc:
-            if "context" in str(exc).lower() and "length" in str(exc).lower():
-                raise TransientError(f"context too long: {_first_line(exc)}") from None
-            raise FatalModelError(f"{model}: bad request: {_first_line(exc)}") from None
-        except litellm.RateLimitError as exc:
-            raise TransientError(f"rate limited: {_first_line(exc)}", _retry_after(exc)) from None
-        except Exception as exc:  # timeouts, 5xx, connection errors, unparseable bodies
-            raise TransientError(f"{type(exc).__name__}: {_first_line(exc)}", _retry_after(exc)) from None
+        except Exception as exc:
+            raise classify_provider_error(model, exc) from None
         choices = getattr(resp, "choices", None) or []
         if not choices:
             raise TransientError("the model returned no choices")
