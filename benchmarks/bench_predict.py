@@ -1,13 +1,14 @@
 """Throughput and memory of `tnt predict`'s streaming path on precomputed embeddings (not a test).
 
-    python benchmarks/bench_predict.py [--rows 1000000] [--batch-size 65536]
+    python benchmarks/bench_predict.py [--rows 1000000] [--memory-rows 2000000] [--batch-size 32768]
 
 1. Builds a DuckDB table of N random L2-normalised FLOAT[384] vectors (and a 10-label classifier).
 2. Streams it through the production path (workflow.classify.predict: DuckDB Arrow reader -> ServingModel ->
    prediction table in the same database) and compares rows/s with the raw bound: ``argmax(X @ W + b)`` on the
    same vectors already in memory as one numpy array (the cheapest possible classifier, no I/O).
-3. Runs the streaming path in fresh processes on N/10 and N rows and prints each one's peak RSS: a flat memory
-   profile means the input size does not matter, only the batch size.
+3. Runs the streaming path in fresh processes on M/10 and M rows (M = --memory-rows) and prints each one's peak
+   RSS, with tnt predict's DuckDB memory cap and without one: a flat profile means the input size does not
+   matter, only the batch size and the cap. M/10 should exceed what the cap holds (256 MB ~ 170k vectors).
 
 Prints ratios measured in this run, so the numbers compare on any machine.
 """
@@ -66,7 +67,7 @@ def make_table(db: str, rows: int, chunk: int = 100_000) -> None:
     con.close()
 
 
-def stream(db: str, table: str, artifact: Path, batch_size: int, memory_limit: str | None = None) -> dict:
+def stream(db: str, table: str, artifact: Path, batch_size: int, memory_limit: str | None = "256MB") -> dict:
     """The production streaming path: DuckDB table -> classifier -> prediction table. Returns timings, RSS."""
     from workflow.classify.loader import from_artifact
     from workflow.classify.predict import TableSink, open_input, predict_stream
@@ -76,8 +77,8 @@ def stream(db: str, table: str, artifact: Path, batch_size: int, memory_limit: s
     reset_peak_rss()
     rss_before = peak_rss_mb()
     with Store(db) as store:
-        if memory_limit:  # DuckDB otherwise keeps the table's pages cached, up to 80% of RAM by default
-            store.con.execute(f"SET memory_limit = '{memory_limit}'")
+        if memory_limit:  # as tnt predict does; DuckDB otherwise keeps the blocks it read, up to 80% of RAM
+            store.limit_memory(memory_limit)
         batches, _ = open_input(f"{db}:{table}", store, id_field="id", vector_field="vec", batch_size=batch_size)
         t = time.perf_counter()
         stats = predict_stream(model, batches, TableSink(store, "preds", overwrite=True))
@@ -139,63 +140,70 @@ def read_only(db: str, batch_size: int) -> float:
 
 
 def child(args: argparse.Namespace) -> None:
-    print(json.dumps(stream(args.db, args.table, Path(args.artifact), args.batch_size, args.memory_limit)))
+    limit = None if args.memory_limit == "none" else args.memory_limit
+    print(json.dumps(stream(args.db, args.table, Path(args.artifact), args.batch_size, limit)))
 
 
-def run_child(db: str, table: str, artifact: Path, batch_size: int, memory_limit: str | None = None) -> dict:
+def run_child(db: str, table: str, artifact: Path, batch_size: int, memory_limit: str | None) -> dict:
     cmd = [sys.executable, __file__, "--child", "--db", db, "--table", table, "--artifact", str(artifact),
-           "--batch-size", str(batch_size)]
-    out = subprocess.run(cmd + (["--memory-limit", memory_limit] if memory_limit else []),
-                         check=True, capture_output=True, text=True)
+           "--batch-size", str(batch_size), "--memory-limit", memory_limit or "none"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--rows", type=int, default=1_000_000)
-    p.add_argument("--batch-size", type=int, default=65_536)
+    p.add_argument("--rows", type=int, default=1_000_000, help="table size for the throughput figures")
+    p.add_argument("--memory-rows", type=int, default=2_000_000, help="peak RSS compared at M/10 and M rows")
+    p.add_argument("--batch-size", type=int, default=32_768, help="tnt predict's default for vector inputs")
     p.add_argument("--child", action="store_true")
     p.add_argument("--db")
     p.add_argument("--table", default="emb")
     p.add_argument("--artifact")
-    p.add_argument("--memory-limit", default="256MB", help="DuckDB memory_limit for the second RSS run")
+    p.add_argument("--memory-limit", default="256MB", help="DuckDB memory cap (tnt predict's default); 'none'")
     args = p.parse_args()
     if args.child:
         child(args)
         return
     with tempfile.TemporaryDirectory(prefix="tnt-bench-predict-") as tmp:
+        main_db = str(Path(tmp) / "main.duckdb")
         small, big = str(Path(tmp) / "small.duckdb"), str(Path(tmp) / "big.duckdb")
         t = time.perf_counter()
-        make_table(small, args.rows // 10)
-        make_table(big, args.rows)
-        print(f"built tables of {args.rows // 10:,} and {args.rows:,} vectors in {time.perf_counter() - t:.1f}s")
+        make_table(main_db, args.rows)
+        print(f"built a table of {args.rows:,} vectors in {time.perf_counter() - t:.1f}s")
         arts = {"logreg": make_model(False, Path(tmp) / "lr"), "logreg+calibration": make_model(True, Path(tmp) / "cal")}
 
-        b = bound(big, arts["logreg"])
+        b = bound(main_db, arts["logreg"])
         b_rate = b["rows"] / b["seconds"]
         print(f"\nbound: argmax(X @ W + b) in memory, {b['rows']:,} x {DIM}: {b['seconds']:.3f}s = {b_rate:,.0f} rows/s")
-        r = read_only(big, args.batch_size)
+        r = read_only(main_db, args.batch_size)
         print(f"floor: only reading the vectors (DuckDB FLOAT[{DIM}] -> Arrow -> numpy): {r:.2f}s "
               f"= {args.rows / r:,.0f} rows/s -> {r / b['seconds']:.1f}x the in-memory bound")
         for name, art in arts.items():
-            r = run_child(big, "emb", art, args.batch_size)
+            r = run_child(main_db, "emb", art, args.batch_size, args.memory_limit)
             rate = r["rows"] / r["seconds"]
             assert r["written"] == args.rows, r
             print(f"streaming {name:<19} DuckDB -> classify -> DuckDB table: {r['seconds']:.2f}s = {rate:,.0f} rows/s"
                   f"  -> {b['seconds'] and r['seconds'] / b['seconds']:.1f}x the in-memory bound")
+        Path(main_db).unlink()
 
-        for limit in (None, args.memory_limit):
-            print(f"\npeak RSS of the streaming path (batch {args.batch_size:,}, logreg+calibration, DuckDB "
-                  f"memory_limit {limit or 'default: 80% of RAM'}), fresh processes:")
+        t = time.perf_counter()
+        make_table(small, args.memory_rows // 10)
+        make_table(big, args.memory_rows)
+        print(f"\nbuilt tables of {args.memory_rows // 10:,} and {args.memory_rows:,} vectors in "
+              f"{time.perf_counter() - t:.1f}s")
+        for limit in (args.memory_limit, None):
+            print(f"peak RSS of the streaming path (batch {args.batch_size:,}, logreg+calibration, DuckDB "
+                  f"memory_limit {limit or 'DuckDB default: 80% of RAM'}), fresh processes:")
             res = []
-            for label, db in ((f"{args.rows // 10:,} rows", small), (f"{args.rows:,} rows", big)):
+            for label, db in ((f"{args.memory_rows // 10:,} rows", small), (f"{args.memory_rows:,} rows", big)):
                 r = run_child(db, "emb", arts["logreg+calibration"], args.batch_size, limit)
                 res.append(r)
                 print(f"  {label:>12}: peak {r['peak_rss_mb']:.0f} MB (RSS after imports and model load: "
                       f"{r['rss_before_mb']:.0f} MB), {r['seconds']:.2f}s")
             small_r, big_r = res
             print(f"  10x more rows -> {big_r['peak_rss_mb'] / small_r['peak_rss_mb']:.2f}x the peak RSS; the "
-                  f"{args.rows:,} vectors alone take {args.rows * DIM * 4 / 2**20:.0f} MB")
+                  f"{args.memory_rows:,} vectors alone take {args.memory_rows * DIM * 4 / 2**20:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -689,6 +689,14 @@ class Store:
         finally:
             cur.close()
 
+    def limit_memory(self, limit: str) -> None:
+        """Cap DuckDB's memory (e.g. '256MB'). A long scan otherwise keeps every block it read cached, up to 80%
+        of RAM, so a streaming job's footprint would grow with the table instead of staying flat."""
+        try:
+            self.con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
+        except duckdb.Error as exc:
+            raise StoreError(f"bad memory limit {limit!r}: {str(exc).splitlines()[0]}") from None
+
     def table_columns(self, table: str) -> list[str]:
         """Column names of a table in this database (empty if there is no such table)."""
         return [r[0] for r in self._rows(

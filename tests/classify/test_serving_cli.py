@@ -122,7 +122,7 @@ def test_predict_from_precomputed_vectors_and_duckdb_table(trained, tmp_path):
     con.executemany("INSERT INTO docs VALUES (?, ?)", list(zip(trained.ids, trained.texts)))
     con.close()
     res = tnt("predict", "--model", trained.model_id, "--db", trained.db, "--input", f"{ext}:docs",
-              "--text-field", "body", "--output", out_txt, "--batch-size", "25", "-q")
+              "--text-field", "body", "--output", out_txt, "--batch-size", "25", "--memory-limit", "64MB", "-q")
     assert res.exit_code == 0, res.output
     a, b = rows_of(out_vec), rows_of(out_txt)
     assert set(a) == set(trained.ids) and {d: r["label_id"] for d, r in a.items()} == \
@@ -134,6 +134,7 @@ def test_predict_from_precomputed_vectors_and_duckdb_table(trained, tmp_path):
     (["--input", "missing.jsonl"], "no such file"),
     (["--text-field", "nope"], "no field 'nope'"),
     (["--output", "bad name!"], "not a plain table name"),
+    (["--memory-limit", "lots"], "bad memory limit 'lots'"),
 ])
 def test_predict_errors_are_one_line(trained, tmp_path, args, message):
     base = {"--model": trained.model_id, "--input": str(trained.corpus_file), "--output": str(tmp_path / "o.parquet")}

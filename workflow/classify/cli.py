@@ -131,7 +131,10 @@ def predict(
     id_field: str = typer.Option("id", help="Field holding the document id (missing: hash of the text)."),
     vector_field: Optional[str] = typer.Option(None, help="Use precomputed embeddings from this column instead "
                                                           "of embedding the text (Parquet or DuckDB input)."),
-    batch_size: int = typer.Option(4096, min=1, help="Rows read, embedded and written per batch."),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="Rows read, embedded and written per batch "
+                                             "[default: 4096 texts, 32768 precomputed vectors]."),
+    memory_limit: str = typer.Option("256MB", help="DuckDB memory cap while streaming; DuckDB would otherwise "
+                                                   "keep the blocks it read cached, up to 80% of RAM."),
     overwrite: bool = typer.Option(False, help="Replace an existing output table or file."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Cache embeddings in --db by text hash."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -146,9 +149,13 @@ def predict(
     store = open_store(db) if needs_db or Path(db).exists() else None
     try:
         serving = _load(store, model)
+        if batch_size is None:
+            batch_size = 32_768 if vector_field else 4096
         try:
+            if store is not None:
+                store.limit_memory(memory_limit)
             batches, total = open_input(input, store, text_field=text_field, id_field=id_field or None,
-                                        vector_field=vector_field, batch_size=batch_size)
+                                        vector_field=vector_field, batch_size=batch_size, memory_limit=memory_limit)
             sink = open_output(output, store, overwrite)
             vectorize = None if vector_field else make_vectorizer(serving, store if cache else None)
             stats = predict_stream(serving, batches, sink, vectorize=vectorize, total=total,

@@ -154,13 +154,18 @@ def _parquet_columns(path: Path, wanted: list[str]) -> tuple[Any, list[str], int
 
 
 def open_input(source: str, store: Store | None, *, text_field: str = "text", id_field: str | None = "id",
-               vector_field: str | None = None, batch_size: int = 4096) -> tuple[Iterator[InputBatch], int | None]:
-    """(batches, total rows if known) for a corpus name in ``store``, ``db.duckdb:table``, or a data file."""
+               vector_field: str | None = None, batch_size: int = 4096,
+               memory_limit: str | None = None) -> tuple[Iterator[InputBatch], int | None]:
+    """(batches, total rows if known) for a corpus name in ``store``, ``db.duckdb:table``, or a data file.
+
+    ``memory_limit`` caps the DuckDB instance an input table is read from, when it is not ``store``."""
     wanted = [c for c in (id_field, vector_field or text_field) if c]
     if ".duckdb:" in source or ".db:" in source:
         db, table = source.rsplit(":", 1)
         same = store is not None and Path(db).resolve() == Path(store.path).resolve()
         src = store if same else _open_readonly(db)
+        if memory_limit and not same:
+            _limit(src, memory_limit)
         cols = [c for c in wanted if c in _table_columns(src, table)]
         if (vector_field or text_field) not in cols:
             raise PredictInputError(f"{source}: no column '{vector_field or text_field}'")
@@ -190,6 +195,15 @@ def open_input(source: str, store: Store | None, *, text_field: str = "text", id
 def _corpus_batches(store: Store, corpus: str, batch_size: int) -> Iterator[InputBatch]:
     for rb in store.corpus_batches(corpus, batch_size):
         yield InputBatch(rb.column(0), rb.column(1).to_pylist(), rb.column(2).to_pylist())
+
+
+def _limit(store: Store, memory_limit: str) -> None:
+    from workflow.store import StoreError
+
+    try:
+        store.limit_memory(memory_limit)
+    except StoreError as exc:
+        raise PredictInputError(str(exc)) from None
 
 
 def _open_readonly(db: str) -> Store:
