@@ -69,6 +69,9 @@ def run(
     taxonomy_sample: int = typer.Option(600, help="Documents summarised for taxonomy generation."),
     label_sample: int = typer.Option(1000, help="Documents pseudo-labeled by the LLM."),
     max_labels: int = typer.Option(10, help="Most labels in the taxonomy."),
+    multi_label: bool = typer.Option(False, "--multi-label", help="Let a document have several labels (the LLM "
+                                     "lists all that apply; the classifier is one-vs-rest)."),
+    max_labels_per_doc: int = typer.Option(3, help="Most labels per document with --multi-label."),
     concurrency: int = typer.Option(8, help="Model calls in flight at once."),
     max_cost: Optional[float] = typer.Option(None, help="Stop cleanly before spending more than this (USD)."),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds one model call may take before it is retried."),
@@ -91,7 +94,8 @@ def run(
             use_case=use_case, model=model, summary_model=summary_model, taxonomy_model=taxonomy_model,
             label_model=label_model, api_base=api_base, batch_size=batch_size, taxonomy_sample=taxonomy_sample,
             label_sample=label_sample, max_labels=max_labels, concurrency=concurrency, max_cost=max_cost, seed=seed,
-            auto_approve=auto_approve, timeout_s=timeout, max_attempts=max_attempts,
+            auto_approve=auto_approve, timeout_s=timeout, max_attempts=max_attempts, multi_label=multi_label,
+            max_labels_per_doc=max_labels_per_doc,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -211,11 +215,17 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
     )
     if model:
         m = model["metrics"]
-        out.print(
-            f"classifier {model['model_id']} ({model['algorithm']} on {model['embedding_model']}): held-out vs LLM "
-            f"labels accuracy {_metric(m, 'accuracy')}, macro-F1 {_metric(m, 'macro_f1')}, "
-            f"Cohen's kappa {_metric(m, 'cohen_kappa')} (n_test={m.get('n_test')})"
-        )
+        head = f"classifier {model['model_id']} ({model['algorithm']} on {model['embedding_model']}): held-out vs LLM "
+        if m.get("multi_label"):
+            out.print(
+                head + f"label sets micro-F1 {_metric(m, 'micro_f1')}, macro-F1 {_metric(m, 'macro_f1')}, exact sets "
+                f"{_metric(m, 'subset_accuracy')}, top label in LLM set {_metric(m, 'accuracy')} (n_test={m.get('n_test')})"
+            )
+        else:
+            out.print(
+                head + f"labels accuracy {_metric(m, 'accuracy')}, macro-F1 {_metric(m, 'macro_f1')}, "
+                f"Cohen's kappa {_metric(m, 'cohen_kappa')} (n_test={m.get('n_test')})"
+            )
     out.print(
         f"stored in {store.path}: tables documents, summaries, taxonomies/labels, assignments, llm_calls, models, "
         f"predictions (run_id = '{run_id}', status {run['status']})",

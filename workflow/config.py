@@ -22,6 +22,8 @@ class JobConfig(BaseModel):
     taxonomy_sample: int = Field(600, ge=2, description="documents summarised for taxonomy generation (phase 1)")
     label_sample: int = Field(1000, ge=2, description="documents pseudo-labeled by the LLM (phase 2)")
     max_labels: int = Field(10, ge=2, le=100)
+    multi_label: bool = Field(False, description="the LLM may give a document several labels; one-vs-rest classifier")
+    max_labels_per_doc: int = Field(3, ge=2, le=10, description="most labels per document in multi-label mode")
     name_max_words: int = Field(10, ge=1)
     description_max_words: int = Field(30, ge=3)
     summary_max_words: int = Field(20, ge=3)

@@ -41,7 +41,7 @@ def _tokens(text: str) -> int:
 def _template_tokens(name: str, **values: object) -> int:
     """Tokens of a rendered prompt with the variable parts left empty (they are counted separately)."""
     placeholders = {"use_case": "", "text": "", "summaries": "", "taxonomy": "", "n": 0, "max_words": 0,
-                    "max_labels": 0, "name_max_words": 0, "description_max_words": 0}
+                    "max_labels": 0, "name_max_words": 0, "description_max_words": 0, "max_labels_per_doc": 0}
     return sum(_tokens(m["content"]) for m in load_prompt(name).render(**{**placeholders, **values}))
 
 
@@ -79,7 +79,8 @@ def estimate_run(config: JobConfig, texts: Sequence[str]) -> list[PhaseEstimate]
          (_template_tokens("propose") + _template_tokens("update") * (batches - 1) + _template_tokens("review")
           + uc * (batches + 1) + per_batch * batches + taxonomy * batches) / (batches + 1),
          taxonomy + 60),
-        ("label", n2, _template_tokens("label") + uc + taxonomy + mean_doc, 45),
+        ("label", n2, _template_tokens("label_multi" if config.multi_label else "label") + uc + taxonomy + mean_doc,
+         45 + (12 * (config.max_labels_per_doc - 1) if config.multi_label else 0)),  # ~12 tokens per extra label
     ]
     out = []
     for step, calls, prompt_per_call, completion_per_call in phases:

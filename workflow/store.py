@@ -53,7 +53,7 @@ CREATE INDEX IF NOT EXISTS llm_calls_hash ON llm_calls(request_hash);
 CREATE TABLE IF NOT EXISTS assignments(
     run_id VARCHAR, doc_id VARCHAR, source VARCHAR, label_id VARCHAR, taxonomy_version INTEGER,
     rationale VARCHAR, confidence DOUBLE, status VARCHAR, call_id VARCHAR, created_at TIMESTAMP,
-    PRIMARY KEY(run_id, doc_id, source));
+    label_ids VARCHAR[], PRIMARY KEY(run_id, doc_id, source));
 CREATE TABLE IF NOT EXISTS embeddings(
     text_hash VARCHAR, model VARCHAR, vector FLOAT[], PRIMARY KEY(text_hash, model));
 CREATE TABLE IF NOT EXISTS models(
@@ -61,12 +61,19 @@ CREATE TABLE IF NOT EXISTS models(
     taxonomy_version INTEGER, metrics JSON, artifact BLOB, created_at TIMESTAMP);
 CREATE TABLE IF NOT EXISTS predictions(
     model_id VARCHAR, run_id VARCHAR, doc_id VARCHAR, label_id VARCHAR, probability DOUBLE,
-    uncertain BOOLEAN, PRIMARY KEY(model_id, doc_id));
+    uncertain BOOLEAN, label_ids VARCHAR[], PRIMARY KEY(model_id, doc_id));
 CREATE TABLE IF NOT EXISTS reviews(
     run_id VARCHAR, review_id INTEGER, action VARCHAR, reviewer VARCHAR, details JSON,
     taxonomy_version INTEGER, created_at TIMESTAMP, PRIMARY KEY(run_id, review_id));
 CREATE TABLE IF NOT EXISTS eval_results(
     run_id VARCHAR, metric VARCHAR, value DOUBLE, details JSON, created_at TIMESTAMP);
+"""
+
+
+# Columns added after schema version 1; `label_ids` holds every label of a multi-label run (label_id is the first).
+MIGRATIONS = """
+ALTER TABLE assignments ADD COLUMN IF NOT EXISTS label_ids VARCHAR[];
+ALTER TABLE predictions ADD COLUMN IF NOT EXISTS label_ids VARCHAR[];
 """
 
 
@@ -111,6 +118,7 @@ class Store:
         self._lock = threading.RLock()
         if not read_only:
             self.con.execute(SCHEMA)
+            self.con.execute(MIGRATIONS)
             self.con.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
             )
@@ -388,10 +396,15 @@ class Store:
         confidence: float | None = None,
         status: str = "ok",
         call_id: str | None = None,
+        label_ids: Sequence[str] | None = None,
     ) -> None:
+        """``label_ids``: all labels of a multi-label answer, ``label_id`` first (None for single-label runs)."""
         self._exec(
-            "INSERT OR REPLACE INTO assignments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [run_id, doc_id, source, label_id, taxonomy_version, rationale, confidence, status, call_id, now()],
+            "INSERT OR REPLACE INTO assignments BY NAME SELECT ? AS run_id, ? AS doc_id, ? AS source, ? AS label_id, "
+            "? AS taxonomy_version, ? AS rationale, ? AS confidence, ? AS status, ? AS call_id, ? AS created_at, "
+            "?::VARCHAR[] AS label_ids",
+            [run_id, doc_id, source, label_id, taxonomy_version, rationale, confidence, status, call_id, now(),
+             list(label_ids) if label_ids is not None else None],
         )
 
     def assignments(self, run_id: str, source: str = "llm", taxonomy_version: int | None = None) -> dict[str, str]:
@@ -412,6 +425,16 @@ class Store:
             [run_id],
         )
         return dict(rows)
+
+    def training_label_sets(self, run_id: str) -> dict[str, list[str]]:
+        """Multi-label training targets: the LLM's label set, or a human correction's single label."""
+        rows = self._rows(
+            "SELECT doc_id, coalesce(label_ids, [label_id]) FROM assignments WHERE run_id = ? AND status = 'ok' "
+            "AND source IN ('llm', 'human') "
+            "QUALIFY row_number() OVER (PARTITION BY doc_id ORDER BY source = 'human' DESC) = 1",
+            [run_id],
+        )
+        return {d: list(ls) for d, ls in rows}
 
     def label_counts(self, run_id: str, source: str = "llm") -> dict[str, int]:
         return dict(
@@ -499,14 +522,18 @@ class Store:
         except StoreError:
             return None
 
-    def save_predictions(self, model_id: str, run_id: str, rows: Sequence[tuple[str, str, float, bool]]) -> None:
-        """Replace-or-insert (doc_id, label_id, probability, uncertain) rows for a model."""
+    def save_predictions(self, model_id: str, run_id: str, rows: Sequence[tuple[str, str, float, bool]],
+                         label_sets: Sequence[Sequence[str]] | None = None) -> None:
+        """Replace-or-insert (doc_id, label_id, probability, uncertain) rows for a model; ``label_sets`` (aligned
+        with rows) only for a multi-label model."""
         if not rows:
             return
+        sets = label_sets if label_sets is not None else [None] * len(rows)
         with self.transaction() as con:
             con.executemany(
-                "INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)",
-                [(model_id, run_id, d, lab, float(p), bool(u)) for d, lab, p, u in rows],
+                "INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(model_id, run_id, d, lab, float(p), bool(u), None if ls is None else list(ls))
+                 for (d, lab, p, u), ls in zip(rows, sets)],
             )
 
     def prediction_counts(self, model_id: str) -> dict[str, int]:
@@ -590,11 +617,18 @@ class Store:
                 live = "run_id = ? AND source IN ('llm', 'human') AND status = 'ok'"
                 for src, dst in (merge or {}).items():
                     con.execute(f"UPDATE assignments SET label_id = ? WHERE {live} AND label_id = ?", [dst, run_id, src])
+                    con.execute(  # multi-label sets: the merged label is replaced, duplicates dropped
+                        f"UPDATE assignments SET label_ids = list_distinct(list_transform(label_ids, "
+                        f"lambda x: CASE WHEN x = ? THEN ? ELSE x END)) WHERE {live} AND list_contains(label_ids, ?)",
+                        [src, dst, run_id, src],
+                    )
                 keep = [lb.label_id for lb in labels] + [OTHER_ID]
                 con.execute(
                     f"UPDATE assignments SET status = 'stale' WHERE {live} "
-                    "AND (label_id IN (SELECT unnest(?)) OR label_id NOT IN (SELECT unnest(?)))",
-                    [run_id, list(stale_labels), keep],
+                    "AND (label_id IN (SELECT unnest(?)) OR label_id NOT IN (SELECT unnest(?)) "
+                    "OR list_has_any(coalesce(label_ids, []), ?::VARCHAR[]) "
+                    "OR NOT list_has_all(?::VARCHAR[], coalesce(label_ids, [])))",
+                    [run_id, list(stale_labels), keep, list(stale_labels), keep],
                 )
                 con.execute(
                     "UPDATE assignments SET taxonomy_version = ? WHERE run_id = ? AND source IN ('llm', 'human') "
@@ -604,7 +638,7 @@ class Store:
             if correction is not None:
                 doc_id, label_id = correction
                 con.execute(
-                    "INSERT OR REPLACE INTO assignments VALUES (?, ?, 'human', ?, ?, ?, 1.0, 'ok', NULL, ?)",
+                    "INSERT OR REPLACE INTO assignments VALUES (?, ?, 'human', ?, ?, ?, 1.0, 'ok', NULL, ?, NULL)",
                     [run_id, doc_id, label_id, version, f"corrected by {reviewer}", stamp],
                 )
             review_id = con.execute(
@@ -712,7 +746,7 @@ class Store:
             raise StoreError(f"table '{table}' already exists in {self.path}; pass --overwrite to replace it")
         self._exec(
             f"CREATE OR REPLACE TABLE {self._quote_ident(table)}(doc_id VARCHAR, label_id VARCHAR, label_name VARCHAR, "
-            "probability DOUBLE, uncertain BOOLEAN, model_version VARCHAR)"
+            "probability DOUBLE, uncertain BOOLEAN, model_version VARCHAR, label_ids VARCHAR[])"
         )
 
     def append_arrow(self, table: str, batch: Any) -> None:

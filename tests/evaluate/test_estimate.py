@@ -35,6 +35,14 @@ def test_longer_documents_cost_more_prompt_tokens_up_to_the_clip():
     assert huge["label"].prompt_tokens - short["label"].prompt_tokens <= 10 * (100 + 5)
 
 
+def test_multi_label_answers_are_estimated_longer():
+    texts = ["my card payment abroad was declined"] * 40
+    one = by_step(JobConfig(use_case=UC, model="gpt-4o-mini"), texts)["label"]
+    multi = by_step(JobConfig(use_case=UC, model="gpt-4o-mini", multi_label=True, max_labels_per_doc=4), texts)["label"]
+    assert multi.calls == one.calls and multi.completion_tokens > one.completion_tokens
+    assert multi.prompt_tokens > one.prompt_tokens  # its prompt explains the set answer
+
+
 def test_prices_known_models_and_says_unknown_for_local_ones():
     assert price("gpt-4o-mini", 1000, 0) == pytest.approx(2 * price("gpt-4o-mini", 500, 0))
     assert price("local/smollm2", 1000, 100) is None

@@ -41,7 +41,7 @@ def train(
     """Retrain a run's classifier from its stored labels (human corrections win) and store a new model."""
     from workflow.classify.embed import EmbeddingUnavailable, get_embedder
     from workflow.classify.export import classifier_to_bytes
-    from workflow.classify.train import ALGORITHMS, TrainingError, train_classifier
+    from workflow.classify.train import ALGORITHMS, TrainingError, train_classifier, train_multilabel
     from workflow.classify.vectors import embed_texts
 
     algos = tuple(a.strip() for a in algorithms.split(",") if a.strip())
@@ -51,7 +51,8 @@ def train(
     with open_store(db) as store:
         run_id = _run_id(store, run_id)
         run = store.run(run_id)
-        labels = store.training_labels(run_id)
+        multi = bool(run["config"].get("multi_label"))
+        labels = store.training_label_sets(run_id) if multi else store.training_labels(run_id)
         if not labels:
             fail(f"run {run_id} has no labeled documents yet; finish the run first (`tnt resume {run_id}`)")
         n_human = len(store.assignments(run_id, source="human"))
@@ -65,8 +66,12 @@ def train(
         X = embed_texts(store, embedder, [d.text for d in docs], progress=not quiet)
         y = [labels[d] for d in doc_ids]
         try:
-            clf, metrics = train_classifier(X, y, algorithms=algos, seed=int(cfg.get("seed", 0)),
-                                            test_size=float(cfg.get("test_size", 0.2)))
+            if multi:  # one-vs-rest logistic regression; --algorithms does not apply
+                clf, metrics = train_multilabel(X, y, seed=int(cfg.get("seed", 0)),  # type: ignore[arg-type]
+                                                test_size=float(cfg.get("test_size", 0.2)))
+            else:
+                clf, metrics = train_classifier(X, y, algorithms=algos, seed=int(cfg.get("seed", 0)),
+                                                test_size=float(cfg.get("test_size", 0.2)))
         except (TrainingError, ValueError) as exc:
             fail(str(exc))
         metrics["n_human_labels"] = n_human
@@ -98,6 +103,11 @@ def print_training_report(model_id: str, m: dict, names: dict[str, str], n_label
     for col in ("accuracy", "macro-F1", "Cohen's kappa", "n test", "n train", "uncertain share"):
         a.add_column(col, justify="right")
     conf = m.get("conformal") or {}
+    if m.get("multi_label"):
+        out.print(f"label sets: micro-F1 {_fmt(m.get('micro_f1'))}, per-document F1 {_fmt(m.get('samples_f1'))}, "
+                  f"exact sets {_fmt(m.get('subset_accuracy'))}, Hamming loss {_fmt(m.get('hamming_loss'))}; "
+                  f"labels per document: LLM {_fmt((m.get('label_cardinality') or {}).get('llm'))}, classifier "
+                  f"{_fmt((m.get('label_cardinality') or {}).get('classifier'))}", highlight=False)
     a.add_row(_fmt(m.get("accuracy")), _fmt(m.get("macro_f1")), _fmt(m.get("cohen_kappa")), _fmt(m.get("n_test")),
               _fmt(m.get("n_train")), _fmt(conf.get("uncertain_share")))
     out.print(a)

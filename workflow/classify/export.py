@@ -44,6 +44,7 @@ ALLOWED_TYPES = frozenset({
     "lightgbm.basic.Booster",
     "lightgbm.sklearn.LGBMClassifier",
     "workflow.classify.train.BalancedMLPClassifier",
+    "sklearn.multiclass._ConstantPredictor",
 })
 
 
@@ -60,6 +61,8 @@ def classifier_to_bytes(clf: TrainedClassifier) -> bytes:
         "calibrated": bool(clf.calibrated),
         "conformal_threshold": None if clf.conformal_threshold is None else float(clf.conformal_threshold),
         "alpha": None if clf.alpha is None else float(clf.alpha),
+        "multi_label": bool(clf.multi_label),
+        "threshold": float(clf.threshold),
     }
     return sio.dumps({"meta": json.dumps(meta), "estimator": clf.estimator})
 
@@ -93,6 +96,8 @@ def classifier_from_bytes(data: bytes) -> TrainedClassifier:
         calibrated=bool(meta["calibrated"]),
         conformal_threshold=meta["conformal_threshold"],
         alpha=meta["alpha"],
+        multi_label=bool(meta.get("multi_label", False)),
+        threshold=float(meta.get("threshold", 0.5)),
     )
 
 

@@ -55,6 +55,8 @@ def _part_proba(z: np.ndarray, part: dict, k: int) -> np.ndarray:
         np.exp(z, out=z)
         z /= z.sum(axis=1, keepdims=True)
         return z
+    if part["kind"] == "ovr":  # one-vs-rest: an independent sigmoid per label
+        return 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
     if part["kind"] == "binary":
         p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
         return np.stack([1.0 - p1, p1], axis=1)
@@ -102,8 +104,16 @@ def _linear(pipeline: Any) -> tuple[np.ndarray, np.ndarray] | None:
 def linear_heads(clf: TrainedClassifier) -> LinearHeads | None:
     """The fast path for logistic regression models, or None (other models use the estimator itself)."""
     from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.multiclass import OneVsRestClassifier
 
     est, k = clf.estimator, len(clf.labels)
+    if isinstance(est, OneVsRestClassifier):
+        lins = [_linear(e) for e in est.estimators_]
+        if len(lins) != k or any(lin is None or lin[0].shape[1] != 1 for lin in lins):
+            return None  # e.g. a constant predictor for a label every training document had
+        W = np.hstack([lin[0] for lin in lins])  # type: ignore[index]
+        b = np.concatenate([lin[1] for lin in lins])  # type: ignore[index]
+        return LinearHeads(W.astype(np.float32), b.astype(np.float32), [{"kind": "ovr", "cols": slice(0, k)}], k)
     if isinstance(est, CalibratedClassifierCV):
         Ws, bs, parts, start = [], [], [], 0
         for cc in est.calibrated_classifiers_:
@@ -174,24 +184,47 @@ class ServingModel:
         conformal threshold (a calibration example itself) may fall either side; sklearn alone differs that
         much between batch shapes.
         """
+        return self.classify_sets(X)[:3]  # type: ignore[return-value]
+
+    def classify_sets(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[int]] | None]:
+        """`classify` plus, for a multi-label model, every predicted label index per row (else None)."""
+        from workflow.classify.train import sets_from_ovr
+
         P = self.proba(X)
         idx = P.argmax(axis=1) if len(P) else np.zeros(0, dtype=np.int64)
         prob = P[np.arange(len(idx)), idx]
         thr = self.clf.conformal_threshold
-        if thr is None:
+        if self.clf.multi_label:  # no label reaches the threshold: the top label is only a best guess
+            uncertain = prob < self.clf.threshold
+        elif thr is None:
             uncertain = np.zeros(len(idx), dtype=bool)
         else:
             uncertain = ((1.0 - P) <= thr).sum(axis=1) != 1
-        return idx, prob, uncertain
+        sets = sets_from_ovr(P, self.clf.threshold) if self.clf.multi_label else None
+        return idx, prob, uncertain, sets
+
+    def label_sets(self, X: np.ndarray) -> list[list[int]]:
+        """Multi-label models: label indices per row, most probable first (see train.sets_from_ovr)."""
+        from workflow.classify.train import sets_from_ovr
+
+        return sets_from_ovr(self.proba(X), self.clf.threshold)
 
     def records(self, X: np.ndarray) -> list[dict]:
-        """JSON-ready results, one per row of X."""
+        """JSON-ready results, one per row of X; multi-label models add every predicted label id."""
         idx, prob, unc = self.classify(X)
-        return [
+        out = [
             {"label_id": self.labels[i], "label_name": self.label_names[i], "probability": float(p),
              "uncertain": bool(u)}
             for i, p, u in zip(idx.tolist(), prob, unc)
         ]
+        if self.clf.multi_label:
+            for rec, s in zip(out, sets_of(self.label_sets(X), self.labels)):
+                rec["label_ids"] = s
+        return out
+
+
+def sets_of(index_sets: list[list[int]], labels: list[str]) -> list[list[str]]:
+    return [[labels[j] for j in s] for s in index_sets]
 
 
 def _names(labels: list[str], taxonomy: list[dict]) -> list[str]:

@@ -20,7 +20,7 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from workflow.classify.embed import get_embedder
 from workflow.classify.export import classifier_from_bytes
-from workflow.classify.loader import ServingModel
+from workflow.classify.loader import ServingModel, sets_of
 from workflow.classify.vectors import embed_texts
 from workflow.progress import progress_bar
 from workflow.store import OTHER_ID, Store, text_hash
@@ -30,6 +30,7 @@ UNCERTAIN = "uncertain"
 OUTPUT_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("label_id", pa.string()), ("label_name", pa.string()),
     ("probability", pa.float64()), ("uncertain", pa.bool_()), ("model_version", pa.string()),
+    ("label_ids", pa.list_(pa.string())),  # every predicted label of a multi-label model; null otherwise
 ])
 
 
@@ -49,10 +50,15 @@ def predict_corpus(store: Store, model_id: str, corpus: str, run_id: str, *, bat
             ids, texts, hashes = zip(*rows)
             X = embed_texts(store, embedder, texts, hashes)
             labels, probs = clf.predict(X)
-            sets = clf.prediction_sets(X) if clf.conformal_threshold is not None else [[lab] for lab in labels]
-            store.save_predictions(
-                model_id, run_id, [(d, lab, p, len(s) != 1) for d, lab, p, s in zip(ids, labels, probs, sets)]
-            )
+            if clf.multi_label:  # uncertain: no label reached the threshold (the top one is a best guess)
+                multi = clf.label_sets(X)
+                store.save_predictions(model_id, run_id, [(d, lab, p, p < clf.threshold)
+                                                          for d, lab, p in zip(ids, labels, probs)], multi)
+            else:
+                sets = clf.prediction_sets(X) if clf.conformal_threshold is not None else [[lab] for lab in labels]
+                store.save_predictions(
+                    model_id, run_id, [(d, lab, p, len(s) != 1) for d, lab, p, s in zip(ids, labels, probs, sets)]
+                )
             n += len(rows)
             advance(len(rows))
     return n
@@ -301,15 +307,19 @@ class PredictStats:
 
 
 def output_batch(model: ServingModel, ids: pa.Array, idx: np.ndarray, prob: np.ndarray,
-                 unc: np.ndarray) -> pa.RecordBatch:
-    """Prediction rows as Arrow, built with vectorised takes (no Python loop per row)."""
+                 unc: np.ndarray, sets: list[list[int]] | None = None) -> pa.RecordBatch:
+    """Prediction rows as Arrow, built with vectorised takes (no Python loop per row, except label sets)."""
     take = pa.array(np.asarray(idx, dtype=np.int32))
     n = len(idx)
+    if sets is None:
+        label_ids = pa.nulls(n, pa.list_(pa.string()))
+    else:
+        label_ids = pa.array(sets_of(sets, model.labels), type=pa.list_(pa.string()))
     return pa.RecordBatch.from_arrays(
         [ids.cast(pa.string()), pa.array(model.labels, type=pa.string()).take(take),
          pa.array(model.label_names, type=pa.string()).take(take),
          pa.array(np.asarray(prob, dtype=np.float64)), pa.array(unc, type=pa.bool_()),
-         pa.array([model.version], type=pa.string()).take(pa.array(np.zeros(n, dtype=np.int32)))],
+         pa.array([model.version], type=pa.string()).take(pa.array(np.zeros(n, dtype=np.int32))), label_ids],
         schema=OUTPUT_SCHEMA,
     )
 
@@ -386,8 +396,8 @@ def predict_stream(model: ServingModel, batches: Iterable[InputBatch], sink: Sin
                 X = batch.vectors if batch.vectors is not None else vectorize(batch)  # type: ignore[misc]
                 if X.shape[1] != _dim(model, X):
                     raise PredictInputError(f"vectors have {X.shape[1]} dimensions; the model expects {_dim(model, X)}")
-                idx, prob, unc = model.classify(X)
-                sink.write(output_batch(model, batch.ids, idx, prob, unc))
+                idx, prob, unc, sets = model.classify_sets(X)
+                sink.write(output_batch(model, batch.ids, idx, prob, unc, sets))
                 stats.add(idx, unc, k)
                 advance(len(idx))
     finally:

@@ -74,6 +74,8 @@ class TrainedClassifier:
     calibrated: bool
     conformal_threshold: float | None
     alpha: float | None
+    multi_label: bool = False  # one-vs-rest: probabilities are per label and do not sum to 1
+    threshold: float = 0.5  # multi-label: a label is predicted when its probability reaches this
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         X = _as_matrix(X)
@@ -89,6 +91,11 @@ class TrainedClassifier:
         proba = self.predict_proba(X)
         idx = proba.argmax(axis=1)
         return [self.labels[i] for i in idx], proba[np.arange(len(idx)), idx]
+
+    def label_sets(self, X: np.ndarray) -> list[list[str]]:
+        """Multi-label answer per row: every label at or above the threshold, most probable first; the top
+        label always (a document below every threshold still gets its best guess, flagged uncertain)."""
+        return [[self.labels[j] for j in idx] for idx in sets_from_ovr(self.predict_proba(X), self.threshold)]
 
     def prediction_sets(self, X: np.ndarray) -> list[list[str]]:
         """Split-conformal (LAC) sets: every label whose score 1 - p is within the threshold.
@@ -159,6 +166,16 @@ def split_conformal_threshold(proba: np.ndarray, y_idx: np.ndarray, alpha: float
 def sets_from_proba(proba: np.ndarray, labels: Sequence[str], threshold: float) -> list[list[str]]:
     keep = (1.0 - proba) <= threshold
     return [[labels[j] for j in np.flatnonzero(row)] for row in keep]
+
+
+def sets_from_ovr(proba: np.ndarray, threshold: float) -> list[list[int]]:
+    """Column indices per row, most probable first: those >= threshold, or the top one alone."""
+    order = np.argsort(-proba, axis=1, kind="stable")
+    out = []
+    for row, o in zip(proba, order):
+        keep = [int(j) for j in o if row[j] >= threshold]
+        out.append(keep or [int(o[0])])
+    return out
 
 
 def _split(
@@ -407,4 +424,109 @@ def _conformal_summary(clf: TrainedClassifier, X: np.ndarray | None, y: list[str
     out["mean_set_size"] = float(sizes.mean())
     out["uncertain_share"] = float(np.mean(sizes != 1))
     out["empty_share"] = float(np.mean(sizes == 0))
+    return out
+
+
+# --------------------------------------------------------------------------- multi-label (one-vs-rest)
+
+MULTI_LABEL_THRESHOLD = 0.5
+
+
+def _ovr_factory(c: float, seed: int) -> Callable[[], Any]:
+    from sklearn.multiclass import OneVsRestClassifier
+
+    return lambda: OneVsRestClassifier(Pipeline([
+        ("scale", StandardScaler()),
+        ("model", LogisticRegression(C=c, class_weight="balanced", max_iter=2000, random_state=seed)),
+    ]))
+
+
+def train_multilabel(
+    X: np.ndarray,
+    label_sets: Sequence[Sequence[str]],
+    *,
+    seed: int = 0,
+    test_size: float = 0.2,
+) -> tuple[TrainedClassifier, dict]:
+    """One-vs-rest logistic regression on label sets (a document may have several labels).
+
+    C is chosen by micro-F1 on a validation split of the training part; a label is predicted when its probability
+    reaches 0.5 (the top label always is). Metrics compare the predicted sets with the LLM's on a held-out split.
+    """
+    from sklearn.metrics import hamming_loss
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    X = _as_matrix(X)
+    sets = [sorted({str(v) for v in s}) for s in label_sets]
+    if len(sets) != len(X):
+        raise ValueError(f"X has {len(X)} rows but there are {len(sets)} label sets")
+    if any(not s for s in sets):
+        raise ValueError("every document needs at least one label")
+    counts = Counter(lab for s in sets for lab in s)
+    labels = sorted(lab for lab, n in counts.items() if n >= 2)
+    notes = [f"label {lab!r} has a single example; left out of the classifier" for lab, n in counts.items() if n < 2]
+    if len(labels) < 2:
+        raise TrainingError(f"need at least two labels with two examples each to train a classifier; got {labels}")
+    Y = MultiLabelBinarizer(classes=labels).fit_transform([[lab for lab in s if lab in labels] for s in sets])
+    primary = np.array([labels.index(next((lab for lab in s if lab in labels), labels[0])) for s in sets])
+    train_idx, test_idx = _split(np.arange(len(X)), primary, test_size, seed)
+    grid = LOGREG_C_GRID if len(train_idx) >= 50 else (1.0,)
+    scores: dict[str, float | None] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", UserWarning)  # "label not present in all training examples"
+        if len(grid) > 1:
+            fit_idx, val_idx = _split(train_idx, primary, 0.2, seed + 1)
+            for c in grid:
+                est = _ovr_factory(c, seed)().fit(X[fit_idx], Y[fit_idx])
+                pred = _indicator(est.predict_proba(X[val_idx]), MULTI_LABEL_THRESHOLD)
+                scores[f"logreg-ovr(C={c:g})"] = float(f1_score(Y[val_idx], pred, average="micro", zero_division=0))
+            best_c = max(grid, key=lambda c: scores[f"logreg-ovr(C={c:g})"])
+        else:
+            best_c = grid[0]
+            scores[f"logreg-ovr(C={best_c:g})"] = None
+        estimator = _ovr_factory(best_c, seed)().fit(X[train_idx], Y[train_idx])
+    clf = TrainedClassifier(estimator, labels, "logreg-ovr", False, None, None, multi_label=True,
+                            threshold=MULTI_LABEL_THRESHOLD)
+    metrics: dict[str, Any] = {
+        "multi_label": True, "threshold": MULTI_LABEL_THRESHOLD,
+        "n_train": int(len(train_idx)), "n_calibration": 0, "n_test": int(len(test_idx)), "labels": labels,
+        "train_label_counts": {lab: int(v) for lab, v in zip(labels, Y[train_idx].sum(axis=0))},
+        "algorithm": "logreg-ovr", "model": f"logreg-ovr(C={best_c:g})",
+        "selection": "holdout-validation (micro-F1)" if len(grid) > 1 else "single-candidate",
+        "candidate_scores": scores, "calibration": {"applied": False, "reason": "one-vs-rest probabilities"},
+        "notes": notes,
+    }
+    if not len(test_idx):
+        notes.append("too little data for a held-out test split; test metrics are missing")
+        return clf, metrics | {"accuracy": None, "macro_f1": None, "cohen_kappa": None, "per_label": {},
+                               "confusion_top": [], "conformal": {"alpha": None, "uncertain_share": None}}
+    P = clf.predict_proba(X[test_idx])
+    pred = _indicator(P, MULTI_LABEL_THRESHOLD)
+    Yt = Y[test_idx]
+    p, r, f, s = precision_recall_fscore_support(Yt, pred, zero_division=0)
+    top_in_set = Yt[np.arange(len(Yt)), P.argmax(axis=1)].astype(bool)
+    metrics |= {
+        "accuracy": float(top_in_set.mean()),  # the top predicted label is one of the LLM's labels
+        "macro_f1": float(f1_score(Yt, pred, average="macro", zero_division=0)),
+        "micro_f1": float(f1_score(Yt, pred, average="micro", zero_division=0)),
+        "samples_f1": float(f1_score(Yt, pred, average="samples", zero_division=0)),
+        "subset_accuracy": float((pred == Yt).all(axis=1).mean()),
+        "hamming_loss": float(hamming_loss(Yt, pred)),
+        "cohen_kappa": None,
+        "label_cardinality": {"llm": float(Yt.sum(axis=1).mean()), "classifier": float(pred.sum(axis=1).mean())},
+        "per_label": {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+                      for i, lab in enumerate(labels)},
+        "confusion_top": [],
+        "conformal": {"alpha": None, "threshold": None,
+                      "uncertain_share": float((P.max(axis=1) < MULTI_LABEL_THRESHOLD).mean())},
+    }
+    return clf, metrics
+
+
+def _indicator(P: np.ndarray, threshold: float) -> np.ndarray:
+    """The (n, k) 0/1 matrix of `sets_from_ovr`."""
+    out = np.zeros(P.shape, dtype=int)
+    for i, idx in enumerate(sets_from_ovr(P, threshold)):
+        out[i, idx] = 1
     return out

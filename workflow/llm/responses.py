@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator, model_validator
 
@@ -170,5 +170,67 @@ def assignment_model(label_ids: list[str], label_names: list[str] | None = None)
         "Assignment",
         __base__=base,
         label_id=(Literal[allowed], ...),  # type: ignore[valid-type]
+        rationale=(str, Field(max_length=300, json_schema_extra={"maxLength": 160})),
+    )
+
+
+class _Choice(BaseModel):
+    id: str
+    name: str = Field(max_length=200)
+
+
+class _MultiAssignmentBase(BaseModel):
+    """Several labels for one document, most relevant first. ``label_ids`` is what gets stored."""
+
+    max_labels: ClassVar[int] = 10
+    labels: list[_Choice] = Field(min_length=1)
+    rationale: str = Field(max_length=300)
+    confidence: Confidence = Confidence.medium
+
+    @field_validator("labels")
+    @classmethod
+    def _known_and_named(cls, v: list[_Choice], info: ValidationInfo) -> list[_Choice]:
+        names: dict[str, str] = (info.context or {}).get("label_names", {})
+        out: list[_Choice] = []
+        for c in v:
+            if names and c.id not in names:
+                raise ValueError(f"'{c.id}' is not a label id of the taxonomy")
+            if c.id in names and c.name.strip().lower() != names[c.id].lower():
+                other = {n.lower(): i for i, n in names.items()}.get(c.name.strip().lower())
+                if other is not None and other != c.id:
+                    raise ValueError(f"label '{c.id}' is '{names[c.id]}' but '{c.name}' is the name of '{other}'")
+            if c.id not in {o.id for o in out}:
+                out.append(_Choice(id=c.id, name=names.get(c.id, c.name)))
+        real = [c for c in out if c.id != "other"]  # 'other' means 'none fits': only alone
+        return (real or out)[: cls.max_labels]  # providers without schema enforcement may list more than asked
+
+    @property
+    def label_ids(self) -> list[str]:
+        """Distinct ids in the model's order (validated: 'other' only alone, at most max_labels)."""
+        return [c.id for c in self.labels]
+
+    @property
+    def label_id(self) -> str:
+        return self.label_ids[0]
+
+
+def multi_assignment_model(label_ids: list[str], label_names: list[str], max_labels: int) -> type[_MultiAssignmentBase]:
+    """Like `assignment_model`, for multi-label runs: 1..max_labels coupled {id, name} choices of this taxonomy."""
+    allowed = tuple([*label_ids, "other"])
+    choices = [
+        {"type": "object", "properties": {"id": {"const": i}, "name": {"const": n}}, "required": ["id", "name"]}
+        for i, n in [*zip(label_ids, label_names), ("other", "Other")]
+    ]
+
+    def coupled(schema: dict) -> None:
+        schema["properties"]["labels"] = {"type": "array", "items": {"anyOf": choices}, "minItems": 1,
+                                          "maxItems": max_labels}
+
+    choice = create_model("Choice", __base__=_Choice, id=(Literal[allowed], ...))  # type: ignore[call-overload, valid-type]
+    return create_model(  # type: ignore[call-overload]
+        "MultiAssignment",
+        __base__=type("CoupledMultiAssignment", (_MultiAssignmentBase,),
+                      {"model_config": ConfigDict(json_schema_extra=coupled), "max_labels": max_labels}),
+        labels=(list[choice], Field(min_length=1)),  # type: ignore[valid-type]
         rationale=(str, Field(max_length=300, json_schema_extra={"maxLength": 160})),
     )

@@ -88,6 +88,12 @@ def keywords(prompt_name: str, messages: list[dict[str, str]], schema: dict) -> 
         if prompt_name == "review":
             out |= {"notes": "Kept labels as they are."}
         return json.dumps(out)
+    if prompt_name == "label_multi":  # every label whose keyword occurs, in taxonomy order
+        doc = set(_words(_between(user, "document")))
+        k = _int_after(user, r"at most (\d+)\.", 3)
+        hits = [{"id": i, "name": n} for i, n in _taxonomy_lines(user) if n.split()[0].lower() in doc][:k]
+        return json.dumps({"labels": hits or [{"id": "other", "name": "Other"}], "rationale": "Keywords.",
+                           "confidence": "high" if hits else "low"})
     if prompt_name == "label":
         doc = set(_words(_between(user, "document")))
         for label_id, name in _taxonomy_lines(user):

@@ -1,5 +1,6 @@
 """Pseudo-label the phase-2 sample with the approved taxonomy. "Other" is offered only here, so the share of
-documents that are not Other measures how well the taxonomy covers the corpus."""
+documents that are not Other measures how well the taxonomy covers the corpus. In multi-label runs the model lists
+every label that applies (the first is stored as label_id, all of them as label_ids)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from workflow.graph.nodes.text import clip
 from workflow.graph.state import RunState
 from workflow.llm.gateway import CallResult, Request
 from workflow.llm.prompts import fence
-from workflow.llm.responses import CONFIDENCE_SCORE, assignment_model
+from workflow.llm.responses import CONFIDENCE_SCORE, assignment_model, multi_assignment_model
 
 
 def label(ctx: RunContext, state: RunState) -> RunState:
@@ -20,11 +21,17 @@ def label(ctx: RunContext, state: RunState) -> RunState:
         raise RunFailed("the approved taxonomy has no labels")
     done = store.assignments(ctx.run_id, "llm", taxonomy_version=version)
     todo = [d for d in store.sample(ctx.run_id, 2) if d not in done]
-    Assignment = assignment_model([lb.label_id for lb in labels], [lb.name for lb in labels])
+    ids, label_names = [lb.label_id for lb in labels], [lb.name for lb in labels]
+    if cfg.multi_label:
+        Assignment, prompt = multi_assignment_model(ids, label_names, cfg.max_labels_per_doc), "label_multi"
+    else:
+        Assignment, prompt = assignment_model(ids, label_names), "label"
     names = {lb.label_id: lb.name for lb in labels} | {"other": "Other"}
     taxonomy = format_taxonomy(labels)
+    extra = {"max_labels_per_doc": cfg.max_labels_per_doc} if cfg.multi_label else {}
     requests = [
-        Request(d.doc_id, {"use_case": cfg.use_case, "taxonomy": taxonomy, "text": fence(clip(d.text, cfg.max_doc_tokens))}, {"label_names": names})
+        Request(d.doc_id, {"use_case": cfg.use_case, "taxonomy": taxonomy, "text": fence(clip(d.text, cfg.max_doc_tokens)),
+                           **extra}, {"label_names": names})
         for d in store.documents(ctx.corpus, todo)
     ]
 
@@ -34,7 +41,10 @@ def label(ctx: RunContext, state: RunState) -> RunState:
             ctx.run_id, req.key, "llm", v.label_id if v else None, taxonomy_version=version,
             rationale=v.rationale if v else res.error, confidence=CONFIDENCE_SCORE[v.confidence.value] if v else None,
             status="ok" if v else "failed", call_id=res.call_id,
+            label_ids=v.label_ids if v is not None and cfg.multi_label else None,
         )
 
-    ctx.gateway.map("label", cfg.model_for("label"), "label", Assignment, requests, save, description="label", max_tokens=160)
+    max_tokens = 160 + (40 * cfg.max_labels_per_doc if cfg.multi_label else 0)
+    ctx.gateway.map("label", cfg.model_for("label"), prompt, Assignment, requests, save, description="label",
+                    max_tokens=max_tokens)
     return {}

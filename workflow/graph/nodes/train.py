@@ -5,7 +5,7 @@ from __future__ import annotations
 from workflow.classify.embed import get_embedder
 from workflow.classify.export import classifier_to_bytes
 from workflow.classify.predict import predict_corpus
-from workflow.classify.train import TrainingError, train_classifier
+from workflow.classify.train import TrainingError, train_classifier, train_multilabel
 from workflow.classify.vectors import embed_texts
 from workflow.graph.context import RunContext, log
 from workflow.graph.state import RunState
@@ -17,7 +17,7 @@ def train(ctx: RunContext, state: RunState) -> RunState:
     version = state.get("approved_version") or store.taxonomy(ctx.run_id)[0]
     if state.get("model_id"):
         return {}
-    labels = store.training_labels(ctx.run_id)
+    labels = store.training_label_sets(ctx.run_id) if cfg.multi_label else store.training_labels(ctx.run_id)
     if not labels:
         log.warning("no labeled documents: skipping the classifier")
         return {}
@@ -27,7 +27,11 @@ def train(ctx: RunContext, state: RunState) -> RunState:
     X = embed_texts(store, embedder, [d.text for d in docs], progress=ctx.show_progress)
     y = [labels[d] for d in doc_ids]
     try:
-        clf, metrics = train_classifier(X, y, algorithms=tuple(cfg.algorithms), seed=cfg.seed, test_size=cfg.test_size)
+        if cfg.multi_label:
+            clf, metrics = train_multilabel(X, y, seed=cfg.seed, test_size=cfg.test_size)  # type: ignore[arg-type]
+        else:
+            clf, metrics = train_classifier(X, y, algorithms=tuple(cfg.algorithms), seed=cfg.seed,
+                                            test_size=cfg.test_size)
     except TrainingError as exc:
         log.warning("skipping the classifier: %s", exc)
         return {}
