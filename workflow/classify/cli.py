@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import duckdb
 import typer
 from rich.table import Table
 
@@ -174,6 +175,9 @@ def predict(
             fail(str(exc))
         except EmbeddingUnavailable as exc:
             fail(str(exc), 1)
+        except duckdb.OutOfMemoryException as exc:
+            fail(f"DuckDB ran out of memory under --memory-limit {memory_limit} ({str(exc).splitlines()[0]}); "
+                 "raise --memory-limit or lower --batch-size", 1)
         base = (serving.metrics.get("conformal") or {}).get("uncertain_share")
         out.print(
             f"predicted {stats.n} documents with {serving.version} -> {output}; "
