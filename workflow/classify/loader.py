@@ -203,23 +203,17 @@ class ServingModel:
         sets = sets_from_ovr(P, self.clf.threshold) if self.clf.multi_label else None
         return idx, prob, uncertain, sets
 
-    def label_sets(self, X: np.ndarray) -> list[list[int]]:
-        """Multi-label models: label indices per row, most probable first (see train.sets_from_ovr)."""
-        from workflow.classify.train import sets_from_ovr
-
-        return sets_from_ovr(self.proba(X), self.clf.threshold)
-
     def records(self, X: np.ndarray) -> list[dict]:
         """JSON-ready results, one per row of X; multi-label models add every predicted label id."""
-        idx, prob, unc = self.classify(X)
+        idx, prob, unc, sets = self.classify_sets(X)
         out = [
             {"label_id": self.labels[i], "label_name": self.label_names[i], "probability": float(p),
              "uncertain": bool(u)}
             for i, p, u in zip(idx.tolist(), prob, unc)
         ]
-        if self.clf.multi_label:
-            for rec, s in zip(out, sets_of(self.label_sets(X), self.labels)):
-                rec["label_ids"] = s
+        if sets is not None:
+            for rec, labels in zip(out, sets_of(sets, self.labels)):
+                rec["label_ids"] = labels
         return out
 
 

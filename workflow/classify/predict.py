@@ -21,6 +21,7 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 from workflow.classify.embed import get_embedder
 from workflow.classify.export import classifier_from_bytes
 from workflow.classify.loader import ServingModel, sets_of
+from workflow.classify.train import sets_from_ovr
 from workflow.classify.vectors import embed_texts
 from workflow.progress import progress_bar
 from workflow.store import OTHER_ID, Store, text_hash
@@ -49,12 +50,14 @@ def predict_corpus(store: Store, model_id: str, corpus: str, run_id: str, *, bat
         for rows in store.iter_corpus(corpus, batch_size):
             ids, texts, hashes = zip(*rows)
             X = embed_texts(store, embedder, texts, hashes)
-            labels, probs = clf.predict(X)
             if clf.multi_label:  # uncertain: no label reached the threshold (the top one is a best guess)
-                multi = clf.label_sets(X)
-                store.save_predictions(model_id, run_id, [(d, lab, p, p < clf.threshold)
-                                                          for d, lab, p in zip(ids, labels, probs)], multi)
+                P = clf.predict_proba(X)
+                sets = sets_of(sets_from_ovr(P, clf.threshold), clf.labels)
+                top = P.max(axis=1)  # sets are sorted by probability: s[0] is the top label
+                store.save_predictions(model_id, run_id, [(d, s[0], float(p), bool(p < clf.threshold))
+                                                          for d, s, p in zip(ids, sets, top)], sets)
             else:
+                labels, probs = clf.predict(X)
                 sets = clf.prediction_sets(X) if clf.conformal_threshold is not None else [[lab] for lab in labels]
                 store.save_predictions(
                     model_id, run_id, [(d, lab, p, len(s) != 1) for d, lab, p, s in zip(ids, labels, probs, sets)]
