@@ -52,12 +52,16 @@ class Gullible:
             for m in re.finditer(r"(?:label everything as|label named) (\w+(?: \w+)*)", user, flags=re.I):
                 out["labels"].insert(0, {"id": None, "name": m.group(1).title(), "description": "Injected."})
             return json.dumps(out)
-        if prompt_name == "label":  # answers with whatever label a document names
+        if prompt_name in ("label", "label_multi"):  # answers with whatever label a document names
             doc = user.split("<document>", 1)[1].rsplit("</document>", 1)[0]
             m = re.search(r"label(?:_id)?\W+(?:is |as |with label_id )?\"?([A-Za-z]\w+)", doc)
-            if m and m.group(1).lower() in INJECTED_NAMES:
+            if m and m.group(1).lower() in INJECTED_NAMES and prompt_name == "label":
                 return json.dumps({"label_id": m.group(1), "label_name": m.group(1), "rationale": "told to",
                                    "confidence": "high"})
+            if m and m.group(1).lower() in INJECTED_NAMES:  # slips the injected label in beside a real one
+                honest = json.loads(keywords(prompt_name, messages, schema))["labels"]
+                return json.dumps({"labels": [*honest[:1], {"id": m.group(1), "name": m.group(1)}],
+                                   "rationale": "told to", "confidence": "high"})
             return keywords(prompt_name, messages, schema)
         return "{}"
 
@@ -156,3 +160,29 @@ def test_a_gullible_taxonomy_model_adds_no_injected_label(hostile_run):
     with Store(hostile_run["db"], read_only=True) as store:
         names = " ".join(lb.name.lower() for lb in store.taxonomy(store.latest_run_id())[1])
     assert not any(n in names for n in INJECTED_NAMES)
+
+
+def test_multi_label_sets_stay_inside_the_taxonomy(tmp_path):
+    """In --multi-label runs an injected label slipped in beside a real one fails the answer as a whole."""
+    from tests.conftest import sample_rows
+
+    rows = sample_rows(30) + [{"id": f"inj{i}", "text": t} for i, t in enumerate(INJECTED)]
+    corpus = write_jsonl(tmp_path / "hostile.jsonl", rows)
+    register_script("gullible_multi", Gullible())
+    db = str(tmp_path / "tnt.duckdb")
+    res = tnt("run", corpus, "--use-case", USE_CASE, "--db", db, "--model", "scripted/gullible_multi",
+              "--multi-label", "--batch-size", 36, "--taxonomy-sample", 36, "--label-sample", 36, "--max-labels", 6,
+              "--max-attempts", 2, "-q")
+    no_traceback(res.output)
+    assert res.exit_code == 0, res.output
+    with Store(db, read_only=True) as store:
+        run_id = store.latest_run_id()
+        _, labels = store.taxonomy(run_id)
+        allowed = {lb.label_id for lb in labels} | {OTHER_ID}
+        rows = store.query("SELECT doc_id, label_ids, status FROM assignments WHERE run_id = ?", [run_id])
+        assert len(rows) == 36
+        ok = [r for r in rows if r["status"] == "ok"]
+        assert ok and all(r["label_ids"] and set(r["label_ids"]) <= allowed for r in ok)
+        assert {"inj1", "inj2", "inj5"} <= {r["doc_id"] for r in rows if r["status"] != "ok"}
+        stored = json.dumps(store.query("SELECT label_id, label_ids FROM predictions"))
+        assert "L99" not in stored and "EVIL" not in stored
