@@ -18,7 +18,7 @@ from workflow.classify.train import TrainingError, train_multilabel
 from workflow.cli import app
 from workflow.llm.responses import multi_assignment_model
 from workflow.runner import execute
-from workflow.store import OTHER_ID, Store
+from workflow.store import OTHER_ID, Label, Store
 
 NAMES = {"L1": "Cards", "L2": "Transfers", "L3": "Fees", "other": "Other"}
 CTX = {"label_names": NAMES}
@@ -114,6 +114,23 @@ def test_a_database_from_before_multi_label_gains_the_columns(tmp_path):
         assert store.training_label_sets("r") == {"d": ["L1"]}  # old rows read as one-label sets
         store.save_assignment("r", "e", "llm", "L2", taxonomy_version=1, label_ids=["L2", "L1"])
         assert store.training_label_sets("r") == {"d": ["L1"], "e": ["L2", "L1"]}
+
+
+def test_review_merges_rewrite_label_sets_and_deletes_make_them_stale(db, corpus, new_run):
+    with Store(db) as store:
+        run_id = new_run(store, corpus, multi_label=True)
+        tax = [Label("L1", "Cards", "d"), Label("L2", "Transfers", "d"), Label("L3", "Fees", "d")]
+        store.save_taxonomy(run_id, tax, stage="propose")
+        for doc, ids in {"a": ["L1", "L2"], "b": ["L2", "L1"], "c": ["L1", "L3"], "d": ["L1"]}.items():
+            store.save_assignment(run_id, doc, "llm", ids[0], taxonomy_version=1, label_ids=ids)
+        # merge L2 into L1, then delete L3: 'a'/'b' collapse to [L1]; 'c' still names L3 so it must be re-labeled
+        store.apply_review(run_id, action="merge", reviewer="t", details={}, labels=tax[:1] + tax[2:],
+                           merge={"L2": "L1"})
+        store.apply_review(run_id, action="delete", reviewer="t", details={}, labels=tax[:1])
+        rows = {r["doc_id"]: r for r in store.query(
+            "SELECT doc_id, label_id, label_ids, status FROM assignments WHERE run_id = ?", [run_id])}
+        assert rows["a"]["label_ids"] == rows["b"]["label_ids"] == ["L1"] and rows["b"]["label_id"] == "L1"
+        assert rows["c"]["status"] == "stale" and rows["d"]["status"] == "ok"
 
 
 def test_multi_label_run_end_to_end_and_the_export_predicts_the_same_sets(corpus, db, new_run, tmp_path):
