@@ -19,9 +19,7 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from workflow.classify.embed import get_embedder
-from workflow.classify.export import classifier_from_bytes
-from workflow.classify.loader import ServingModel, sets_of
-from workflow.classify.train import sets_from_ovr
+from workflow.classify.loader import ServingModel, from_store, sets_of
 from workflow.classify.vectors import embed_texts
 from workflow.progress import progress_bar
 from workflow.store import OTHER_ID, Store, text_hash
@@ -41,27 +39,19 @@ class PredictInputError(ValueError):
 
 def predict_corpus(store: Store, model_id: str, corpus: str, run_id: str, *, batch_size: int = 2048,
                    show_progress: bool = True) -> int:
-    model = store.model(model_id)
-    clf = classifier_from_bytes(model["artifact"])
-    embedder = get_embedder(model["embedding_model"])
-    total = store.corpus_size(corpus)
+    """Label a run's whole corpus into ``predictions``, deciding exactly as every other serving path does."""
+    model = from_store(store, model_id)
+    embedder = get_embedder(model.embedding_model)
     n = 0
-    with progress_bar("predict", total=total, enabled=show_progress) as advance:
+    with progress_bar("predict", total=store.corpus_size(corpus), enabled=show_progress) as advance:
         for rows in store.iter_corpus(corpus, batch_size):
             ids, texts, hashes = zip(*rows)
-            X = embed_texts(store, embedder, texts, hashes)
-            if clf.multi_label:  # uncertain: no label reached the threshold (the top one is a best guess)
-                P = clf.predict_proba(X)
-                sets = sets_of(sets_from_ovr(P, clf.threshold), clf.labels)
-                top = P.max(axis=1)  # sets are sorted by probability: s[0] is the top label
-                store.save_predictions(model_id, run_id, [(d, s[0], float(p), bool(p < clf.threshold))
-                                                          for d, s, p in zip(ids, sets, top)], sets)
-            else:
-                labels, probs = clf.predict(X)
-                sets = clf.prediction_sets(X) if clf.conformal_threshold is not None else [[lab] for lab in labels]
-                store.save_predictions(
-                    model_id, run_id, [(d, lab, p, len(s) != 1) for d, lab, p, s in zip(ids, labels, probs, sets)]
-                )
+            idx, prob, unc, sets = model.classify_sets(embed_texts(store, embedder, texts, hashes))
+            store.save_predictions(
+                model_id, run_id,
+                [(d, model.labels[i], float(p), bool(u)) for d, i, p, u in zip(ids, idx.tolist(), prob, unc)],
+                None if sets is None else sets_of(sets, model.labels),
+            )
             n += len(rows)
             advance(len(rows))
     return n
