@@ -133,15 +133,24 @@ class _AssignmentBase(BaseModel):
     @classmethod
     def _name_matches_id(cls, v: str, info: ValidationInfo) -> str:
         """The model must name the label it chose: an id/name pair that disagrees is a sign of confusion."""
-        names: dict[str, str] = (info.context or {}).get("label_names", {})
-        chosen = info.data.get("label_id")
-        if chosen in names and v.strip().lower() != names[chosen].lower():
-            other = {n.lower(): i for i, n in names.items()}.get(v.strip().lower())
-            if other is not None and other != chosen:
-                raise ValueError(
-                    f"label_id '{chosen}' is '{names[chosen]}' but label_name '{v}' is the name of '{other}'"
-                )
-        return names.get(chosen, v)
+        return _checked_name((info.context or {}).get("label_names", {}), info.data.get("label_id"), v)
+
+
+def _checked_name(names: dict[str, str], chosen: str | None, name: str) -> str:
+    """The taxonomy's spelling of ``chosen``'s name; an error when ``name`` is the name of another label."""
+    if chosen in names and name.strip().lower() != names[chosen].lower():
+        other = {n.lower(): i for i, n in names.items()}.get(name.strip().lower())
+        if other is not None and other != chosen:
+            raise ValueError(f"label_id '{chosen}' is '{names[chosen]}' but label_name '{name}' is the name of '{other}'")
+    return names.get(chosen, name)  # type: ignore[arg-type]
+
+
+def _label_choices(label_ids: list[str], label_names: list[str]) -> list[dict]:
+    """Each label (and 'other') as one {"id", "name"} JSON-schema choice, so an id cannot get another's name."""
+    return [
+        {"type": "object", "properties": {"id": {"const": i}, "name": {"const": n}}, "required": ["id", "name"]}
+        for i, n in [*zip(label_ids, label_names), ("other", "Other")]
+    ]
 
 
 def assignment_model(label_ids: list[str], label_names: list[str] | None = None) -> type[_AssignmentBase]:
@@ -154,10 +163,7 @@ def assignment_model(label_ids: list[str], label_names: list[str] | None = None)
     allowed = tuple([*label_ids, "other"])
     base: type[_AssignmentBase] = _AssignmentBase
     if label_names:
-        choices = [
-            {"type": "object", "properties": {"id": {"const": i}, "name": {"const": n}}, "required": ["id", "name"]}
-            for i, n in [*zip(label_ids, label_names), ("other", "Other")]
-        ]
+        choices = _label_choices(label_ids, label_names)
 
         def coupled(schema: dict) -> None:
             props = schema["properties"]
@@ -195,12 +201,9 @@ class _MultiAssignmentBase(BaseModel):
         for c in v:
             if names and c.id not in names:
                 raise ValueError(f"'{c.id}' is not a label id of the taxonomy")
-            if c.id in names and c.name.strip().lower() != names[c.id].lower():
-                other = {n.lower(): i for i, n in names.items()}.get(c.name.strip().lower())
-                if other is not None and other != c.id:
-                    raise ValueError(f"label '{c.id}' is '{names[c.id]}' but '{c.name}' is the name of '{other}'")
+            name = _checked_name(names, c.id, c.name)
             if c.id not in {o.id for o in out}:
-                out.append(_Choice(id=c.id, name=names.get(c.id, c.name)))
+                out.append(_Choice(id=c.id, name=name))
         real = [c for c in out if c.id != "other"]  # 'other' means 'none fits': only alone
         return (real or out)[: cls.max_labels]  # providers without schema enforcement may list more than asked
 
@@ -217,10 +220,7 @@ class _MultiAssignmentBase(BaseModel):
 def multi_assignment_model(label_ids: list[str], label_names: list[str], max_labels: int) -> type[_MultiAssignmentBase]:
     """Like `assignment_model`, for multi-label runs: 1..max_labels coupled {id, name} choices of this taxonomy."""
     allowed = tuple([*label_ids, "other"])
-    choices = [
-        {"type": "object", "properties": {"id": {"const": i}, "name": {"const": n}}, "required": ["id", "name"]}
-        for i, n in [*zip(label_ids, label_names), ("other", "Other")]
-    ]
+    choices = _label_choices(label_ids, label_names)
 
     def coupled(schema: dict) -> None:
         schema["properties"]["labels"] = {"type": "array", "items": {"anyOf": choices}, "minItems": 1,
