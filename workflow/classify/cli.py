@@ -40,10 +40,11 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Retrain a run's classifier from its stored labels (human corrections win) and store a new model."""
-    from workflow.classify.embed import EmbeddingUnavailable, get_embedder
+    from workflow.classify.embed import EmbeddingUnavailable
     from workflow.classify.export import classifier_to_bytes
-    from workflow.classify.train import ALGORITHMS, TrainingError, train_classifier, train_multilabel
-    from workflow.classify.vectors import embed_texts
+    from workflow.classify.fit import fit_on_run
+    from workflow.classify.train import ALGORITHMS, TrainingError
+    from workflow.config import JobConfig
 
     algos = tuple(a.strip() for a in algorithms.split(",") if a.strip())
     unknown = sorted(set(algos) - set(ALGORITHMS))
@@ -52,35 +53,23 @@ def train(
     with open_store(db) as store:
         run_id = _run_id(store, run_id)
         run = store.run(run_id)
-        multi = bool(run["config"].get("multi_label"))
-        labels = store.training_label_sets(run_id) if multi else store.training_labels(run_id)
-        if not labels:
-            fail(f"run {run_id} has no labeled documents yet; finish the run first (`tnt resume {run_id}`)")
-        n_human = len(store.assignments(run_id, source="human"))
-        doc_ids = sorted(labels)
-        docs = store.documents(run["corpus"], doc_ids)
-        cfg = run["config"]
-        try:
-            embedder = get_embedder(cfg.get("embedding_model") or "minilm-int8")
-        except (EmbeddingUnavailable, ValueError) as exc:
+        try:  # a multi-label run retrains one-vs-rest; --algorithms does not apply there
+            fitted = fit_on_run(store, run_id, run["corpus"], JobConfig(**run["config"]), algorithms=algos,
+                                progress=not quiet)
+        except EmbeddingUnavailable as exc:
             fail(str(exc), 1)
-        X = embed_texts(store, embedder, [d.text for d in docs], progress=not quiet)
-        y = [labels[d] for d in doc_ids]
-        try:
-            if multi:  # one-vs-rest logistic regression; --algorithms does not apply
-                clf, metrics = train_multilabel(X, y, seed=int(cfg.get("seed", 0)),  # type: ignore[arg-type]
-                                                test_size=float(cfg.get("test_size", 0.2)))
-            else:
-                clf, metrics = train_classifier(X, y, algorithms=algos, seed=int(cfg.get("seed", 0)),
-                                                test_size=float(cfg.get("test_size", 0.2)))
         except (TrainingError, ValueError) as exc:
             fail(str(exc))
-        metrics["n_human_labels"] = n_human
+        if fitted is None:
+            fail(f"run {run_id} has no labeled documents yet; finish the run first (`tnt resume {run_id}`)")
+        n_human = len(store.assignments(run_id, source="human"))
+        fitted.metrics["n_human_labels"] = n_human
         version, tax = store.taxonomy(run_id)
-        model_id = store.save_model(run_id, algorithm=clf.algorithm, embedding_model=embedder.name,
-                                    taxonomy_version=version, metrics=metrics, artifact=classifier_to_bytes(clf))
+        model_id = store.save_model(run_id, algorithm=fitted.clf.algorithm, embedding_model=fitted.embedding_model,
+                                    taxonomy_version=version, metrics=fitted.metrics,
+                                    artifact=classifier_to_bytes(fitted.clf))
         names = {lb.label_id: lb.name for lb in tax} | {OTHER_ID: OTHER_NAME}
-        print_training_report(model_id, metrics, names, n_labels=len(labels), n_human=n_human)
+        print_training_report(model_id, fitted.metrics, names, n_labels=fitted.n_labeled, n_human=n_human)
 
 
 def print_training_report(model_id: str, m: dict, names: dict[str, str], n_labels: int, n_human: int) -> None:

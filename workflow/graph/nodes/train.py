@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from workflow.classify.embed import get_embedder
 from workflow.classify.export import classifier_to_bytes
+from workflow.classify.fit import fit_on_run
 from workflow.classify.predict import predict_corpus
-from workflow.classify.train import TrainingError, train_classifier, train_multilabel
-from workflow.classify.vectors import embed_texts
+from workflow.classify.train import TrainingError
 from workflow.graph.context import RunContext, log
 from workflow.graph.state import RunState
 
@@ -17,27 +16,17 @@ def train(ctx: RunContext, state: RunState) -> RunState:
     version = state.get("approved_version") or store.taxonomy(ctx.run_id)[0]
     if state.get("model_id"):
         return {}
-    labels = store.training_label_sets(ctx.run_id) if cfg.multi_label else store.training_labels(ctx.run_id)
-    if not labels:
-        log.warning("no labeled documents: skipping the classifier")
-        return {}
-    doc_ids = sorted(labels)
-    docs = store.documents(ctx.corpus, doc_ids)
-    embedder = get_embedder(cfg.embedding_model)
-    X = embed_texts(store, embedder, [d.text for d in docs], progress=ctx.show_progress)
-    y = [labels[d] for d in doc_ids]
     try:
-        if cfg.multi_label:
-            clf, metrics = train_multilabel(X, y, seed=cfg.seed, test_size=cfg.test_size)  # type: ignore[arg-type]
-        else:
-            clf, metrics = train_classifier(X, y, algorithms=tuple(cfg.algorithms), seed=cfg.seed,
-                                            test_size=cfg.test_size)
+        fitted = fit_on_run(store, ctx.run_id, ctx.corpus, cfg, progress=ctx.show_progress)
     except TrainingError as exc:
         log.warning("skipping the classifier: %s", exc)
         return {}
+    if fitted is None:
+        log.warning("no labeled documents: skipping the classifier")
+        return {}
     model_id = store.save_model(
-        ctx.run_id, algorithm=clf.algorithm, embedding_model=embedder.name, taxonomy_version=version,
-        metrics=metrics, artifact=classifier_to_bytes(clf),
+        ctx.run_id, algorithm=fitted.clf.algorithm, embedding_model=fitted.embedding_model, taxonomy_version=version,
+        metrics=fitted.metrics, artifact=classifier_to_bytes(fitted.clf),
     )
     return {"model_id": model_id}
 
