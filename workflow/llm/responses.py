@@ -234,3 +234,105 @@ def multi_assignment_model(label_ids: list[str], label_names: list[str], max_lab
         labels=(list[choice], Field(min_length=1)),  # type: ignore[valid-type]
         rationale=(str, Field(max_length=300, json_schema_extra={"maxLength": 160})),
     )
+
+
+# -- cluster-seeded proposal -----------------------------------------------------------------------------------
+
+CLUSTER_ID_LIKE = re.compile(r"^\s*(cluster|group|topic|category|class)\s*#?\s*\d*\s*$", re.I)
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def bad_name_reason(name: str, documents: list[str] = ()) -> str | None:  # type: ignore[assignment]
+    """Why a label name says nothing (empty, a number, an id, a catch-all, a copied document), or None."""
+    if not re.search(r"[A-Za-z]{2,}", name):
+        return f"'{name}' is not a name: use words that say what the documents are about"
+    if LABEL_ID_LIKE.match(name) or CLUSTER_ID_LIKE.match(name):
+        return f"'{name}' is an id, not a name: say what the documents are about"
+    if CATCH_ALL.match(name):
+        return f"'{name}' is a catch-all: name the specific topic these documents share"
+    key = _norm(name)
+    for doc in documents:
+        d = _norm(doc)
+        if key == d or (len(key.split()) >= 5 and key in d):
+            return "the name copies a document: name the topic the documents share in a few words"
+    return None
+
+
+class ClusterName(BaseModel):
+    """A name and description for one cluster of documents."""
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(min_length=1, max_length=600)
+
+    @model_validator(mode="after")
+    def _readable(self, info: ValidationInfo) -> ClusterName:
+        ctx = info.context or {}
+        self.name = cap_words(self.name, ctx.get("name_max_words", 10)).strip(" .:-\"'")
+        self.description = cap_words(self.description, ctx.get("description_max_words", 30))
+        reason = bad_name_reason(self.name, ctx.get("documents", []))
+        if reason:
+            raise ValueError(reason)
+        return self
+
+
+def cluster_name_model(name_max_words: int, description_max_words: int) -> type[ClusterName]:
+    """ClusterName with its lengths capped in the schema, so constrained decoding closes both strings in time."""
+    return create_model(  # type: ignore[call-overload]
+        "ClusterName", __base__=ClusterName,
+        name=(str, Field(min_length=1, json_schema_extra={"maxLength": name_max_words * 7})),
+        description=(str, Field(min_length=1, json_schema_extra={"maxLength": description_max_words * 7})),
+    )
+
+
+class MergedLabel(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(min_length=1, max_length=600)
+    members: list[str] = Field(min_length=1)
+
+
+class MergedTaxonomy(BaseModel):
+    """Candidate labels grouped into the final labels; each candidate id in at most one group."""
+
+    labels: list[MergedLabel] = Field(min_length=1)
+
+    @field_validator("labels")
+    @classmethod
+    def _valid_groups(cls, v: list[MergedLabel], info: ValidationInfo) -> list[MergedLabel]:
+        ctx = info.context or {}
+        known = set(ctx.get("candidate_ids", []))
+        seen: set[str] = set()
+        out: list[MergedLabel] = []
+        for lb in v:
+            name = cap_words(lb.name, ctx.get("name_max_words", 10)).strip(" .:-\"'")
+            reason = bad_name_reason(name)
+            if reason:
+                raise ValueError(reason)
+            members = [m for m in dict.fromkeys(lb.members) if m not in seen and (not known or m in known)]
+            if not members:
+                continue  # a group of nothing new: the model repeated itself
+            seen.update(members)
+            out.append(MergedLabel(name=name, description=cap_words(lb.description, ctx.get("description_max_words", 30)),
+                                   members=members))
+        if len(out) > ctx.get("max_labels", 100):
+            raise ValueError(f"{len(out)} labels: merge them into at most {ctx.get('max_labels')}")
+        if len(out) < min(2, len(known) or 2):
+            raise ValueError("give at least two labels")
+        return out
+
+
+def merged_taxonomy_model(candidate_ids: list[str], max_labels: int, name_max_words: int,
+                          description_max_words: int) -> type[MergedTaxonomy]:
+    """MergedTaxonomy whose members are an enum of the candidate ids and whose size and lengths are capped."""
+    group = create_model(  # type: ignore[call-overload]
+        "MergedLabel", __base__=MergedLabel,
+        name=(str, Field(min_length=1, json_schema_extra={"maxLength": name_max_words * 7})),
+        description=(str, Field(min_length=1, json_schema_extra={"maxLength": description_max_words * 7})),
+        members=(list[Literal[tuple(candidate_ids)]], Field(min_length=1, json_schema_extra={"maxItems": len(candidate_ids)})),  # type: ignore[valid-type]
+    )
+    return create_model(  # type: ignore[call-overload]
+        "MergedTaxonomy", __base__=MergedTaxonomy,
+        labels=(list[group], Field(min_length=1, json_schema_extra={"minItems": min(2, max_labels), "maxItems": max_labels})),  # type: ignore[valid-type]
+    )
