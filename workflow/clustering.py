@@ -141,6 +141,20 @@ def cohesion(C: np.ndarray, sizes: np.ndarray, grouping: Grouping) -> float:
     return total / weight if weight else 0.0
 
 
+def merge_quality(C: np.ndarray, sizes: np.ndarray, grouping: Grouping, seed: int = 0, draws: int = 20) -> float:
+    """How much of the structure embeddings see a grouping keeps: 0 for a random grouping of the same group sizes,
+    1 for merging nearest centroids into as many groups (raw cohesion barely moves between the two, because texts
+    of one corpus are all somewhat alike)."""
+    rng = np.random.default_rng(seed)
+    shapes = [len(m) for m in grouping.groups]
+    cuts = np.cumsum(shapes)[:-1]
+    chance = float(np.mean([cohesion(C, sizes, Grouping([list(p) for p in np.split(rng.permutation(len(C)), cuts)]))
+                            for _ in range(draws)]))
+    best = cohesion(C, sizes, merge_nearest(C, sizes, len(grouping.groups)))
+    ours = cohesion(C, sizes, grouping)
+    return 1.0 if best - chance < 1e-9 else (ours - chance) / (best - chance)
+
+
 def nearest_labels(X: np.ndarray, L: np.ndarray, k: int) -> np.ndarray:
     """For each row of X, the indices of the k most similar label vectors, most similar first."""
     sims = unit(X) @ unit(L).T

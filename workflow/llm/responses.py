@@ -113,6 +113,7 @@ class Confidence(str, Enum):
 
 
 CONFIDENCE_SCORE = {"high": 0.9, "medium": 0.6, "low": 0.3}
+RATIONALE_CHARS = 90  # about 15 words: a label call's answer stays short, which is most of its cost on a small model
 
 
 class _AssignmentBase(BaseModel):
@@ -146,9 +147,11 @@ def _checked_name(names: dict[str, str], chosen: str | None, name: str) -> str:
 
 
 def _label_choices(label_ids: list[str], label_names: list[str]) -> list[dict]:
-    """Each label (and 'other') as one {"id", "name"} JSON-schema choice, so an id cannot get another's name."""
+    """Each label (and 'other') as one {"name", "id"} JSON-schema choice, so an id cannot get another's name. The
+    name comes first: a model decoding under the schema then chooses by the words of the name, not by the digits
+    of an id (small models otherwise prefer whichever id is most probable after "L", usually L1)."""
     return [
-        {"type": "object", "properties": {"id": {"const": i}, "name": {"const": n}}, "required": ["id", "name"]}
+        {"type": "object", "properties": {"name": {"const": n}, "id": {"const": i}}, "required": ["name", "id"]}
         for i, n in [*zip(label_ids, label_names), ("other", "Other")]
     ]
 
@@ -176,7 +179,7 @@ def assignment_model(label_ids: list[str], label_names: list[str] | None = None)
         "Assignment",
         __base__=base,
         label_id=(Literal[allowed], ...),  # type: ignore[valid-type]
-        rationale=(str, Field(max_length=300, json_schema_extra={"maxLength": 160})),
+        rationale=(str, Field(max_length=300, json_schema_extra={"maxLength": RATIONALE_CHARS})),
     )
 
 
@@ -232,12 +235,14 @@ def multi_assignment_model(label_ids: list[str], label_names: list[str], max_lab
         __base__=type("CoupledMultiAssignment", (_MultiAssignmentBase,),
                       {"model_config": ConfigDict(json_schema_extra=coupled), "max_labels": max_labels}),
         labels=(list[choice], Field(min_length=1)),  # type: ignore[valid-type]
-        rationale=(str, Field(max_length=300, json_schema_extra={"maxLength": 160})),
+        rationale=(str, Field(max_length=300, json_schema_extra={"maxLength": RATIONALE_CHARS})),
     )
 
 
 # -- cluster-seeded proposal -----------------------------------------------------------------------------------
 
+FIRST_PERSON = re.compile(r"^\s*(i|i'm|im|i've|my|me|we|our|can|how|why|what|when|where|do|does|is|are)\b", re.I)
+CHAT_REPLY = re.compile(r"\b(i'm sorry|i am sorry|i'm unable|i am unable|as an ai|i apologi[sz]e|i cannot|i can't)\b", re.I)
 CLUSTER_ID_LIKE = re.compile(r"^\s*(cluster|group|topic|category|class)\s*#?\s*\d*\s*$", re.I)
 
 
@@ -253,12 +258,27 @@ def bad_name_reason(name: str, documents: list[str] = ()) -> str | None:  # type
         return f"'{name}' is an id, not a name: say what the documents are about"
     if CATCH_ALL.match(name):
         return f"'{name}' is a catch-all: name the specific topic these documents share"
+    if "?" in name or FIRST_PERSON.match(name):
+        return f"'{name}' quotes a customer: name the topic the documents share in a few words"
     key = _norm(name)
     for doc in documents:
         d = _norm(doc)
         if key == d or (len(key.split()) >= 5 and key in d):
             return "the name copies a document: name the topic the documents share in a few words"
     return None
+
+
+def grounded(text: str, evidence: list[str]) -> bool:
+    """Whether text shares a content word (by its first 4 letters) with the evidence: a name or description that
+    shares none describes some other cluster, or nothing."""
+    stems = {w[:4] for e in evidence for w in re.findall(r"[a-z]{4,}", e.lower())}
+    return any(w[:4] in stems for w in re.findall(r"[a-z]{4,}", text.lower()))
+
+
+def clean_description(text: str, max_words: int) -> str:
+    """Repeated sentences (small models loop) dropped, then capped to max_words."""
+    sentences = list(dict.fromkeys(s.strip() for s in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if s.strip()))
+    return cap_words(" ".join(sentences), max_words)
 
 
 class ClusterName(BaseModel):
@@ -271,10 +291,15 @@ class ClusterName(BaseModel):
     def _readable(self, info: ValidationInfo) -> ClusterName:
         ctx = info.context or {}
         self.name = cap_words(self.name, ctx.get("name_max_words", 10)).strip(" .:-\"'")
-        self.description = cap_words(self.description, ctx.get("description_max_words", 30))
-        reason = bad_name_reason(self.name, ctx.get("documents", []))
+        self.description = clean_description(self.description, ctx.get("description_max_words", 30))
+        docs, evidence = ctx.get("documents", []), ctx.get("documents", []) + ctx.get("keywords", [])
+        reason = bad_name_reason(self.name, docs)
         if reason:
             raise ValueError(reason)
+        if evidence and not grounded(self.name, evidence):
+            raise ValueError(f"'{self.name}' does not say what these documents share: use words they use")
+        if CHAT_REPLY.search(self.description) or (evidence and not grounded(self.description, evidence)):
+            raise ValueError("the description must say which documents belong, in words they use")
         return self
 
 
@@ -314,8 +339,10 @@ class MergedTaxonomy(BaseModel):
             if not members:
                 continue  # a group of nothing new: the model repeated itself
             seen.update(members)
-            out.append(MergedLabel(name=name, description=cap_words(lb.description, ctx.get("description_max_words", 30)),
-                                   members=members))
+            description = clean_description(lb.description, ctx.get("description_max_words", 30))
+            if CHAT_REPLY.search(description):
+                raise ValueError("each description must say which documents belong")
+            out.append(MergedLabel(name=name, description=description, members=members))
         if len(out) > ctx.get("max_labels", 100):
             raise ValueError(f"{len(out)} labels: merge them into at most {ctx.get('max_labels')}")
         if len(out) < min(2, len(known) or 2):

@@ -135,7 +135,10 @@ class ScriptedTransport:
             calls[name] += 1
         text = _scripts[name](prompt_name, messages, schema)
         prompt_tokens = sum(len(m["content"]) for m in messages) // 4
-        return RawResponse(text, prompt_tokens, len(text) // 4, 0.0)
+        truncated = len(text) > 4 * max_tokens  # as a real model stops at max_tokens (4 characters a token here)
+        if truncated:
+            text = text[: 4 * max_tokens]
+        return RawResponse(text, prompt_tokens, len(text) // 4, 0.0, truncated)
 
     def estimate_cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         return 0.0

@@ -33,7 +33,7 @@ CENTRAL_DOCS = 6
 CONTRAST_DOCS = 3
 KEYWORDS = 8
 SHOWN_WORDS = 60  # a document shown in a naming prompt (when it has no summary) is cut to this many words
-MERGE_SLACK = 0.05  # the model's grouping may be this much less cohesive than merging nearest centroids
+MIN_MERGE_QUALITY = 0.5  # the model's grouping must keep half the structure that merging nearest centroids keeps
 MIN_KEPT_SHARE = 0.6  # ... and must keep at least this share of the labels allowed
 MERGE_MAX_TOKENS = 1600
 
@@ -58,13 +58,6 @@ def embed_docs(ctx: RunContext, doc_ids: list[str]) -> Space:
 # -- naming ----------------------------------------------------------------------------------------------------
 
 
-def _shown(ctx: RunContext, space: Space, rows: list[int]) -> list[str]:
-    """What the model reads of each document: its summary, or the document cut short when it has none."""
-    ids = [space.doc_ids[r] for r in rows]
-    summaries = summarize_docs(ctx, ids)
-    return [" ".join((summaries.get(d) or clip(space.texts[r], SHOWN_WORDS)).split()) for d, r in zip(ids, rows)]
-
-
 def name_groups(ctx: RunContext, space: Space, assign: np.ndarray, which: list[int] | None = None) -> dict[int, Label]:
     """A name and description for each group of ``assign`` (all, or those in ``which``), keyed by group index.
     Label ids are left empty for the caller to give."""
@@ -72,22 +65,31 @@ def name_groups(ctx: RunContext, space: Space, assign: np.ndarray, which: list[i
     C = clustering.centroids(space.X, assign)
     words = clustering.keywords(space.texts, assign, KEYWORDS)
     which = list(range(len(C))) if which is None else which
+    rows = {g: clustering.central(space.X, assign, C[g], g, CENTRAL_DOCS) for g in which}
+    others = {g: clustering.nearest_other(C, g) for g in which}
+    # the other cluster's documents nearest this one: they show where this cluster ends
+    contrast = {g: clustering.central(space.X, assign, C[g], o, CONTRAST_DOCS) if o is not None else []
+                for g, o in others.items()}
+    # what the model reads of each document: its summary (one batch for all groups), or the document cut short
+    shown_rows = sorted({r for g in which for r in rows[g] + contrast[g]})
+    summaries = summarize_docs(ctx, [space.doc_ids[r] for r in shown_rows])
+
+    def shown(rs: list[int]) -> list[str]:
+        return [" ".join((summaries.get(space.doc_ids[r]) or clip(space.texts[r], SHOWN_WORDS)).split()) for r in rs]
+
     requests, fallback = [], {}
     for g in which:
-        rows = clustering.central(space.X, assign, C[g], g, CENTRAL_DOCS)
-        other = clustering.nearest_other(C, g)
-        contrast = clustering.central(space.X, assign, C[g], other, CONTRAST_DOCS) if other is not None else []
-        shown, shown_contrast = _shown(ctx, space, rows), _shown(ctx, space, contrast)
+        docs = shown(rows[g])
         fallback[g] = Label("", clustering.keyword_name(words[g], cfg.name_max_words) or f"Topic {g + 1}",
                             "Documents mentioning " + ", ".join(words[g][:6]) + "." if words[g] else "Documents of one cluster.")
         requests.append(Request(g, {
-            "use_case": cfg.use_case, "n": len(rows), "name_max_words": cfg.name_max_words,
+            "use_case": cfg.use_case, "n": len(docs), "name_max_words": cfg.name_max_words,
             "description_max_words": cfg.description_max_words,
-            "documents": "\n".join("- " + fence(t, "documents") for t in shown),
+            "documents": "\n".join("- " + fence(t, "documents") for t in docs),
             "keywords": ", ".join(words[g]) or "(none)",
-            "contrast": "\n".join("- " + fence(t, "contrast") for t in shown_contrast) or "(none)",
+            "contrast": "\n".join("- " + fence(t, "contrast") for t in shown(contrast[g])) or "(none)",
         }, {"name_max_words": cfg.name_max_words, "description_max_words": cfg.description_max_words,
-            "documents": shown}))
+            "documents": docs, "keywords": words[g]}))
     named: dict[int, Label] = {}
 
     def save(req: Request, res: CallResult[ClusterName]) -> None:
@@ -95,15 +97,8 @@ def name_groups(ctx: RunContext, space: Space, assign: np.ndarray, which: list[i
 
     response = cluster_name_model(cfg.name_max_words, cfg.description_max_words)
     ctx.gateway.map("taxonomy", cfg.model_for("taxonomy"), "name_cluster", response, requests, save,
-                    description="name clusters", max_tokens=_string_tokens(response))
+                    description="name clusters")  # max_tokens: the gateway fits it to the schema's caps
     return named
-
-
-def _string_tokens(model: type) -> int:
-    """A token cap that can hold every string of the schema at its maxLength (one token per character at worst,
-    as small models emit under a grammar), so constrained decoding is never cut before it closes the JSON."""
-    schema = model.model_json_schema()
-    return 48 + sum(p.get("maxLength", 0) for p in schema.get("properties", {}).values())
 
 
 def _unique(labels: list[Label], words: list[list[str]]) -> list[Label]:
@@ -209,13 +204,14 @@ def merge(ctx: RunContext, state: RunState) -> RunState:
         grouping = _attach_leftovers(grouping, C)
         n = len(grouping.groups)
         floor = math.ceil(MIN_KEPT_SHARE * min(cfg.max_labels, len(candidates)))
-        ours, baseline = clustering.cohesion(C, sizes, grouping), clustering.cohesion(C, sizes, clustering.merge_nearest(C, sizes, n))
+        quality = clustering.merge_quality(C, sizes, grouping, cfg.seed)
         if n < floor:
             error = f"the model kept {n} labels, fewer than {floor}"
-        elif ours < baseline - MERGE_SLACK:
-            error = f"the model's grouping is less cohesive than merging nearest centroids ({ours:.2f} vs {baseline:.2f})"
+        elif quality < MIN_MERGE_QUALITY:
+            error = (f"the model's grouping is less cohesive than merging nearest centroids "
+                     f"(quality {quality:.2f}: 0 is chance, 1 nearest centroids)")
         else:
-            note = f"merged by the model into {n} labels (cohesion {ours:.2f}; nearest-centroid merge {baseline:.2f})"
+            note = f"merged by the model into {n} labels (quality {quality:.2f}: 0 is chance, 1 nearest centroids)"
     if not note:
         log.info("merging nearest centroids: %s", error)
         grouping, drafts = clustering.merge_nearest(C, sizes, min(cfg.max_labels, len(candidates))), []
