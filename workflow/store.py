@@ -695,7 +695,7 @@ class Store:
         """Per LLM-labeled document: text, LLM label/rationale/confidence/status and any human correction."""
         return self.query(
             "SELECT a.doc_id, d.text, d.text_hash, a.label_id AS llm_label, a.rationale, a.confidence, "
-            "a.status, h.label_id AS human_label "
+            "a.status, h.label_id AS human_label, a.nearest_id "
             "FROM assignments a JOIN runs r ON r.run_id = a.run_id "
             "JOIN documents d ON d.corpus = r.corpus AND d.doc_id = a.doc_id "
             "LEFT JOIN assignments h ON h.run_id = a.run_id AND h.doc_id = a.doc_id AND h.source = 'human' "

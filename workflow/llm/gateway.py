@@ -132,7 +132,10 @@ class Gateway:
         *,
         context: dict[str, Any] | None = None,
         max_tokens: int = 512,
+        attempts_cap: int | None = None,
     ) -> CallResult[T]:
+        """One validated answer (or a failed row). ``attempts_cap``: fewer attempts than the run's --max-attempts,
+        for callers with a fallback of their own; their failures are logged at INFO, and they report them."""
         prompt = load_prompt(prompt_name)
         messages = prompt.render(**variables)
         schema = response_model.model_json_schema()
@@ -164,7 +167,7 @@ class Gateway:
         status = "failed"
         try:
             for attempt in Retrying(
-                stop=stop_after_attempt(self.max_attempts),
+                stop=stop_after_attempt(min(self.max_attempts, attempts_cap or self.max_attempts)),
                 wait=_wait,
                 retry=retry_if_exception_type((TransientError, InvalidOutput)),
                 reraise=True,
@@ -232,7 +235,8 @@ class Gateway:
                 **totals,
             )
         if value is None:
-            log.warning("%s call failed after %d attempts: %s", step, attempts, error)
+            log.log(logging.INFO if attempts_cap else logging.WARNING, "%s call failed after %d attempts: %s", step,
+                    attempts, error)
         return CallResult(value, status, call_id, error)
 
     # -- many calls --------------------------------------------------------------------------------------------
@@ -248,6 +252,7 @@ class Gateway:
         *,
         description: str,
         max_tokens: int = 512,
+        attempts_cap: int | None = None,
     ) -> None:
         """Run requests concurrently; `on_result` is called (in this thread) as each one finishes, so finished
         work is stored at once and a crash loses at most the calls in flight (which the cache then has)."""
@@ -257,7 +262,8 @@ class Gateway:
 
         def one(req: Request) -> CallResult[T]:
             rm = response_model(req) if not isinstance(response_model, type) else response_model
-            return self.call(step, model, prompt_name, rm, req.variables, context=req.context, max_tokens=max_tokens)
+            return self.call(step, model, prompt_name, rm, req.variables, context=req.context, max_tokens=max_tokens,
+                             attempts_cap=attempts_cap)
 
         with progress_bar(description, total=len(requests), enabled=self.show_progress) as advance:
             with ThreadPoolExecutor(max_workers=workers) as pool:

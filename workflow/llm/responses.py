@@ -241,7 +241,7 @@ def multi_assignment_model(label_ids: list[str], label_names: list[str], max_lab
 
 # -- cluster-seeded proposal -----------------------------------------------------------------------------------
 
-FIRST_PERSON = re.compile(r"^\s*(i|i'm|im|i've|my|me|we|our|can|how|why|what|when|where|do|does|is|are)\b", re.I)
+FIRST_PERSON = re.compile(r"^\s*(i|i'm|im|i've|my|me|we|our)\b", re.I)
 CHAT_REPLY = re.compile(r"\b(i'm sorry|i am sorry|i'm unable|i am unable|as an ai|i apologi[sz]e|i cannot|i can't)\b", re.I)
 CLUSTER_ID_LIKE = re.compile(r"^\s*(cluster|group|topic|category|class)\s*#?\s*\d*\s*$", re.I)
 

@@ -36,6 +36,8 @@ SHOWN_WORDS = 60  # a document shown in a naming prompt (when it has no summary)
 MIN_MERGE_QUALITY = 0.5  # the model's grouping must keep half the structure that merging nearest centroids keeps
 MIN_KEPT_SHARE = 0.6  # ... and must keep at least this share of the labels allowed
 MERGE_MAX_TOKENS = 1600
+NAME_ATTEMPTS = 2  # a cluster has a keyword name to fall back on: one retry with the error fed back is enough
+MERGE_ATTEMPTS = 2  # ... and merging nearest centroids is the merge's fallback
 
 
 @dataclass
@@ -97,7 +99,11 @@ def name_groups(ctx: RunContext, space: Space, assign: np.ndarray, which: list[i
 
     response = cluster_name_model(cfg.name_max_words, cfg.description_max_words)
     ctx.gateway.map("taxonomy", cfg.model_for("taxonomy"), "name_cluster", response, requests, save,
-                    description="name clusters")  # max_tokens: the gateway fits it to the schema's caps
+                    description="name clusters", attempts_cap=NAME_ATTEMPTS)  # max_tokens: fitted to the schema
+    fell_back = sum(named[g] is fallback[g] for g in which)
+    if fell_back:
+        log.warning("%d of %d cluster names come from keywords: the model's names were empty, ids, quotes or did "
+                    "not use the documents' words (a stronger --taxonomy-model names them better)", fell_back, len(which))
     return named
 
 
@@ -160,7 +166,7 @@ def _model_grouping(ctx: RunContext, labels: list[Label], sizes: np.ndarray) -> 
         merged_taxonomy_model(ids, cfg.max_labels, cfg.name_max_words, cfg.description_max_words),
         {"use_case": cfg.use_case, "candidates": lines, "max_labels": cfg.max_labels,
          "name_max_words": cfg.name_max_words, "description_max_words": cfg.description_max_words},
-        context=context, max_tokens=MERGE_MAX_TOKENS,
+        context=context, max_tokens=MERGE_MAX_TOKENS, attempts_cap=MERGE_ATTEMPTS,
     )
     if not res.ok:
         return None, [], res.error or "no answer"
@@ -213,7 +219,7 @@ def merge(ctx: RunContext, state: RunState) -> RunState:
         else:
             note = f"merged by the model into {n} labels (quality {quality:.2f}: 0 is chance, 1 nearest centroids)"
     if not note:
-        log.info("merging nearest centroids: %s", error)
+        log.warning("merging nearest centroids (%s)", error)
         grouping, drafts = clustering.merge_nearest(C, sizes, min(cfg.max_labels, len(candidates))), []
         note = f"merged nearest centroids into {len(grouping.groups)} labels ({error})"
 
