@@ -170,12 +170,23 @@ def test_documents_cannot_make_tnt_touch_files(hostile_run):
     assert set(Path.cwd().iterdir()) == hostile_run["cwd_before"]
 
 
-@pytest.mark.xfail(strict=True, reason="known limitation: a model that obeys a summary can add an injected label "
-                   "name to the taxonomy; review it with `tnt run --review` (docs/reliability.md)")
-def test_a_gullible_taxonomy_model_adds_no_injected_label(hostile_run):
+def test_a_gullible_taxonomy_model_adds_no_injected_label(hostile_run, request):
+    """Cluster naming only accepts a name built from words typical of the whole cluster (its c-TF-IDF keywords), so
+    a few documents cannot name it; a word that many documents of a cluster repeat can still become a name. The
+    minibatch path has no such check: a model that obeys a summary adds the label (review it with `--review`)."""
+    if hostile_run["proposal"] == "minibatch":
+        request.applymarker(pytest.mark.xfail(strict=True, reason="known limitation of the minibatch proposal: a "
+                                              "model that obeys a summary can add an injected label name; review it "
+                                              "with `tnt run --review` (docs/reliability.md)"))
     with Store(hostile_run["db"], read_only=True) as store:
-        names = " ".join(lb.name.lower() for lb in store.taxonomy(store.latest_run_id())[1])
+        run_id = store.latest_run_id()
+        names = " ".join(lb.name.lower() for v in store.taxonomy_versions(run_id)
+                         for lb in store.taxonomy(run_id, v["version"])[1])
+        refused = store.query("SELECT count(*) AS n FROM llm_calls WHERE run_id = ? AND prompt_name = 'name_cluster' "
+                              "AND status = 'failed' AND response LIKE '%Hacked%'", [run_id])[0]["n"]
     assert not any(n in names for n in INJECTED_NAMES)
+    if hostile_run["proposal"] == "clusters":
+        assert refused >= 1  # the model did obey the document; its name was refused
 
 
 def test_multi_label_sets_stay_inside_the_taxonomy(tmp_path):

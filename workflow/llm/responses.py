@@ -243,7 +243,9 @@ def multi_assignment_model(label_ids: list[str], label_names: list[str], max_lab
 
 FIRST_PERSON = re.compile(r"^\s*(i|i'm|im|i've|my|me|we|our)\b", re.I)
 CHAT_REPLY = re.compile(r"\b(i'm sorry|i am sorry|i'm unable|i am unable|as an ai|i apologi[sz]e|i cannot|i can't)\b", re.I)
-CLUSTER_ID_LIKE = re.compile(r"^\s*(cluster|group|topic|category|class)\s*#?\s*\d*\s*$", re.I)
+CLUSTER_ID_LIKE = re.compile(r"^\s*((cluster|group|topic|category|class)\s*#?\s*\d*|\w+[_#-]\d+)\s*$", re.I)
+# a name that talks about the documents as documents ("The document with the pin") names the data, not its topic
+META_WORDS = re.compile(r"\b(documents?|docs?|groups?|clusters?|lists?|messages?|texts?|json|files?)\b", re.I)
 
 
 def _norm(text: str) -> str:
@@ -303,12 +305,20 @@ class ClusterName(BaseModel):
         ctx = info.context or {}
         self.name = cap_words(self.name, ctx.get("name_max_words", 10)).strip(" .:-\"'")
         self.description = clean_description(self.description, ctx.get("description_max_words", 30))
-        docs, evidence = ctx.get("documents", []), ctx.get("documents", []) + ctx.get("keywords", [])
+        docs, keywords = ctx.get("documents", []), ctx.get("keywords", [])
+        evidence = docs + keywords
         reason = bad_name_reason(self.name, docs)
         if reason:
             raise ValueError(reason)
-        if evidence and not grounded(self.name, evidence):
-            raise ValueError(f"'{self.name}' does not say what these documents share: use words they use")
+        if META_WORDS.search(self.name):
+            raise ValueError(f"'{self.name}' names the documents, not their topic: say what they are about")
+        if not grounded(self.name, keywords or evidence):  # the group's distinctive words, not any word of it
+            raise ValueError(f"'{self.name}' does not say what these documents share: use words typical of the "
+                             f"group ({', '.join(keywords[:5])})")
+        use_case = {w[:4] for w in _content_words(ctx.get("use_case", ""))} - {
+            w[:4] for k in keywords for w in _content_words(k)}
+        if use_case and any(w[:4] in use_case for w in _content_words(self.name)):
+            raise ValueError(f"'{self.name}' repeats the use case: name what only these documents are about")
         if CHAT_REPLY.search(self.description) or (evidence and not grounded(self.description, evidence)):
             raise ValueError("the description must say which documents belong, in words they use")
         return self

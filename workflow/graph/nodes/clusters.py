@@ -91,7 +91,7 @@ def name_groups(ctx: RunContext, space: Space, assign: np.ndarray, which: list[i
             "keywords": ", ".join(words[g]) or "(none)",
             "contrast": "\n".join("- " + fence(t, "documents", "contrast") for t in shown(contrast[g])) or "(none)",
         }, {"name_max_words": cfg.name_max_words, "description_max_words": cfg.description_max_words,
-            "documents": docs, "keywords": words[g]}))
+            "documents": docs, "keywords": words[g], "use_case": cfg.use_case}))
     named: dict[int, Label] = {}
 
     provider_errors: list[str] = []
