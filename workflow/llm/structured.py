@@ -130,10 +130,15 @@ class ModeNegotiator:
         self.store, self.api_base, self.setting = store, api_base, setting
         self._modes: dict[str, str] = {}
         self._recorded: set[tuple[str, str]] = set()
+        self._fatal: dict[str, str] = {}  # model -> the line it failed with: later calls fail without a request
         self._lock = threading.Lock()
 
     def mode(self, model: str) -> str:
+        from workflow.llm.transports import FatalModelError
+
         with self._lock:
+            if model in self._fatal:
+                raise FatalModelError(self._fatal[model])
             if model not in self._modes:
                 if self.setting != "auto":
                     self._modes[model] = self.setting
@@ -153,7 +158,8 @@ class ModeNegotiator:
                 return current or refusal.mode
             nxt = next_mode(refusal.mode)
             if self.setting != "auto" or nxt is None:
-                raise FatalModelError(refusal_line(refusal.mode, str(refusal)))
+                self._fatal[model] = refusal_line(refusal.mode, str(refusal))
+                raise FatalModelError(self._fatal[model])
             self._modes[model] = nxt
         log.warning("%s: %s; stepping down to --structured-output %s", model,
                     refusal_line(refusal.mode, fix=False), nxt)
