@@ -1,7 +1,9 @@
 """Structured-output modes through the real gateway, litellm and HTTP, against the loopback server's strict
 profiles (which refuse requests the way real servers do): each mode works where the server takes it, `auto`
 steps down and remembers, a mode the user forced fails at once with the fix, the cache key ignores the mode,
-and identical errors across documents stop the run instead of being retried."""
+and identical errors across documents stop the gateway instead of being retried. Whole `tnt run`s against the
+profiles: tests/reliability/test_strict_servers.py; against the real llama-cpp-python server:
+tests/integration/test_real_server.py."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import time
 
 import pytest
 
-from tests.reliability.conftest import USE_CASE, respond, tnt, write_jsonl
 from workflow.llm.failfast import FailureTracker
 from workflow.llm.gateway import Gateway, Request
 from workflow.llm.responses import Summary
@@ -98,12 +99,34 @@ def test_changing_mode_keeps_answers_already_paid_for(store):
 def test_identical_errors_across_documents_stop_the_gateway_within_seconds(store):
     with OpenAITestServer(profile="reject-all") as srv:
         started = time.perf_counter()
-        with pytest.raises(FatalModelError, match="same error to 5 requests in a row.*model backend crashed"):
+        with pytest.raises(FatalModelError, match="same error to 5 requests in a row.*model backend crashed.*; "
+                           "check --model, --api-base and the server, then `tnt resume`$"):
             summarize(store, srv, concurrency=2, max_attempts=4)
         assert time.perf_counter() - started < 10
     # json_schema, json_object and tools were refused (400s naming them), then prompts met the broken model
     assert list(dict.fromkeys(mode_of(r) for r in srv.requests)) == list(MODES)  # in order of first use
     assert srv.status_counts[500] < 2 * len(TEXTS)
+
+
+def test_the_stop_line_is_one_line_naming_the_answer_and_the_fix():
+    t = FailureTracker(threshold=2)
+    body = "model backend crashed:   unable to load\n the weights"
+    t.failure("a", 500, body, "try --structured-output tools")
+    line = t.failure("b", 500, body, "try --structured-output tools")
+    assert line == t.tripped and "\n" not in line
+    assert "same error to 2 requests in a row" in line and "HTTP 500: model backend crashed: unable to load the weights" in line
+    assert line.endswith("; try --structured-output tools, then `tnt resume`")
+
+
+def test_a_refused_connection_is_no_server_answer_and_never_trips_the_tracker(store):
+    probe = OpenAITestServer().start()
+    base = probe.base_url
+    probe.stop()
+    gw = Gateway(store, "r1", api_base=base, show_progress=False, max_attempts=2, concurrency=2)
+    results: list = []
+    gw.map("summarize", MODEL, "summarize", Summary, [Request(t, {"use_case": "u", "max_words": 5, "text": t})
+                                                      for t in TEXTS], lambda r, res: results.append(res), description="s")
+    assert [r.status for r in results] == ["failed"] * len(TEXTS) and gw.failures.tripped is None
 
 
 def test_tracker_needs_identical_bodies_from_several_requests_and_a_success_resets_it():
@@ -123,32 +146,3 @@ def test_refusal_needs_a_refusing_status_and_a_body_naming_the_parameter():
     assert not is_refusal("json_schema", 429, "response_format rate limited")
     assert is_refusal("tools", 400, '"auto" tool choice requires --enable-auto-tool-choice')
     assert request_params("prompt", [{"role": "user", "content": "x"}], {"title": "S"}, "S")[0][-1]["role"] == "user"
-
-
-@pytest.mark.parametrize("profile", ["llamacpp-python", "vllm", "openai-strict"])
-def test_tnt_run_finishes_against_each_strict_profile_with_faults(tmp_path, profile):
-    from tests.conftest import sample_rows
-
-    corpus = write_jsonl(tmp_path / "c.jsonl", sample_rows(12))
-    srv = OpenAITestServer(responder=respond, profile=profile, faults=["500", "429"], retry_after_s=0.1)
-    with srv:
-        res = tnt("run", corpus, "-u", USE_CASE, "--db", str(tmp_path / "t.duckdb"), "--model", MODEL,
-                  "--api-base", srv.base_url, "--taxonomy-sample", 8, "--batch-size", 8, "--label-sample", 8,
-                  "--concurrency", 2, "-q")
-    assert res.exit_code == 0, res.output
-    assert "done:" in res.output
-
-
-def test_tnt_run_against_a_server_that_refuses_everything_stops_with_one_line(tmp_path):
-    from tests.conftest import sample_rows
-
-    corpus = write_jsonl(tmp_path / "c.jsonl", sample_rows(20))
-    with OpenAITestServer(profile="reject-all") as srv:
-        started = time.perf_counter()
-        res = tnt("run", corpus, "-u", USE_CASE, "--db", str(tmp_path / "t.duckdb"), "--model", MODEL,
-                  "--api-base", srv.base_url, "--taxonomy-sample", 20, "--label-sample", 20, "-q")
-        elapsed = time.perf_counter() - started
-    assert res.exit_code == 1 and elapsed < 15
-    failed = [line for line in res.output.splitlines() if line.startswith("failed:")]
-    assert len(failed) == 1 and "same error to 5 requests in a row" in failed[0], res.output
-    assert "Traceback" not in res.output

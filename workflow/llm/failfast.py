@@ -36,10 +36,12 @@ class FailureTracker:
         with self._lock:
             self._sig, self._count, self._requests = None, 0, set()
 
-    def failure(self, request_key: str, status: int | None, body: str | None) -> str | None:
-        """Record one error answer; returns the stop line when this one trips the tracker."""
+    def failure(self, request_key: str, status: int | None, body: str | None,
+                fix: str = "check --model, --api-base and the server") -> str | None:
+        """Record one error answer; returns the stop line (cause, then `fix`) when this one trips the tracker."""
         if status is None or not body or status < 400 or status in _TRANSIENT_ONLY:
             return None  # timeouts, connection errors, rate limits: no body that proves anything
+        body = " ".join(body.split())  # the stop line is one line whatever the server sent
         sig = _signature(status, body)
         with self._lock:
             if sig != self._sig:
@@ -49,8 +51,7 @@ class FailureTracker:
             if self.tripped is None and self._count >= self.threshold and len(self._requests) >= 2:
                 self.tripped = (
                     f"the server answered the same error to {self._count} requests in a row, so retrying will not "
-                    f"help: HTTP {status}: {body[:200]}; check --model, --api-base and the server, or try another "
-                    "--structured-output mode, then `tnt resume`"
+                    f"help: HTTP {status}: {body[:200]}; {fix}, then `tnt resume`"
                 )
                 return self.tripped
             return None

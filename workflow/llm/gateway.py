@@ -23,7 +23,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from workflow.llm.failfast import FailureTracker
 from workflow.llm.prompts import load_prompt
-from workflow.llm.structured import ModeNegotiator, ModeRefused
+from workflow.llm.structured import ModeNegotiator, ModeRefused, next_mode
 from workflow.llm.transports import FatalModelError, RawResponse, TransientError, Transport, transport_for
 from workflow.progress import progress_bar
 from workflow.store import Store
@@ -262,7 +262,10 @@ class Gateway:
                 self.modes.refused(model, refusal)  # FatalModelError when the mode was the user's choice
                 continue
             except TransientError as exc:
-                if self.failures.failure(key, exc.status, exc.body) or self.failures.tripped:
+                fix = "check --model, --api-base and the server"
+                if mode not in (None, "prompt"):
+                    fix = f"try --structured-output {next_mode(mode)}, or {fix}"
+                if self.failures.failure(key, exc.status, exc.body, fix) or self.failures.tripped:
                     raise FatalModelError(self.failures.tripped) from None
                 raise
             self.failures.success()

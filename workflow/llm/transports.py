@@ -111,7 +111,15 @@ def classify_provider_error(model: str, exc: Exception, mode: str | None = None)
     if isinstance(exc, (litellm.AuthenticationError, litellm.PermissionDeniedError, litellm.NotFoundError,
                         litellm.BadRequestError)):  # no HTTP status known (raised before any request)
         return FatalModelError(f"{model}: {type(exc).__name__}: {line}")
+    if isinstance(exc, (litellm.Timeout, litellm.APIConnectionError)) or not _answered(exc):
+        return TransientError(f"{type(exc).__name__}: {line}", _retry_after(exc))  # no server answer to compare
     return TransientError(f"{type(exc).__name__}: {line}", _retry_after(exc), status=status, body=_error_body(exc))
+
+
+def _answered(exc: Exception) -> bool:
+    """Whether a server sent this error: litellm reports a refused connection as an HTTP 500 without headers."""
+    return any(getattr(h, "keys", None) and len(h) for h in (
+        getattr(exc, "litellm_response_headers", None), getattr(getattr(exc, "response", None), "headers", None)))
 
 
 def _error_body(exc: Exception) -> str:
