@@ -5,8 +5,6 @@ stops at once, and a server that refuses every mode stops the run within seconds
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.reliability.conftest import PROMPT_OF_SCHEMA, USE_CASE, no_traceback, prompt_name_of, tnt, write_jsonl
@@ -65,27 +63,25 @@ def test_run_finishes_against_each_strict_profile_with_faults_and_a_later_run_st
 
 def test_a_forced_mode_the_server_refuses_stops_the_run_at_once_with_the_fix(tmp_path):
     with OpenAITestServer(responder=respond, profile="llamacpp-python") as srv:
-        started = time.perf_counter()
         res = run(tmp_path, srv, 20, "--structured-output", "json_schema")
-        elapsed = time.perf_counter() - started
     no_traceback(res.output)
     assert res.exit_code == 1, res.output
     failed = [line for line in res.output.splitlines() if line.startswith("failed:")]
     assert len(failed) == 1, res.output
-    assert failed[0].startswith("failed: server rejects response_format json_schema; try --structured-output "
-                                "json_object (HTTP 500: "), failed[0]
-    assert srv.total_requests <= 2 and elapsed < 10  # the requests already in flight, nothing retried
+    assert failed == ["failed: server rejects response_format json_schema; try --structured-output json_object "
+                      "(HTTP 500: Input should be 'text' or 'json_object')"]
+    assert srv.total_requests <= 2  # the requests already in flight, nothing retried
 
 
 def test_a_server_that_refuses_every_mode_stops_the_run_within_seconds_with_one_line(tmp_path):
     with OpenAITestServer(profile="reject-all") as srv:
-        started = time.perf_counter()
         res = run(tmp_path, srv, 20, "--max-attempts", 4)
-        elapsed = time.perf_counter() - started
     no_traceback(res.output)
-    assert res.exit_code == 1 and elapsed < 15, (elapsed, res.output)
+    assert res.exit_code == 1, res.output
     failed = [line for line in res.output.splitlines() if line.startswith("failed:")]
     assert len(failed) == 1, res.output
     assert "same error to 5 requests in a row" in failed[0] and "model backend crashed" in failed[0]
     assert failed[0].endswith("check --model, --api-base and the server, then `tnt resume`")
-    assert srv.total_requests < 20  # not 20 documents x 4 attempts
+    # 3 refusals, then 5 identical errors and what was in flight: not 20 documents x 4 attempts (time: benchmarks/
+    # bench_refuse_all.py)
+    assert srv.total_requests <= 3 + 5 + 2, srv.total_requests

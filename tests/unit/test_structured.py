@@ -7,8 +7,6 @@ tests/integration/test_real_server.py."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from workflow.llm.failfast import FailureTracker
@@ -69,10 +67,9 @@ def test_auto_steps_down_on_a_real_refusal_and_later_runs_start_from_the_mode_th
 
 def test_a_mode_the_user_forced_fails_at_once_with_the_fix(store):
     with OpenAITestServer(profile="llamacpp-python") as srv:
-        started = time.perf_counter()
         with pytest.raises(FatalModelError) as exc:
             summarize(store, srv, "json_schema", concurrency=1, max_attempts=4)
-        assert len(srv.requests) == 1 and time.perf_counter() - started < 5
+        assert len(srv.requests) == 1  # no retry, no other document tried
     assert str(exc.value).startswith("server rejects response_format json_schema; try --structured-output json_object")
 
 
@@ -98,11 +95,9 @@ def test_changing_mode_keeps_answers_already_paid_for(store):
 
 def test_identical_errors_across_documents_stop_the_gateway_within_seconds(store):
     with OpenAITestServer(profile="reject-all") as srv:
-        started = time.perf_counter()
         with pytest.raises(FatalModelError, match="same error to 5 requests in a row.*model backend crashed.*; "
                            "check --model, --api-base and the server, then `tnt resume`$"):
             summarize(store, srv, concurrency=2, max_attempts=4)
-        assert time.perf_counter() - started < 10
     # json_schema, json_object and tools were refused (400s naming them), then prompts met the broken model
     assert list(dict.fromkeys(mode_of(r) for r in srv.requests)) == list(MODES)  # in order of first use
     assert srv.status_counts[500] < 2 * len(TEXTS)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from typing import Any
 
@@ -64,7 +65,15 @@ def refusal_line(mode: str, detail: str = "", fix: bool = True) -> str:
             "tools": "tool calling", "prompt": "plain prompts"}[mode]
     nxt = next_mode(mode)
     hint = f"; try --structured-output {nxt}" if nxt and fix else ""
-    return f"server rejects {what}{hint}" + (f" ({detail[:160]})" if detail else "")
+    return f"server rejects {what}{hint}" + (f" ({_gist(detail)[:160]})" if detail else "")
+
+
+def _gist(detail: str) -> str:
+    """An error's message without the validation dump around it: pydantic's `'msg': "..."` (llama-cpp-python,
+    vLLM) when there is one."""
+    found = re.search(r"""'msg': ["'](.+?)["'],""", detail)
+    status = re.match(r"HTTP \d+: ", detail)
+    return (status.group(0) if status else "") + found.group(1) if found else detail
 
 
 def schema_instruction(schema: dict) -> str:
