@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from workflow.llm.scripted import keywords
+from workflow.llm.scripted import PROMPT_OF_SCHEMA, keywords
 from workflow.llm.testserver import requested_schema
 
 HERE = Path(__file__).resolve().parent
@@ -20,8 +20,6 @@ ROOT = HERE.parents[1]
 SCRIPTED_CLI = HERE / "scripted_cli.py"
 USE_CASE = "What do customers ask the bank's support bot for?"
 
-PROMPT_OF_SCHEMA = {"Summary": "summarize", "ProposedTaxonomy": "propose", "UpdatedTaxonomy": "update",
-                    "ReviewedTaxonomy": "review", "Assignment": "label"}
 
 
 def prompt_name_of(request: dict) -> str:
@@ -31,8 +29,9 @@ def prompt_name_of(request: dict) -> str:
     if name in PROMPT_OF_SCHEMA:
         return PROMPT_OF_SCHEMA[name]
     system = next((m["content"] for m in request["messages"] if m["role"] == "system"), "")
-    for key, prompt in (("write short summaries", "summarize"), ("assign documents", "label"),
-                        ("design label", "propose"), ("refine label", "update"), ("review label", "review")):
+    for key, prompt in (("come from document clusters", "merge_labels"), ("write short summaries", "summarize"), ("assign documents", "label"),
+                        ("design label", "propose"), ("refine label", "update"), ("review label", "review"),
+                        ("name groups of similar", "name_cluster")):
         if key in system:
             return prompt
     raise ValueError(f"cannot tell which prompt this request comes from: {system[:80]!r}")

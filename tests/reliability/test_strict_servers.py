@@ -7,23 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reliability.conftest import PROMPT_OF_SCHEMA, USE_CASE, no_traceback, prompt_name_of, tnt, write_jsonl
-from workflow.llm.scripted import keywords
-from workflow.llm.testserver import OpenAITestServer, requested_schema
+from tests.reliability.conftest import USE_CASE, no_traceback, respond, tnt, write_jsonl
+from workflow.llm.testserver import OpenAITestServer
 from workflow.store import Store
 
 pytestmark = pytest.mark.integration
 MODEL = "openai/test-model"
-# the cluster-seeded proposal's prompts, by schema name (the shared responder may not know them yet)
-_MORE = {"ClusterName": "name_cluster", "MergedTaxonomy": "merge_labels", **PROMPT_OF_SCHEMA}
 # the mode each profile ends up in under `auto` (litellm knows nothing of openai/test-model: json_schema first)
 SETTLES_ON = {"llamacpp-python": "json_object", "vllm": "json_schema", "openai-strict": "json_schema"}
-
-
-def respond(request: dict) -> str:
-    name, schema = requested_schema(request)
-    prompt = _MORE.get(name) or prompt_name_of(request)
-    return keywords(prompt, request["messages"], schema or {})
 
 
 def mode_of(request: dict) -> str:

@@ -271,8 +271,19 @@ def bad_name_reason(name: str, documents: list[str] = ()) -> str | None:  # type
 def grounded(text: str, evidence: list[str]) -> bool:
     """Whether text shares a content word (by its first 4 letters) with the evidence: a name or description that
     shares none describes some other cluster, or nothing."""
-    stems = {w[:4] for e in evidence for w in re.findall(r"[a-z]{4,}", e.lower())}
-    return any(w[:4] in stems for w in re.findall(r"[a-z]{4,}", text.lower()))
+    stems = {w[:4] for e in evidence for w in _content_words(e)}
+    return any(w[:4] in stems for w in _content_words(text))
+
+
+_FUNCTION_WORDS = frozenset(
+    """the and for but nor not yes you your yours our ours are was were has had have can could would should will may
+    might must how why who whom what when where which this that these those with from into onto than then them they
+    their there here its his her him she all any each few more most some such own same too very just also about""".split())
+
+
+def _content_words(text: str) -> list[str]:
+    """Words of 3+ letters that are not function words ("top up", "pin" and "atm" count; "the" does not)."""
+    return [w for w in re.findall(r"[a-z]{3,}", text.lower()) if w not in _FUNCTION_WORDS]
 
 
 def clean_description(text: str, max_words: int) -> str:

@@ -27,6 +27,11 @@ STOPWORDS = set(
     know tell use using used one two also much many way ive im dont cant wont didnt isnt doesnt haven hasnt""".split()
 )
 
+# Which prompt a request comes from, by the name of its response schema (for servers that answer like a script).
+PROMPT_OF_SCHEMA = {"Summary": "summarize", "ProposedTaxonomy": "propose", "UpdatedTaxonomy": "update",
+                    "ReviewedTaxonomy": "review", "Assignment": "label", "MultiAssignment": "label_multi",
+                    "ClusterName": "name_cluster", "MergedTaxonomy": "merge_labels"}
+
 _scripts: dict[str, Responder] = {}
 _lock = threading.Lock()
 calls: Counter[str] = Counter()
