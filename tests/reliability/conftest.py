@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from workflow.llm.scripted import PROMPT_OF_SCHEMA, keywords
+from workflow.llm.testserver import requested_schema
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -22,9 +23,9 @@ USE_CASE = "What do customers ask the bank's support bot for?"
 
 
 def prompt_name_of(request: dict) -> str:
-    """The prompt a chat request comes from: its response_format schema name, else its first words."""
-    fmt = (request.get("response_format") or {}).get("json_schema") or {}
-    name = fmt.get("name") or (fmt.get("schema") or {}).get("title")
+    """The prompt a chat request comes from: its schema's name (in any structured-output mode), else its first
+    words."""
+    name, _ = requested_schema(request)
     if name in PROMPT_OF_SCHEMA:
         return PROMPT_OF_SCHEMA[name]
     system = next((m["content"] for m in request["messages"] if m["role"] == "system"), "")
@@ -38,8 +39,8 @@ def prompt_name_of(request: dict) -> str:
 
 def respond(request: dict) -> str:
     """A valid answer to any tnt request, as scripted/keywords would give it."""
-    schema = ((request.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
-    return keywords(prompt_name_of(request), request["messages"], schema)
+    _, schema = requested_schema(request)
+    return keywords(prompt_name_of(request), request["messages"], schema or {})
 
 
 _runner = CliRunner()
