@@ -40,7 +40,7 @@ from workflow.llm.local import gguf_path  # noqa: E402  (after the skip: it need
 ALIAS = "smol"
 MODEL = f"openai/{ALIAS}"
 USE_CASE = "What do customers ask the bank's support bot for?"
-SIZES = ["--taxonomy-sample", "12", "--batch-size", "12", "--label-sample", "10", "--max-labels", "4",
+SIZES = ["--taxonomy-sample", "12", "--batch-size", "12", "--label-sample", "6", "--max-labels", "4",
          "--concurrency", "2", "--max-attempts", "2"]
 MOST = 0.6  # share of calls that must succeed: the model is tiny, its naming answers sometimes fall back
 
@@ -138,7 +138,7 @@ def test_auto_steps_down_from_json_schema_records_json_object_and_finishes(serve
     assert said.count("server rejects response_format json_schema; stepping down to --structured-output json_object") == 1
 
 
-@pytest.mark.parametrize("mode", ["json_object", "tools"])
+@pytest.mark.parametrize("mode", ["tools"])  # json_object: the auto run above ends in it, recorded
 def test_each_mode_the_server_takes_finishes(server, corpus, tmp_path, mode):
     db = tmp_path / f"{mode}.duckdb"
     res, _ = run(corpus, db, server, "--structured-output", mode)
