@@ -73,6 +73,9 @@ def run(
                                  "names and merges clusters. minibatch: the model writes the taxonomy from minibatches "
                                  "of summaries (the TnT-LLM paper)."),
     shortlist: int = typer.Option(5, help="Labels offered per document when labeling, nearest by embedding (0: all)."),
+    teacher: str = typer.Option("auto", help="Whose labels the classifier learns from: llm (the paper), nearest "
+                                "(each document's nearest label by embedding, no label calls), auto (nearest for "
+                                "the embedded local model, llm otherwise)."),
     multi_label: bool = typer.Option(False, "--multi-label", help="Let a document have several labels (the LLM "
                                      "lists all that apply; the classifier is one-vs-rest)."),
     max_labels_per_doc: int = typer.Option(3, help="Most labels per document with --multi-label."),
@@ -101,7 +104,7 @@ def run(
             label_model=label_model, api_base=api_base, batch_size=batch_size, taxonomy_sample=taxonomy_sample,
             label_sample=label_sample, max_labels=max_labels, concurrency=concurrency, max_cost=max_cost, seed=seed,
             auto_approve=auto_approve, timeout_s=timeout, max_attempts=max_attempts, multi_label=multi_label,
-            max_labels_per_doc=max_labels_per_doc, proposal=proposal, shortlist=shortlist,
+            max_labels_per_doc=max_labels_per_doc, proposal=proposal, shortlist=shortlist, teacher=teacher,
             structured_output=structured_output,
         )
     except ValidationError as exc:
@@ -194,7 +197,9 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
     t = Table(title=f"Taxonomy v{version} of {run_id}", title_justify="left")
     for col in ("id", "label", "description"):
         t.add_column(col, overflow="fold")
-    t.add_column("LLM labels", justify="right")
+    config = JobConfig.model_validate(run["config"]) if run.get("config") else None
+    teacher = "LLM" if config is None or config.label_teacher() == "llm" else "nearest"  # who labeled the sample
+    t.add_column(f"{teacher} labels", justify="right")
     t.add_column("classifier", justify="right")
     rows = [(lb.label_id, lb.name, lb.description) for lb in labels] + [(OTHER_ID, "Other", "fits no label")]
     for lid, name, desc in rows:
@@ -216,13 +221,15 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
 
     failed = store.count_failed(run_id)
     out.print(
-        f"coverage (LLM labels not Other): {coverage:.1%} of {labeled} labeled documents"
+        (f"coverage (LLM labels not Other): {coverage:.1%} of {labeled} labeled documents" if teacher == "LLM" else
+         f"{labeled} documents labeled by their nearest label (--teacher nearest: no label calls)")
         + (f"; failed: {failed['summaries']} summaries, {failed['labels']} labels (retried by `tnt resume`)"
            if any(failed.values()) else "")
     )
     if model:
         m = model["metrics"]
-        head = f"classifier {model['model_id']} ({model['algorithm']} on {model['embedding_model']}): held-out vs LLM "
+        head = (f"classifier {model['model_id']} ({model['algorithm']} on {model['embedding_model']}): held-out vs "
+                f"{teacher} ")
         if m.get("multi_label"):
             out.print(
                 head + f"label sets micro-F1 {_metric(m, 'micro_f1')}, macro-F1 {_metric(m, 'macro_f1')}, exact sets "

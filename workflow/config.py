@@ -30,6 +30,10 @@ class JobConfig(BaseModel):
     cluster_factor: float = Field(2.5, ge=1, le=10, description="clusters per label before merging")
     shortlist: int = Field(5, ge=0, description="labels offered per document when labeling, nearest by embedding "
                            "(0: all labels)")
+    teacher: Literal["auto", "llm", "nearest"] = Field(
+        "auto", description="whose labels the classifier learns from: the LLM's (the paper), or each document's "
+        "nearest label by embedding (no label calls); auto: nearest for the embedded local model, which labels worse "
+        "than its own embeddings (benchmarks/README.md), the LLM's for any other model")
     multi_label: bool = Field(False, description="the LLM may give a document several labels; one-vs-rest classifier")
     max_labels_per_doc: int = Field(3, ge=2, le=10, description="most labels per document in multi-label mode")
     name_max_words: int = Field(10, ge=1)
@@ -71,6 +75,12 @@ class JobConfig(BaseModel):
         if v != "minilm-int8" and not v.startswith(("st:", "litellm:")):
             raise ValueError("use 'minilm-int8', 'st:/path/to/model_dir' or 'litellm:<provider model>'")
         return v
+
+    def label_teacher(self) -> str:
+        """'llm' or 'nearest', with auto resolved for the label step's model."""
+        if self.teacher != "auto":
+            return self.teacher
+        return "nearest" if self.model_for("label").startswith("local/") else "llm"
 
     def model_for(self, step: str) -> str:
         """The model for a step: a step-specific model wins over the general one."""

@@ -75,7 +75,8 @@ def estimate_run(config: JobConfig, texts: Sequence[str]) -> list[PhaseEstimate]
 
     long_share = sum(len(t.split()) > config.summary_max_words for t in texts) / n  # short docs skip summaries
     offered = config.shortlist if 0 < config.shortlist < config.max_labels else config.max_labels
-    label = ("label", n2, _template_tokens("label_multi" if config.multi_label else "label") + uc
+    label_calls = 0 if config.label_teacher() == "nearest" else n2  # --teacher nearest: labels without calls
+    label = ("label", label_calls, _template_tokens("label_multi" if config.multi_label else "label") + uc
              + taxonomy * offered / config.max_labels + mean_doc,
              45 + (12 * (config.max_labels_per_doc - 1) if config.multi_label else 0))  # ~12 tokens per extra label
     if config.proposal == "clusters":

@@ -38,11 +38,11 @@ def test_embedded_model_runs_end_to_end(tmp_path, db):
         assert 3 <= len(labels) <= 5
         assert all(bad_name_reason(lb.name) is None for lb in labels), [lb.name for lb in labels]
         ids = {lb.label_id for lb in labels}
-        failed_labels = store.count_failed(run_id)["labels"]
-        assert failed_labels <= 2  # no unterminated JSON: the token cap holds the longest answer the schema allows
+        # --teacher auto: the embedded model names and merges; each document's nearest label teaches the classifier
+        assert config.label_teacher() == "nearest"
         assigned = store.assignments(run_id)
-        assert len(assigned) == 20 - failed_labels and set(assigned.values()) <= ids | {OTHER_ID}
-        assert len(set(assigned.values()) - {OTHER_ID}) >= 2
+        assert len(assigned) == 20 and set(assigned.values()) <= ids
+        assert len(set(assigned.values())) >= 2
         calls = store.query("SELECT DISTINCT model FROM llm_calls WHERE run_id = ?", [run_id])
         assert calls == [{"model": "local/smollm2"}]
         model = store.model(run_id=run_id)  # a classifier, and predictions for every document
@@ -56,3 +56,25 @@ def test_embedded_model_runs_end_to_end(tmp_path, db):
         again = store.create_run("tiny", config.use_case, config.model_dump())
         outcome = execute(store, again, show_progress=False)
         assert outcome.usage.cached > 0 and outcome.usage.calls <= failed
+
+
+def test_embedded_model_labels_with_valid_json_when_it_is_the_teacher(tmp_path, db):
+    """--teacher llm: the real model's label answers parse (no unterminated JSON: the token cap holds the longest
+    answer the schema allows) and stay inside the shortlist."""
+    path = tmp_path / "small.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in sample_rows(40)))
+    with Store(db) as store:
+        store.insert_documents("tiny", read_corpus(str(path)).records)
+        config = JobConfig(
+            use_case="What do customers ask the bank's support bot for?", model="local/smollm2",
+            taxonomy_sample=30, label_sample=10, max_labels=4, teacher="llm", shortlist=3,
+        )
+        run_id = store.create_run("tiny", config.use_case, config.model_dump())
+        assert execute(store, run_id, show_progress=False).status == "done"
+        _, labels = store.taxonomy(run_id)
+        failed_labels = store.count_failed(run_id)["labels"]
+        assert failed_labels <= 1
+        rows = store.query("SELECT label_id, nearest_id, call_id FROM assignments WHERE run_id = ? AND source = 'llm' "
+                           "AND status = 'ok'", [run_id])
+        assert len(rows) == 10 - failed_labels and all(r["call_id"] for r in rows)
+        assert {r["label_id"] for r in rows} <= {lb.label_id for lb in labels} | {OTHER_ID}

@@ -189,3 +189,39 @@ def test_label_prompts_offer_only_the_shortlist(corpus, db, new_run):
             assert len(shown) == 3  # three labels (and Other) instead of all of them
             assert r["nearest_id"] == shown[0]  # the nearest label is offered first, and stored
             assert r["label_id"] in {*shown, "other"}  # the answer stays inside what was offered
+
+
+def test_teacher_nearest_labels_the_sample_by_embedding_without_label_calls(tmp_path, db):
+    path, gold = toy_corpus(tmp_path)
+    with Store(db) as store:
+        from workflow.ingest import read_corpus
+
+        store.insert_documents("toy", read_corpus(str(path)).records)
+        config = JobConfig(use_case="What do customers ask the bank's support bot for?", model="scripted/keywords",
+                           taxonomy_sample=len(gold), label_sample=len(gold), max_labels=4, cluster_factor=1.0,
+                           teacher="nearest")
+        run_id = store.create_run("toy", config.use_case, config.model_dump())
+        assert execute(store, run_id, show_progress=False).status == "done"
+        steps = {r["step"] for r in store.call_stats(run_id)}
+        assert "label" not in steps and "taxonomy" in steps  # the model named the clusters, embeddings labeled
+        rows = store.query("SELECT label_id, nearest_id, call_id FROM assignments WHERE run_id = ? AND source = 'llm'",
+                           [run_id])
+        assert len(rows) == len(gold)
+        assert all(r["label_id"] == r["nearest_id"] and r["call_id"] is None for r in rows)
+        # the classifier learned the nearest labels: on separated intents they are the gold intents, up to naming
+        model = store.latest_model(run_id)
+        assert model is not None
+        predicted = store.predictions(model["model_id"])
+        by_label = Counter((predicted[d], g) for d, g in gold.items())
+        agree = sum(max(n for (lid, _), n in by_label.items() if lid == lab) for lab in set(predicted.values()))
+        assert agree / len(gold) >= 0.9
+
+
+@pytest.mark.parametrize("model,label_model,expected", [
+    ("local/smollm2", None, "nearest"), ("scripted/keywords", None, "llm"), ("gpt-4o-mini", None, "llm"),
+    ("local/smollm2", "gpt-4o-mini", "llm"),
+])
+def test_auto_teacher_is_nearest_only_for_the_embedded_model(model, label_model, expected):
+    config = JobConfig(use_case="What do customers ask?", model=model, label_model=label_model)
+    assert config.label_teacher() == expected
+    assert JobConfig(use_case="What do customers ask?", model=model, teacher="llm").label_teacher() == "llm"

@@ -27,6 +27,9 @@ def label(ctx: RunContext, state: RunState) -> RunState:
     docs = store.documents(ctx.corpus, todo)
     offered = shortlists(ctx, docs, labels, cfg.shortlist)  # nearest first; every label when shortlisting is off
     nearest = {d.doc_id: o[0].label_id for d, o in zip(docs, offered)}
+    if cfg.label_teacher() == "nearest":
+        _save_nearest(ctx, version, nearest)
+        return {}
     models: dict[tuple[str, ...], type] = {}
 
     def response_model(req: Request) -> type:
@@ -58,3 +61,14 @@ def label(ctx: RunContext, state: RunState) -> RunState:
     ctx.gateway.map("label", cfg.model_for("label"), "label_multi" if cfg.multi_label else "label", response_model,
                     requests, save, description="label", max_tokens=max_tokens)
     return {}
+
+
+def _save_nearest(ctx: RunContext, version: int, nearest: dict[str, str]) -> None:
+    """--teacher nearest: each document's nearest label by embedding is its training label; no model call. Stored
+    in the LLM's place (the label the classifier learns from), with no call id and a rationale that says so."""
+    for doc_id, label_id in nearest.items():
+        ctx.store.save_assignment(
+            ctx.run_id, doc_id, "llm", label_id, taxonomy_version=version,
+            rationale="nearest label by embedding (--teacher nearest)", confidence=None, status="ok", call_id=None,
+            label_ids=[label_id] if ctx.config.multi_label else None, nearest_id=label_id,
+        )
