@@ -31,8 +31,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.class_weight import compute_sample_weight
 
+from workflow.classify.noise import estimate_noise
+
 ALGORITHMS = ("logreg", "lightgbm", "mlp")
-LOGREG_C_GRID = (0.3, 1.0, 3.0, 10.0)
+LOGREG_C_GRID = (0.03, 0.1, 0.3, 1.0)  # small C: noisy LLM labels want strong regularisation
 CV_MAX_SAMPLES = 5000  # above this, model selection uses one inner validation split (CV is too slow)
 CAL_MIN_PER_CLASS = 10  # probability calibration needs a few examples of every class in each fold
 CAL_FOLDS = 3
@@ -319,11 +321,13 @@ def train_classifier(
     test_size: float = 0.2,
     calibrate: bool = True,
     alpha: float | None = 0.1,
+    noise_aware: bool = True,
 ) -> tuple[TrainedClassifier, dict]:
     """Train on LLM pseudo-labels; return the classifier and JSON-serialisable metrics.
 
-    Data flow: held-out test split -> conformal calibration split (when big enough) -> model
-    selection and final fit on the rest. The final model is not refit on the conformal split,
+    Data flow: held-out test split -> conformal calibration split (when big enough) -> confident-learning
+    estimate of the label noise on the rest, whose suspects are dropped (``noise_aware``) -> model
+    selection and final fit on what is left. The final model is not refit on the conformal split,
     which is what keeps the split-conformal coverage guarantee exact.
     """
     X = _as_matrix(X)
@@ -362,6 +366,9 @@ def train_classifier(
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", UserWarning)  # e.g. "least populated class" in tiny CV folds
         warnings.simplefilter("ignore", FitFailedWarning)  # a fold with one class scores NaN (error_score)
+        noise = estimate_noise(X[fit_idx], yc[fit_idx], seed=seed) if noise_aware else None
+        if noise is not None:
+            fit_idx = fit_idx[noise.keep]
         cands = _candidates(algorithms, yc[fit_idx], seed, notes)
         best, cand_scores, selection = _select(cands, X[fit_idx], yc[fit_idx], seed)
         estimator, calibration = _fit(best, X[fit_idx], yc[fit_idx], calibrate)
@@ -382,6 +389,7 @@ def train_classifier(
         "candidate_scores": cand_scores,
         "calibration": calibration,
         "notes": notes,
+        "label_noise": noise.summary() if noise is not None else {"method": "none", "estimated_rate": None},
     }
     metrics.update(_evaluate(clf, X[test_idx], [labels[i] for i in yc[test_idx]]))
     return clf, metrics

@@ -1,0 +1,96 @@
+"""Confident learning on the LLM's pseudo-labels: estimate how many are wrong and leave the likely-wrong ones out.
+
+Out-of-fold probabilities from a strongly regularised logistic regression say how well the other documents explain
+each document's label. As in confident learning (Northcutt et al. 2021), a document is counted as mislabeled when
+its given label's probability is below that class's average self-confidence while another class clears its own
+average: the off-diagonal of the confident joint. Its share estimates the teacher's error rate, and dropping those
+documents before the final fit keeps the classifier from learning the teacher's mistakes (measured on BANKING77
+with 20% injected noise in benchmarks/bench_noise.py).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+NOISE_C = 0.05  # strong regularisation: out-of-fold probabilities should not memorise the noise; fits fast too
+NOISE_FOLDS = 3
+MIN_SAMPLES = 50  # below this the out-of-fold estimate is too noisy to act on
+MIN_PER_CLASS = 3  # every class needs a document in each fold
+MAX_PRUNE_SHARE = 0.5  # never drop more than this share of a class (keeps rare classes trainable)
+
+
+@dataclass(frozen=True)
+class NoiseEstimate:
+    """Which rows look mislabeled (boolean mask) and what that says about the labels."""
+
+    suspect: np.ndarray  # rows in the off-diagonal of the confident joint
+    keep: np.ndarray  # rows to train on (suspects dropped, subject to MAX_PRUNE_SHARE per class)
+    suggested: np.ndarray  # per row, the class the confident joint assigns (the given class when not suspect)
+    proba: np.ndarray | None  # out-of-fold probabilities, None when skipped
+    skipped: str | None = None
+
+    def summary(self) -> dict:
+        if self.skipped:
+            return {"method": "none", "skipped": self.skipped, "estimated_rate": None, "flagged": 0, "pruned": 0}
+        return {
+            "method": f"confident-learning ({NOISE_FOLDS}-fold out-of-fold logreg C={NOISE_C:g}); suspects dropped",
+            "estimated_rate": float(self.suspect.mean()),
+            "flagged": int(self.suspect.sum()),
+            "pruned": int((~self.keep).sum()),
+            "n": int(len(self.keep)),
+        }
+
+
+def oof_proba(X: np.ndarray, y: np.ndarray, n_classes: int, seed: int, folds: int = NOISE_FOLDS,
+              c: float = NOISE_C) -> np.ndarray:
+    """Out-of-fold class probabilities (rows of X, columns 0..n_classes-1)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.preprocessing import StandardScaler
+
+    proba = np.zeros((len(y), n_classes))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for fit, val in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
+            scale = StandardScaler().fit(X[fit])
+            model = LogisticRegression(C=c, class_weight="balanced", max_iter=1000, random_state=seed)
+            model.fit(scale.transform(X[fit]), y[fit])
+            proba[np.ix_(val, model.classes_)] = model.predict_proba(scale.transform(X[val]))
+    return proba
+
+
+def confident_joint_suspects(proba: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(suspect mask, suggested class) from out-of-fold probabilities and the given labels (integer codes)."""
+    n, k = proba.shape
+    rows = np.arange(n)
+    thresholds = np.array([proba[y == j, j].mean() if (y == j).any() else 1.0 for j in range(k)])
+    above = np.where(proba >= thresholds[None, :], proba, -1.0)
+    suggested = above.argmax(axis=1)
+    confident = above[rows, suggested] >= 0
+    suggested = np.where(confident, suggested, y)
+    return confident & (suggested != y), suggested
+
+
+def estimate_noise(X: np.ndarray, y: np.ndarray, *, seed: int = 0) -> NoiseEstimate:
+    """Confident-learning estimate on integer labels ``y``; skipped (nothing dropped) on too little data."""
+    n = len(y)
+    counts = np.bincount(y)
+    present = counts[counts > 0]
+    everything = np.ones(n, dtype=bool)
+    if n < MIN_SAMPLES or len(present) < 2 or present.min() < MIN_PER_CLASS:
+        why = f"too little data ({n} documents, smallest class {int(present.min()) if len(present) else 0})"
+        return NoiseEstimate(~everything, everything, y.copy(), None, why)
+    proba = oof_proba(X, y, len(counts), seed)
+    suspect, suggested = confident_joint_suspects(proba, y)
+    keep = ~suspect
+    for j in np.flatnonzero(counts):  # cap per class: drop the least confident first
+        members = np.flatnonzero(y == j)
+        dropped = members[suspect[members]]
+        cap = int(MAX_PRUNE_SHARE * len(members))
+        if len(dropped) > cap:
+            order = dropped[np.argsort(proba[dropped, j])]
+            keep[order[cap:]] = True
+    return NoiseEstimate(suspect, keep, suggested, proba)
