@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     from workflow.classify.fit import train_single_label
     from workflow.config import JobConfig
 
-    config = JobConfig(use_case="bench_noise: BANKING77 intents")  # every training setting at its default
+    config = JobConfig(use_case="bench_noise: BANKING77 intents",  # every other training setting at its default
+                       noise_aware=not args.no_noise_aware)
 
     rank = None if args.no_mislabel else rank_suspects_fn(args.wait_mislabel)
     if rank is None and not args.no_mislabel:
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     X_tr_all, X_te_all = cached_embeddings(tr_texts, "train"), cached_embeddings(te_texts, "test")
     print(f"BANKING77: train {len(tr_texts)}, test {len(te_texts)}; embeddings {EMBEDDER} dim {X_tr_all.shape[1]}; "
           f"train subsampled to <= {args.train_n}; trained by train_single_label with JobConfig() defaults "
-          f"(algorithms {config.algorithms}, C grid {train_mod.LOGREG_C_GRID}, noise-aware {not args.no_noise_aware}); "
+          f"(algorithms {config.algorithms}, C grid {train_mod.LOGREG_C_GRID}, noise-aware {config.noise_aware}); "
           f"scored on the clean test split", flush=True)
 
     rows = []
@@ -161,8 +162,7 @@ def main(argv: list[str] | None = None) -> None:
                     continue  # zero noise is the same experiment for every kind
                 started = time.perf_counter()
                 noisy, flipped = corrupt(y, X, rate, kind, np.random.default_rng(args.seed + 1))
-                clf, metrics = train_single_label(X, [str(v) for v in noisy], config,
-                                                  noise_aware=not args.no_noise_aware)
+                clf, metrics = train_single_label(X, [str(v) for v in noisy], config)
                 est = (metrics.get("label_noise") or {}).get("estimated_rate")
                 pred, _ = clf.predict(Xt)
                 acc = float(np.mean([p == t for p, t in zip(pred, yt)]))

@@ -74,8 +74,12 @@ def confident_joint_suspects(proba: np.ndarray, y: np.ndarray) -> tuple[np.ndarr
     return confident & (suggested != y), suggested
 
 
-def estimate_noise(X: np.ndarray, y: np.ndarray, *, seed: int = 0) -> NoiseEstimate:
-    """Confident-learning estimate on integer labels ``y``; skipped (nothing dropped) on too little data."""
+def estimate_noise(X: np.ndarray, y: np.ndarray, *, seed: int = 0,
+                   trusted: np.ndarray | None = None) -> NoiseEstimate:
+    """Confident-learning estimate on integer labels ``y``; skipped (nothing dropped) on too little data.
+
+    ``trusted`` rows (human corrections) count in the estimate but are never dropped: a human wins over the model.
+    """
     n = len(y)
     counts = np.bincount(y)
     present = counts[counts > 0]
@@ -93,4 +97,15 @@ def estimate_noise(X: np.ndarray, y: np.ndarray, *, seed: int = 0) -> NoiseEstim
         if len(dropped) > cap:
             order = dropped[np.argsort(proba[dropped, j])]
             keep[order[cap:]] = True
+    if trusted is not None:
+        keep |= np.asarray(trusted, dtype=bool)
     return NoiseEstimate(suspect, keep, suggested, proba)
+
+
+def label_noise_line(summary: dict | None) -> str | None:
+    """The run summary's line on the teacher's estimated error rate (None when training did not estimate it)."""
+    if not summary or summary.get("estimated_rate") is None:
+        return None
+    rate, n = summary["estimated_rate"], summary.get("n", 0)
+    return (f"estimated label noise of the LLM labels: {rate:.1%} ({summary.get('flagged', 0)} of {n} training "
+            f"labels look wrong; {summary.get('pruned', 0)} left out of the classifier's fit)")

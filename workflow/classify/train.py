@@ -322,13 +322,15 @@ def train_classifier(
     calibrate: bool = True,
     alpha: float | None = 0.1,
     noise_aware: bool = True,
+    trusted: Sequence[bool] | None = None,
 ) -> tuple[TrainedClassifier, dict]:
     """Train on LLM pseudo-labels; return the classifier and JSON-serialisable metrics.
 
     Data flow: held-out test split -> conformal calibration split (when big enough) -> confident-learning
     estimate of the label noise on the rest, whose suspects are dropped (``noise_aware``) -> model
     selection and final fit on what is left. The final model is not refit on the conformal split,
-    which is what keeps the split-conformal coverage guarantee exact.
+    which is what keeps the split-conformal coverage guarantee exact. ``trusted`` rows (human corrections) are
+    never dropped as suspects.
     """
     X = _as_matrix(X)
     y_str = np.array([str(v) for v in y], dtype=object)
@@ -366,7 +368,8 @@ def train_classifier(
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", UserWarning)  # e.g. "least populated class" in tiny CV folds
         warnings.simplefilter("ignore", FitFailedWarning)  # a fold with one class scores NaN (error_score)
-        noise = estimate_noise(X[fit_idx], yc[fit_idx], seed=seed) if noise_aware else None
+        trust = None if trusted is None else np.asarray(trusted, dtype=bool)[fit_idx]
+        noise = estimate_noise(X[fit_idx], yc[fit_idx], seed=seed, trusted=trust) if noise_aware else None
         if noise is not None:
             fit_idx = fit_idx[noise.keep]
         cands = _candidates(algorithms, yc[fit_idx], seed, notes)
