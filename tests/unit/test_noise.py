@@ -55,7 +55,16 @@ def test_too_little_data_is_skipped_not_guessed() -> None:
     X, _, noisy, _ = flipped_blobs(30, 3, 0.2)
     est = estimate_noise(X, noisy)
     assert est.skipped and est.keep.all() and est.summary()["estimated_rate"] is None
-    assert label_noise_line(est.summary()) is None
+    assert "not estimated (too little data" in label_noise_line(est.summary())
+
+
+def test_a_rare_label_does_not_stop_the_estimate_and_keeps_its_examples() -> None:
+    X, _, noisy, flipped = flipped_blobs(800, 5, 0.2)
+    noisy = noisy.copy()
+    noisy[:2] = 5  # a sixth label with two documents (too rare to judge)
+    est = estimate_noise(X, noisy, seed=0)
+    assert est.skipped is None and est.keep[:2].all()
+    assert (est.suspect & flipped).sum() / flipped.sum() >= 0.85
 
 
 def test_noise_aware_training_recovers_accuracy_on_clean_labels() -> None:

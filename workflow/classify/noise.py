@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NOISE_C = 0.05  # strong regularisation: out-of-fold probabilities should not memorise the noise; fits fast too
+NOISE_C_TIMES_N = 100.0  # C * documents: sklearn's C scales the summed loss, so this keeps the per-document penalty
+NOISE_C_RANGE = (0.05, 1.0)  # strong regularisation on thousands of labels (no memorised noise), milder on 100
 NOISE_FOLDS = 3
 MIN_SAMPLES = 50  # below this the out-of-fold estimate is too noisy to act on
 MIN_PER_CLASS = 3  # every class needs a document in each fold
@@ -36,7 +37,8 @@ class NoiseEstimate:
         if self.skipped:
             return {"method": "none", "skipped": self.skipped, "estimated_rate": None, "flagged": 0, "pruned": 0}
         return {
-            "method": f"confident-learning ({NOISE_FOLDS}-fold out-of-fold logreg C={NOISE_C:g}); suspects dropped",
+            "method": f"confident-learning ({NOISE_FOLDS}-fold out-of-fold logreg C={noise_c(len(self.keep)):.3g}); "
+                      "suspects dropped",
             "estimated_rate": float(self.suspect.mean()),
             "flagged": int(self.suspect.sum()),
             "pruned": int((~self.keep).sum()),
@@ -44,13 +46,19 @@ class NoiseEstimate:
         }
 
 
+def noise_c(n: int) -> float:
+    """Regularisation of the out-of-fold model for ``n`` training documents."""
+    return float(np.clip(NOISE_C_TIMES_N / max(n, 1), *NOISE_C_RANGE))
+
+
 def oof_proba(X: np.ndarray, y: np.ndarray, n_classes: int, seed: int, folds: int = NOISE_FOLDS,
-              c: float = NOISE_C) -> np.ndarray:
+              c: float | None = None) -> np.ndarray:
     """Out-of-fold class probabilities (rows of X, columns 0..n_classes-1)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
     from sklearn.preprocessing import StandardScaler
 
+    c = noise_c(len(y)) if c is None else c
     proba = np.zeros((len(y), n_classes))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -82,10 +90,9 @@ def estimate_noise(X: np.ndarray, y: np.ndarray, *, seed: int = 0,
     """
     n = len(y)
     counts = np.bincount(y)
-    present = counts[counts > 0]
     everything = np.ones(n, dtype=bool)
-    if n < MIN_SAMPLES or len(present) < 2 or present.min() < MIN_PER_CLASS:
-        why = f"too little data ({n} documents, smallest class {int(present.min()) if len(present) else 0})"
+    if n < MIN_SAMPLES or (counts >= MIN_PER_CLASS).sum() < 2:
+        why = f"too little data ({n} documents, {int((counts >= MIN_PER_CLASS).sum())} labels with {MIN_PER_CLASS}+)"
         return NoiseEstimate(~everything, everything, y.copy(), None, why)
     proba = oof_proba(X, y, len(counts), seed)
     suspect, suggested = confident_joint_suspects(proba, y)
@@ -97,6 +104,7 @@ def estimate_noise(X: np.ndarray, y: np.ndarray, *, seed: int = 0,
         if len(dropped) > cap:
             order = dropped[np.argsort(proba[dropped, j])]
             keep[order[cap:]] = True
+    keep |= counts[y] < MIN_PER_CLASS  # too rare to judge: a class never loses its last examples
     if trusted is not None:
         keep |= np.asarray(trusted, dtype=bool)
     return NoiseEstimate(suspect, keep, suggested, proba)
@@ -104,8 +112,11 @@ def estimate_noise(X: np.ndarray, y: np.ndarray, *, seed: int = 0,
 
 def label_noise_line(summary: dict | None) -> str | None:
     """The run summary's line on the teacher's estimated error rate (None when training did not estimate it)."""
-    if not summary or summary.get("estimated_rate") is None:
+    if not summary:
         return None
+    if summary.get("estimated_rate") is None:
+        why = summary.get("skipped") or "noise-aware training is off"
+        return f"estimated label noise of the LLM labels: not estimated ({why})"
     rate, n = summary["estimated_rate"], summary.get("n", 0)
     return (f"estimated label noise of the LLM labels: {rate:.1%} ({summary.get('flagged', 0)} of {n} training "
             f"labels look wrong; {summary.get('pruned', 0)} left out of the classifier's fit)")

@@ -34,7 +34,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 from workflow.classify.noise import estimate_noise
 
 ALGORITHMS = ("logreg", "lightgbm", "mlp")
-LOGREG_C_GRID = (0.03, 0.1, 0.3, 1.0)  # small C: noisy LLM labels want strong regularisation
+LOGREG_C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)  # chosen by CV on the noisy labels; 20% noise on BANKING77 picks 0.01
 CV_MAX_SAMPLES = 5000  # above this, model selection uses one inner validation split (CV is too slow)
 CAL_MIN_PER_CLASS = 10  # probability calibration needs a few examples of every class in each fold
 CAL_FOLDS = 3
