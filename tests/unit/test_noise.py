@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
@@ -31,15 +33,21 @@ def flipped_blobs(n: int, k: int, rate: float, *, std: float = 2.0, seed: int = 
     return X, y, noisy, flipped
 
 
-def test_flipped_labels_are_found_and_the_rate_is_estimated() -> None:
+@pytest.mark.parametrize("cleanlab", [True, False], ids=["cleanlab", "own-confident-joint"])
+def test_flipped_labels_are_found_and_the_rate_is_estimated(cleanlab: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if cleanlab:
+        pytest.importorskip("cleanlab")
+    else:
+        monkeypatch.setitem(sys.modules, "cleanlab.filter", None)  # import fails: the fallback is used
     X, _, noisy, flipped = flipped_blobs(800, 5, 0.2)
     est = estimate_noise(X, noisy, seed=0)
-    assert est.skipped is None
+    assert est.skipped is None and ("cleanlab" in est.method) == cleanlab
     recall = (est.suspect & flipped).sum() / flipped.sum()
     precision = (est.suspect & flipped).sum() / est.suspect.sum()
     assert recall >= 0.9 and precision >= 0.9, (recall, precision)
     assert abs(est.suspect.mean() - 0.2) < 0.05
-    assert not est.keep[est.suspect].any()  # no class lost more than half, so every suspect is dropped
+    assert np.median(est.weight[flipped]) < 0.3 < np.median(est.weight[~flipped])  # flipped labels count less
+    assert est.weight.min() >= 0.05 and est.weight.max() <= 1.0
     summary = est.summary()
     assert summary["flagged"] == est.suspect.sum() and summary["n"] == 800
     assert "20" in label_noise_line(summary) or "19" in label_noise_line(summary) or "21" in label_noise_line(summary)
@@ -54,7 +62,7 @@ def test_clean_labels_are_barely_flagged() -> None:
 def test_too_little_data_is_skipped_not_guessed() -> None:
     X, _, noisy, _ = flipped_blobs(30, 3, 0.2)
     est = estimate_noise(X, noisy)
-    assert est.skipped and est.keep.all() and est.summary()["estimated_rate"] is None
+    assert est.skipped and (est.weight == 1).all() and est.summary()["estimated_rate"] is None
     assert "not estimated (too little data" in label_noise_line(est.summary())
 
 
@@ -63,31 +71,36 @@ def test_a_rare_label_does_not_stop_the_estimate_and_keeps_its_examples() -> Non
     noisy = noisy.copy()
     noisy[:2] = 5  # a sixth label with two documents (too rare to judge)
     est = estimate_noise(X, noisy, seed=0)
-    assert est.skipped is None and est.keep[:2].all()
+    assert est.skipped is None and (est.weight[:2] == 1).all()
     assert (est.suspect & flipped).sum() / flipped.sum() >= 0.85
 
 
 def test_noise_aware_training_recovers_accuracy_on_clean_labels() -> None:
-    """Trained on 30% flipped labels, scored against the true labels of fresh points from the same clusters."""
-    X, _, noisy, _ = flipped_blobs(900, 6, 0.3, std=3.0, seed=1)
-    Xt, yt, _, _ = flipped_blobs(3000, 6, 0.0, std=3.0, seed=1)  # same centers (same random_state), clean labels
-    labels = [f"L{v}" for v in noisy]
+    """30% of every class relabelled as the next class (systematic, the kind that moves a boundary): plain training
+    loses accuracy on the true labels of fresh points from the same clusters, noise-aware training recovers it."""
+    X, y, _, _ = flipped_blobs(900, 6, 0.0, std=6.0, seed=1)
+    Xt, yt, _, _ = flipped_blobs(3000, 6, 0.0, std=6.0, seed=1)  # same centers (same random_state)
+    rng = np.random.default_rng(0)
+    noisy = y.copy()
+    for a in range(6):
+        members = np.flatnonzero(y == a)
+        noisy[rng.choice(members, int(0.3 * len(members)), replace=False)] = (a + 1) % 6
     accs = {}
-    for aware in (False, True):
-        clf, m = train_classifier(X, labels, noise_aware=aware, calibrate=False)
+    for name, labels, aware in (("clean", y, False), ("plain", noisy, False), ("aware", noisy, True)):
+        clf, m = train_classifier(X, [f"L{v}" for v in labels], noise_aware=aware, calibrate=False)
         pred, _ = clf.predict(Xt)
-        accs[aware] = float(np.mean([p == f"L{t}" for p, t in zip(pred, yt)]))
+        accs[name] = float(np.mean([p == f"L{t}" for p, t in zip(pred, yt)]))
     assert m["label_noise"]["estimated_rate"] == pytest.approx(0.3, abs=0.06)
-    assert accs[True] >= 0.9, accs
-    assert accs[True] >= accs[False] - 0.005, accs
+    assert accs["plain"] < accs["clean"] - 0.02, accs  # the noise does hurt here
+    assert accs["aware"] >= accs["clean"] - 0.01, accs  # and is averaged away
 
 
-def test_trusted_rows_are_never_dropped() -> None:
+def test_trusted_rows_keep_full_weight() -> None:
     """A human correction wins: even a row that looks mislabeled stays in the fit when it is trusted."""
     X, _, noisy, flipped = flipped_blobs(800, 5, 0.2)
     trusted = flipped.copy()
     trusted[np.flatnonzero(flipped)[10:]] = False  # ten flipped rows are "human" labels
     est = estimate_noise(X, noisy, seed=0, trusted=trusted)
     assert est.suspect[trusted].sum() >= 8  # still counted as suspects in the estimate
-    assert est.keep[trusted].all()
-    assert not est.keep[flipped & ~trusted & est.suspect].any()
+    assert (est.weight[trusted] == 1).all()
+    assert np.median(est.weight[flipped & ~trusted]) < 0.3
