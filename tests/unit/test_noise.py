@@ -104,3 +104,23 @@ def test_trusted_rows_keep_full_weight() -> None:
     assert est.suspect[trusted].sum() >= 8  # still counted as suspects in the estimate
     assert (est.weight[trusted] == 1).all()
     assert np.median(est.weight[flipped & ~trusted]) < 0.3
+
+
+def test_run_summary_reports_the_estimated_label_noise(corpus, db, new_run, capsys) -> None:
+    """`tnt run`'s closing summary has one line on the LLM labels' estimated noise, read from the stored model."""
+    from workflow.cli import print_summary
+    from workflow.runner import execute
+    from workflow.store import Store
+
+    with Store(db) as store:
+        run_id = new_run(store, corpus, label_sample=100)
+        assert execute(store, run_id, show_progress=False).status == "done"
+        noise = store.model(run_id=run_id)["metrics"]["label_noise"]
+        capsys.readouterr()
+        print_summary(store, run_id)
+    text = " ".join(capsys.readouterr().out.split())
+    assert "estimated label noise of the LLM labels:" in text
+    if noise["estimated_rate"] is None:
+        assert "not estimated (" in text
+    else:
+        assert f"{noise['estimated_rate']:.1%}" in text and f"of {noise['n']} training labels look wrong" in text
