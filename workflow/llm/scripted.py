@@ -27,6 +27,11 @@ STOPWORDS = set(
     know tell use using used one two also much many way ive im dont cant wont didnt isnt doesnt haven hasnt""".split()
 )
 
+# Which prompt a request comes from, by the name of its response schema (for servers that answer like a script).
+PROMPT_OF_SCHEMA = {"Summary": "summarize", "ProposedTaxonomy": "propose", "UpdatedTaxonomy": "update",
+                    "ReviewedTaxonomy": "review", "Assignment": "label", "MultiAssignment": "label_multi",
+                    "ClusterName": "name_cluster", "MergedTaxonomy": "merge_labels"}
+
 _scripts: dict[str, Responder] = {}
 _lock = threading.Lock()
 calls: Counter[str] = Counter()
@@ -88,6 +93,25 @@ def keywords(prompt_name: str, messages: list[dict[str, str]], schema: dict) -> 
         if prompt_name == "review":
             out |= {"notes": "Kept labels as they are."}
         return json.dumps(out)
+    if prompt_name == "name_cluster":  # the first typical word the contrast lacks, else the most frequent word
+        contrast = set(_words(_between(user, "contrast")))
+        typical = re.search(r"^Words typical of the group: (.*)$", user, flags=re.M)
+        listed = [w for w in (typical.group(1).split(", ") if typical else []) if re.fullmatch(r"[a-z]+", w)]
+        counts = Counter(w for w in _words(_between(user, "documents")) if w not in contrast) or Counter(
+            _words(_between(user, "documents")))
+        word = next((w for w in listed if w not in contrast and w not in STOPWORDS), None) or (
+            counts.most_common(1)[0][0] if counts else "misc")
+        return json.dumps({"name": f"{word.capitalize()} requests", "description": f"Documents about {word}."})
+    if prompt_name == "merge_labels":  # candidates sharing a first word become one label, up to the cap
+        max_labels = _int_after(user, r"at most (\d+) final labels", 10)
+        groups: dict[str, list[str]] = {}
+        for line in user.splitlines():
+            if line.startswith('{"id": '):
+                cand = json.loads(line)
+                groups.setdefault(cand["name"].split()[0].lower(), []).append(cand["id"])
+        labels = [{"name": f"{w.capitalize()} requests", "description": f"Documents about {w}.", "members": m}
+                  for w, m in list(groups.items())[:max_labels]]
+        return json.dumps({"labels": labels})
     if prompt_name == "label_multi":  # every label whose keyword occurs, in taxonomy order
         doc = set(_words(_between(user, "document")))
         k = _int_after(user, r"at most (\d+)\.", 3)
@@ -119,7 +143,10 @@ class ScriptedTransport:
             calls[name] += 1
         text = _scripts[name](prompt_name, messages, schema)
         prompt_tokens = sum(len(m["content"]) for m in messages) // 4
-        return RawResponse(text, prompt_tokens, len(text) // 4, 0.0)
+        truncated = len(text) > 4 * max_tokens  # as a real model stops at max_tokens (4 characters a token here)
+        if truncated:
+            text = text[: 4 * max_tokens]
+        return RawResponse(text, prompt_tokens, len(text) // 4, 0.0, truncated)
 
     def estimate_cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         return 0.0
