@@ -240,6 +240,11 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
                 head + f"labels accuracy {_metric(m, 'accuracy')}, macro-F1 {_metric(m, 'macro_f1')}, "
                 f"Cohen's kappa {_metric(m, 'cohen_kappa')} (n_test={m.get('n_test')})"
             )
+        from workflow.classify.noise import label_noise_line
+
+        noise_line = label_noise_line(m.get("label_noise"))
+        if noise_line:
+            out.print(noise_line)
     out.print(
         f"stored in {store.path}: tables documents, summaries, taxonomies/labels, assignments, llm_calls, models, "
         f"predictions (run_id = '{run_id}', status {run['status']})",

@@ -53,6 +53,7 @@ class JobConfig(BaseModel):
     embedding_model: str = "minilm-int8"
     algorithms: list[str] = ["logreg"]
     test_size: float = Field(0.2, gt=0, lt=1)
+    noise_aware: bool = Field(True, description="estimate the LLM labels' noise and leave suspects out of the fit")
     auto_approve: bool = True
 
     @field_validator("use_case")

@@ -11,6 +11,7 @@ from sklearn.datasets import make_blobs
 from threadpoolctl import threadpool_limits
 
 from workflow.classify.train import (
+    LOGREG_C_GRID,
     TrainedClassifier,
     TrainingError,
     agreement,
@@ -45,7 +46,7 @@ def test_separable_data_is_learnt_well() -> None:
     clf, m = train_classifier(X, y)
     assert_strict_json(m)
     assert isinstance(clf, TrainedClassifier) and clf.labels == ["L0", "L1", "L2", "L3"]
-    assert m["algorithm"] == "logreg" and len(m["candidate_scores"]) == 4
+    assert m["algorithm"] == "logreg" and len(m["candidate_scores"]) == len(LOGREG_C_GRID)
     assert m["n_train"] + m["n_calibration"] + m["n_test"] == 600
     assert m["accuracy"] >= 0.95 and m["macro_f1"] >= 0.95 and m["cohen_kappa"] >= 0.93
     assert sum(v["support"] for v in m["per_label"].values()) == m["n_test"]

@@ -37,6 +37,16 @@ def fit_on_run(store: Store, run_id: str, corpus: str, config: JobConfig, *,
     if multi:
         clf, metrics = train_multilabel(X, y, seed=config.seed, test_size=config.test_size)
     else:
-        clf, metrics = train_classifier(X, y, algorithms=tuple(algorithms or config.algorithms), seed=config.seed,
-                                        test_size=config.test_size)
+        human = store.assignments(run_id, source="human")
+        clf, metrics = train_single_label(X, y, config, algorithms=algorithms, trusted=[d in human for d in doc_ids])
     return Fitted(clf, metrics, embedder.name, len(labels))
+
+
+def train_single_label(X: Any, y: Sequence[str], config: JobConfig, *,
+                       algorithms: Sequence[str] | None = None,
+                       noise_aware: bool | None = None,
+                       trusted: Sequence[bool] | None = None) -> tuple[TrainedClassifier, dict[str, Any]]:
+    """The product's single-label training with a job's settings (benchmarks call this too, so they measure it)."""
+    return train_classifier(X, y, algorithms=tuple(algorithms or config.algorithms), seed=config.seed,
+                            test_size=config.test_size,
+                            noise_aware=config.noise_aware if noise_aware is None else noise_aware, trusted=trusted)
