@@ -116,16 +116,19 @@ class Grouping:
         return out
 
 
-def merge_nearest(C: np.ndarray, sizes: np.ndarray, k: int) -> Grouping:
-    """Merge candidate clusters to k groups by their centroids (average-linkage, cosine): the deterministic merge
-    used when the model's own merge is missing or implausible. Groups are ordered largest first."""
+def merge_nearest(C: np.ndarray, sizes: np.ndarray, k: int, seed: int = 0) -> Grouping:
+    """Merge candidate clusters to k groups by their centroids: the deterministic merge used when the model's own
+    merge is missing or implausible. Size-weighted k-means on the centroids, so the groups are about what k-means
+    at k finds on the documents (measured on the sample: NMI 0.55 vs 0.56; average linkage, 0.50, piles
+    neighbouring clusters into one large group). Groups are ordered largest first."""
     n = len(C)
     if n <= k:
         return Grouping([[i] for i in range(n)])
-    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.cluster import KMeans
 
-    raw = AgglomerativeClustering(n_clusters=k, metric="cosine", linkage="average").fit_predict(unit(C))
+    raw = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(unit(C), sample_weight=sizes).labels_
     groups = [list(np.flatnonzero(raw == g)) for g in range(k)]
+    groups = [m for m in groups if m]
     groups.sort(key=lambda m: (-int(sizes[m].sum()), m[0]))
     return Grouping([[int(i) for i in m] for m in groups])
 

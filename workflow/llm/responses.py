@@ -245,6 +245,8 @@ FIRST_PERSON = re.compile(r"^\s*(i|i'm|im|i've|my|me|we|our)\b", re.I)
 CHAT_REPLY = re.compile(r"\b(i'm sorry|i am sorry|i'm unable|i am unable|as an ai|i apologi[sz]e|i cannot|i can't)\b", re.I)
 CLUSTER_ID_LIKE = re.compile(r"^\s*((cluster|group|topic|category|class)\s*#?\s*\d*|\w+[_#-]\d+)\s*$", re.I)
 # a name that talks about the documents as documents ("The document with the pin") names the data, not its topic
+# a description in the first person quotes a customer instead of saying which documents belong
+FIRST_PERSON_ANY = re.compile(r"\b(I|I'm|I've|I'd|[Mm]y|me)\b")
 META_WORDS = re.compile(r"\b(documents?|docs?|groups?|clusters?|lists?|messages?|texts?|json|files?)\b", re.I)
 
 
@@ -256,7 +258,7 @@ def bad_name_reason(name: str, documents: list[str] = ()) -> str | None:  # type
     """Why a label name says nothing (empty, a number, an id, a catch-all, a copied document), or None."""
     if not re.search(r"[A-Za-z]{2,}", name):
         return f"'{name}' is not a name: use words that say what the documents are about"
-    if LABEL_ID_LIKE.match(name) or CLUSTER_ID_LIKE.match(name):
+    if LABEL_ID_LIKE.match(name) or CLUSTER_ID_LIKE.match(name) or re.search(r"[A-Za-z]_[A-Za-z0-9]", name):
         return f"'{name}' is an id, not a name: say what the documents are about"
     if CATCH_ALL.match(name):
         return f"'{name}' is a catch-all: name the specific topic these documents share"
@@ -319,7 +321,8 @@ class ClusterName(BaseModel):
             w[:4] for k in keywords for w in _content_words(k)}
         if use_case and any(w[:4] in use_case for w in _content_words(self.name)):
             raise ValueError(f"'{self.name}' repeats the use case: name what only these documents are about")
-        if CHAT_REPLY.search(self.description) or (evidence and not grounded(self.description, evidence)):
+        if CHAT_REPLY.search(self.description) or FIRST_PERSON_ANY.search(self.description) or (
+                evidence and not grounded(self.description, evidence)):
             raise ValueError("the description must say which documents belong, in words they use")
         return self
 

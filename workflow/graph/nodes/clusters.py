@@ -109,8 +109,9 @@ def name_groups(ctx: RunContext, space: Space, assign: np.ndarray, which: list[i
                         "see `tnt status` for failed calls, then `tnt resume`")
     fell_back = sum(named[g] is fallback[g] for g in which)
     if fell_back:
-        log.warning("%d of %d cluster names come from keywords: the model's names were empty, ids, quotes or did "
-                    "not use the documents' words (a stronger --taxonomy-model names them better)", fell_back, len(which))
+        log.warning("%d of %d cluster names come from keywords: the model's names were empty, ids, quotes, or did "
+                    "not use the cluster's typical words (why: llm_calls rows with prompt_name 'name_cluster' and status "
+                    "'failed'; a stronger --taxonomy-model names them better)", fell_back, len(which))
     return named
 
 
@@ -227,7 +228,7 @@ def merge(ctx: RunContext, state: RunState) -> RunState:
             note = f"merged by the model into {n} labels (quality {quality:.2f}: 0 is chance, 1 nearest centroids)"
     if not note:
         log.warning("merging nearest centroids (%s)", error)
-        grouping, drafts = clustering.merge_nearest(C, sizes, min(cfg.max_labels, len(candidates))), []
+        grouping, drafts = clustering.merge_nearest(C, sizes, min(cfg.max_labels, len(candidates)), cfg.seed), []
         note = f"merged nearest centroids into {len(grouping.groups)} labels ({error})"
 
     group_of_doc = grouping.of(len(candidates))[cand]
