@@ -7,7 +7,7 @@ Hungarian accuracy of the LLM labels (on the labeled sample) and of the classifi
 document), NMI of the embedding-nearest label of the labeled sample and how often the LLM chose it, model calls (failed ones too) and wall time. In the same run, k-means on the same MiniLM embeddings at
 the same k as each configuration's final taxonomy (and at --max-labels) gives the baseline a taxonomy should beat.
 
-    python benchmarks/bench_taxonomy.py                                  # embedded model, 1000 docs, 3 configs
+    python benchmarks/bench_taxonomy.py                                  # embedded model, 1000 docs, 4 configs
     python benchmarks/bench_taxonomy.py --configs clusters --n 300 --label-sample 60     # quick look
     python benchmarks/bench_taxonomy.py --model scripted/keywords        # the deterministic test model
 """
@@ -30,10 +30,11 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 DATA = Path(os.environ.get("TNT_BANKING77_DIR", "/work/shared/datasets/banking77"))
 USE_CASE = "What do customers ask the bank's support bot for?"
-CONFIGS = {
+CONFIGS = {  # teacher auto: the embedded model's runs learn from nearest labels, any other model's from the LLM's
     "minibatch": {"proposal": "minibatch", "shortlist": 0},
     "clusters": {"proposal": "clusters", "shortlist": 5},
-    "clusters-noshortlist": {"proposal": "clusters", "shortlist": 0},
+    "clusters-llm-teacher": {"proposal": "clusters", "shortlist": 5, "teacher": "llm"},
+    "clusters-llm-teacher-noshortlist": {"proposal": "clusters", "shortlist": 0, "teacher": "llm"},
 }
 
 
