@@ -81,6 +81,8 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the estimated calls, tokens and cost; run nothing."),
+    levels: int = typer.Option(1, "--levels", min=1, max=2, help="2: also group the final labels under parents."),
+    max_parents: int = typer.Option(8, "--max-parents", help="Most parents with --levels 2."),
 ) -> None:
     """Ingest a corpus and run the whole job: taxonomy, pseudo-labels, classifier, predictions."""
     _setup_logging(verbose)
@@ -95,7 +97,7 @@ def run(
             label_model=label_model, api_base=api_base, batch_size=batch_size, taxonomy_sample=taxonomy_sample,
             label_sample=label_sample, max_labels=max_labels, concurrency=concurrency, max_cost=max_cost, seed=seed,
             auto_approve=auto_approve, timeout_s=timeout, max_attempts=max_attempts, multi_label=multi_label,
-            max_labels_per_doc=max_labels_per_doc,
+            max_labels_per_doc=max_labels_per_doc, levels=levels, max_parents=max_parents,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -277,6 +279,7 @@ def _run_row(store: Store, run: dict) -> dict:
 # Commands that live beside the code they drive register themselves on `app`.
 from workflow.classify import cli as _classify_cli  # noqa: E402,F401
 from workflow.evaluate import cli as _evaluate_cli  # noqa: E402,F401
+from workflow.evolve import cli as _evolve_cli  # noqa: E402,F401
 from workflow.review import cli as _review_cli  # noqa: E402,F401
 
 

@@ -205,8 +205,9 @@ def export(
             fail(str(exc))
         if row["run_id"] != run_id:
             fail(f"model {row['model_id']} belongs to run {row['run_id']}, not {run_id}")
-        _, labels = store.taxonomy(run_id, row["taxonomy_version"])
-        taxonomy = [{"label_id": lb.label_id, "name": lb.name, "description": lb.description} for lb in labels]
+        from workflow.classify.loader import taxonomy_records
+
+        taxonomy = taxonomy_records(store, run_id, row["taxonomy_version"])  # leaves, then any level-2 parents
         try:
             path = write_artifact(out_dir, classifier_from_bytes(row["artifact"]), taxonomy=taxonomy,
                                   embedding_model=row["embedding_model"], metrics=row["metrics"], run_id=run_id,

@@ -30,6 +30,7 @@ OUTPUT_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("label_id", pa.string()), ("label_name", pa.string()),
     ("probability", pa.float64()), ("uncertain", pa.bool_()), ("model_version", pa.string()),
     ("label_ids", pa.list_(pa.string())),  # every predicted label of a multi-label model; null otherwise
+    ("parent_id", pa.string()), ("parent_name", pa.string()),  # level 2 of a hierarchy; null for a flat taxonomy
 ])
 
 
@@ -312,7 +313,9 @@ def output_batch(model: ServingModel, ids: pa.Array, idx: np.ndarray, prob: np.n
         [ids.cast(pa.string()), pa.array(model.labels, type=pa.string()).take(take),
          pa.array(model.label_names, type=pa.string()).take(take),
          pa.array(np.asarray(prob, dtype=np.float64)), pa.array(unc, type=pa.bool_()),
-         pa.array([model.version], type=pa.string()).take(pa.array(np.zeros(n, dtype=np.int32))), label_ids],
+         pa.array([model.version], type=pa.string()).take(pa.array(np.zeros(n, dtype=np.int32))), label_ids,
+         pa.array(model.parent_ids, type=pa.string()).take(take),
+         pa.array(model.parent_names, type=pa.string()).take(take)],
         schema=OUTPUT_SCHEMA,
     )
 
