@@ -67,6 +67,9 @@ CREATE TABLE IF NOT EXISTS reviews(
     taxonomy_version INTEGER, created_at TIMESTAMP, PRIMARY KEY(run_id, review_id));
 CREATE TABLE IF NOT EXISTS eval_results(
     run_id VARCHAR, metric VARCHAR, value DOUBLE, details JSON, created_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS updates(
+    run_id VARCHAR, update_id INTEGER, source_key VARCHAR, status VARCHAR, state JSON, report JSON,
+    created_at TIMESTAMP, updated_at TIMESTAMP, PRIMARY KEY(run_id, update_id));
 CREATE TABLE IF NOT EXISTS drift(
     model_id VARCHAR, source VARCHAR, batch INTEGER, n INTEGER, other_share DOUBLE, uncertain_share DOUBLE,
     centroid_distance DOUBLE, baseline JSON, created_at TIMESTAMP);
@@ -415,6 +418,11 @@ class Store:
             f"coalesce(sum(latency_s), 0) AS latency_s FROM llm_calls {where} GROUP BY step, model ORDER BY step",
             params,
         )
+
+    def calls_since(self, run_ids: Sequence[str], since: dt.datetime) -> int:
+        """Model calls (cache answers are not calls) logged for these runs since a moment."""
+        return self._one("SELECT count(*) FROM llm_calls WHERE run_id IN (SELECT unnest(?)) AND created_at >= ?",
+                         [list(run_ids), since])[0]
 
     def total_cost(self, run_id: str) -> float:
         return float(self._one("SELECT coalesce(sum(cost), 0) FROM llm_calls WHERE run_id = ?", [run_id])[0])
@@ -809,7 +817,7 @@ class Store:
 
     _TNT_TABLES = frozenset(
         {"meta", "runs", "documents", "samples", "summaries", "taxonomies", "labels", "llm_calls", "assignments",
-         "embeddings", "models", "predictions", "eval_results", "reviews", "drift"}
+         "embeddings", "models", "predictions", "eval_results", "reviews", "drift", "updates"}
     )
 
     @staticmethod
@@ -830,6 +838,32 @@ class Store:
                 "INSERT INTO drift VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(model_id, source, b, n, o, u, d, json.dumps(baseline), stamp) for b, n, o, u, d in rows],
             )
+
+    def find_update(self, run_id: str, source_key: str) -> dict | None:
+        """The `tnt update` of this run on these documents (same ids and texts), if one was started."""
+        rows = self.query("SELECT * FROM updates WHERE run_id = ? AND source_key = ?", [run_id, source_key])
+        if not rows:
+            return None
+        row = rows[0]
+        row["state"], row["report"] = json.loads(row["state"] or "{}"), json.loads(row["report"] or "null")
+        return row
+
+    def save_update(self, run_id: str, update_id: int | None, source_key: str, status: str, state: dict,
+                    report: dict | None = None) -> int:
+        """Insert (update_id None) or replace an update's state; returns its id."""
+        with self.transaction() as con:
+            if update_id is None:
+                update_id = con.execute(
+                    "SELECT coalesce(max(update_id), 0) + 1 FROM updates WHERE run_id = ?", [run_id]).fetchone()[0]
+                con.execute("INSERT INTO updates VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            [run_id, update_id, source_key, status, json.dumps(state, default=str),
+                             json.dumps(report, default=str), now(), now()])
+            else:
+                con.execute("UPDATE updates SET status = ?, state = ?, report = ?, updated_at = ? "
+                            "WHERE run_id = ? AND update_id = ?",
+                            [status, json.dumps(state, default=str), json.dumps(report, default=str), now(), run_id,
+                             update_id])
+        return update_id
 
     def drift(self, run_id: str) -> list[dict]:
         """Drift rows of every model of a run, newest pass first, batches in order; baseline parsed."""
