@@ -228,6 +228,9 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
                 head + f"labels accuracy {_metric(m, 'accuracy')}, macro-F1 {_metric(m, 'macro_f1')}, "
                 f"Cohen's kappa {_metric(m, 'cohen_kappa')} (n_test={m.get('n_test')})"
             )
+    from workflow.evolve.cli import print_drift
+
+    print_drift(store, run_id)
     out.print(
         f"stored in {store.path}: tables documents, summaries, taxonomies/labels, assignments, llm_calls, models, "
         f"predictions (run_id = '{run_id}', status {run['status']})",

@@ -378,8 +378,10 @@ def prefetch(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
 
 def predict_stream(model: ServingModel, batches: Iterable[InputBatch], sink: Sink, *,
                    vectorize: Callable[[InputBatch], np.ndarray] | None = None, total: int | None = None,
-                   show_progress: bool = False, read_ahead: int = 2) -> PredictStats:
-    """Classify every batch and write it; memory stays at a few batches whatever the input size."""
+                   show_progress: bool = False, read_ahead: int = 2,
+                   on_batch: Callable[[np.ndarray], None] | None = None) -> PredictStats:
+    """Classify every batch and write it; memory stays at a few batches whatever the input size. ``on_batch``
+    sees each batch's vectors (e.g. per-batch drift figures)."""
     stats = PredictStats()
     k = len(model.labels)
     if read_ahead:
@@ -395,6 +397,8 @@ def predict_stream(model: ServingModel, batches: Iterable[InputBatch], sink: Sin
                 idx, prob, unc, sets = model.classify_sets(X)
                 sink.write(output_batch(model, batch.ids, idx, prob, unc, sets))
                 stats.add(idx, unc, k)
+                if on_batch is not None:
+                    on_batch(X)
                 advance(len(idx))
     finally:
         sink.close()

@@ -143,3 +143,30 @@ def print_update(r: dict) -> None:
     out.print(f"documents moved: {r['moved']}" + "".join(f"; {m['from']} -> {m['to']}: {m['n']}" for m in r["top_moves"][:3]),
               highlight=False)
     out.print(f"model calls: {r['calls']}; classifier {r['model_before']} -> {r['model_after']}", highlight=False)
+
+
+def print_drift(store, run_id: str, passes: int = 3) -> None:
+    """The latest drift passes of the run's models (from `tnt predict` and `tnt update`), batch by batch."""
+    from workflow.evolve.drift import Baseline, Figures
+
+    rows = store.drift(run_id)
+    if not rows:
+        return
+    seen: list[tuple[str, str]] = []
+    for r in rows:
+        if (r["model_id"], r["source"]) not in seen:
+            seen.append((r["model_id"], r["source"]))
+    for model_id, source in seen[:passes]:
+        mine = [r for r in rows if (r["model_id"], r["source"]) == (model_id, source)]
+        b = mine[0]["baseline"]
+        base = Baseline(**b)
+        t = Table(title=f"Drift of {source} under {model_id} ({str(mine[0]['created_at'])[:19]})", title_justify="left")
+        for col in ("batch", "n", "Other", "uncertain", "distance", "drift"):
+            t.add_column(col, justify="right")
+        t.add_row("held-out", str(b["n"]), f"{b['other_share']:.1%}", f"{b['uncertain_share']:.1%}",
+                  f"{b['distance_mean']:.3f}", "")
+        for r in mine:
+            f = Figures(r["batch"], r["n"], r["other_share"], r["uncertain_share"], r["centroid_distance"] or 0.0)
+            t.add_row(str(r["batch"]), str(r["n"]), f"{f.other_share:.1%}", f"{f.uncertain_share:.1%}",
+                      f"{f.centroid_distance:.3f}", "; ".join(f.drifted(base)) or "no")
+        out.print(t)

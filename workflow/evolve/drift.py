@@ -112,3 +112,38 @@ def batched_figures(model: ServingModel, X: np.ndarray, base: Baseline, batch_si
         unexplained[start:start + batch_size] = flags[:, 0].astype(bool) | flags[:, 1].astype(bool) | (
             flags[:, 2] > base.distance_p95)
     return out, unexplained
+
+
+class Monitor:
+    """Per-batch figures of a prediction pass (`tnt predict`), kept to be stored in the drift table."""
+
+    def __init__(self, model: ServingModel, base: Baseline) -> None:
+        self.model, self.base, self.figures = model, base, []
+
+    def __call__(self, X: np.ndarray) -> None:
+        self.figures.append(figures(self.model, X, self.base.centroids, len(self.figures))[0])
+
+    @property
+    def flagged(self) -> list[int]:
+        return [f.batch for f in self.figures if f.drifted(self.base)]
+
+    def rows(self) -> list[tuple[int, int, float, float, float]]:
+        return [(f.batch, f.n, f.other_share, f.uncertain_share, f.centroid_distance) for f in self.figures]
+
+
+def monitor_for(store: Store, model: ServingModel) -> Monitor | None:
+    """A drift monitor for a stored single-label model (None for an artifact or a multi-label model). The
+    baseline is the model's held-out split, recomputed from the run's labels."""
+    from workflow.classify.fit import held_out_ids
+    from workflow.config import JobConfig
+
+    try:
+        row = store.model(model.version)
+    except Exception:  # noqa: BLE001 - an exported artifact: no run to measure a baseline on
+        return None
+    run = store.run(row["run_id"])
+    config = JobConfig.model_validate(run["config"])
+    if config.multi_label:
+        return None
+    held = held_out_ids(store, row["run_id"], config)
+    return Monitor(model, baseline(store, model, row["run_id"], run["corpus"], held))
