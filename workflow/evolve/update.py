@@ -173,7 +173,7 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
         unexplained_ids = [d for d, u in zip(new_ids, unexplained) if u]
         rng.shuffle(unexplained_ids)
         budget = label_budget if label_budget is not None else max(20, config.label_sample // 4)
-        work = unexplained_ids[:budget]
+        work = unexplained_ids[: max(1, budget // 2)]  # the other half goes where the first half points to
         n_sample = proposal_sample if proposal_sample is not None else max(20, config.taxonomy_sample // 4)
         added: list[Label] = []
         if len(work) >= 5:
@@ -189,7 +189,8 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
         idx = old.classify(X)[0]
         explained = [(d, old.labels[i]) for d, i, u in zip(new_ids, idx.tolist(), unexplained) if not u]
         refresh = _refresh([d for d, _ in explained], [lab for _, lab in explained], refresh_per_label, config.seed)
-        state |= {"added": [a.label_id for a in added], "to_label": work + refresh, "n_unexplained": len(unexplained_ids),
+        state |= {"added": [a.label_id for a in added], "to_label": work + refresh, "budget": budget,
+                  "reserve": unexplained_ids[len(work):budget], "n_unexplained": len(unexplained_ids),
                   "n_refresh": len(refresh), "baseline": base.as_dict(), "drift_batches": drifted,
                   "figures": [vars(f) for f in figs]}
         store.save_update(run_id, update_id, key, "proposed", state)
@@ -200,12 +201,15 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
                                "`tnt update` again to label, retrain and report"}
 
     # -- step 4: pseudo-label what is needed, retrain, predict, report -------------------------------------------
-    phase2 = store.sample(run_id, 2)
-    extra = [d for d in state["to_label"] if d not in set(phase2)]
-    if extra:
-        store.save_sample(run_id, 2, phase2 + extra, config.batch_size)
+    # Two rounds on one budget: half the unexplained documents first; then an interim classifier points the
+    # other half at the new documents it puts under the new labels (where examples are scarce), so the budget
+    # is spent on the new labels' documents rather than on more of the old labels' ones.
+    _label_docs(store, ctx, run_id, state["to_label"], config, label)
+    if "round2" not in state:
+        state["round2"] = _second_round(store, run_id, corpus, config, state, new_ids, show_progress)
+        store.save_update(run_id, update_id, key, "labeling", state)
+    _label_docs(store, ctx, run_id, state["round2"], config, label)
     version = store.taxonomy(run_id)[0]
-    label(ctx, {"approved_version": version})
     fitted = fit_on_run(store, run_id, corpus, config, progress=show_progress, exclude=state["held_out"])
     if fitted is None:
         raise UpdateError("no labeled documents to train on")
@@ -225,6 +229,52 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
     return report
 
 
+def _label_docs(store: Store, ctx: Any, run_id: str, doc_ids: list[str], config: JobConfig, label: Any) -> None:
+    """Pseudo-label documents with the latest taxonomy through the graph's label node (phase-2 sample grows)."""
+    phase2 = store.sample(run_id, 2)
+    have = set(phase2)
+    extra = [d for d in doc_ids if d not in have]
+    if extra:
+        store.save_sample(run_id, 2, phase2 + extra, config.batch_size)
+    label(ctx, {"approved_version": store.taxonomy(run_id)[0]})
+
+
+def _second_round(store: Store, run_id: str, corpus: str, config: JobConfig, state: dict, new_ids: list[str],
+                  show_progress: bool) -> list[str]:
+    """The rest of the budget: unlabeled new documents an interim classifier (trained now, no model call) puts
+    under a new label, most confident first and taking turns between labels; then more unexplained ones."""
+    from workflow.classify.loader import ServingModel
+    from workflow.classify.train import TrainingError
+
+    labeled = set(store.training_labels(run_id))
+    n = max(0, state["budget"] - (len(state["to_label"]) - state["n_refresh"]))
+    picked: list[str] = []
+    if state["added"] and n:
+        try:
+            fitted = fit_on_run(store, run_id, corpus, config, progress=False, exclude=state["held_out"])
+        except TrainingError:
+            fitted = None
+        if fitted is not None:
+            interim = ServingModel(fitted.clf, list(fitted.clf.labels), fitted.embedding_model, "interim", [])
+            pool = [d for d in new_ids if d not in labeled]
+            X = drift._vectors(store, interim, corpus, pool)
+            idx, prob, _ = interim.classify(X)
+            added = set(state["added"])
+            queues: dict[str, list[tuple[float, str]]] = {}
+            for d, i, p in zip(pool, idx.tolist(), prob.tolist()):
+                if interim.labels[i] in added:
+                    queues.setdefault(interim.labels[i], []).append((-p, d))
+            for q in queues.values():
+                q.sort()
+            while len(picked) < n and any(queues.values()):
+                for lab in sorted(queues):
+                    if queues[lab] and len(picked) < n:
+                        picked.append(queues[lab].pop(0)[1])
+    taken = set(picked) | labeled
+    picked += [d for d in state["reserve"] if d not in taken][: n - len(picked)]
+    return picked
+
+
 def _report(store: Store, run_id: str, update_id: int, state: dict, model_id: str, usage: dict, started: Any) -> dict:
     before, after = store.predictions(state["model_before"]), store.predictions(model_id)
     truth = store.training_labels(run_id)
@@ -235,7 +285,7 @@ def _report(store: Store, run_id: str, update_id: int, state: dict, model_id: st
     pred = store.prediction_counts(model_id)
     return {
         "status": "done", "update_id": update_id, "model_before": state["model_before"], "model_after": model_id,
-        "n_new": state["n_new"], "n_unexplained": state["n_unexplained"], "n_labeled": len(state["to_label"]),
+        "n_new": state["n_new"], "n_unexplained": state["n_unexplained"], "n_labeled": len(state["to_label"]) + len(state.get("round2", [])), "n_second_round": len(state.get("round2", [])),
         "n_refresh": state["n_refresh"], "drift_batches": state["drift_batches"], "baseline": state["baseline"],
         "figures": state["figures"],
         "added": [{"label_id": a, "name": names.get(a, a), "llm_docs": llm.get(a, 0), "predicted": pred.get(a, 0)}

@@ -45,6 +45,9 @@ def label_diff(old: list[Label], new: list[Label]) -> dict[str, list]:
         "renamed": [(before[i], after[i]) for i in after if i in before and before[i].name != after[i].name],
         "described": [after[i] for i in after
                       if i in before and before[i].name == after[i].name and before[i].description != after[i].description],
+        "moved": [after[i] for i in after if i in before and before[i].parent_id
+                  and after[i].parent_id and before[i].parent_id != after[i].parent_id],
+        "grouped": sum(1 for i in after if i in before and after[i].parent_id and not before[i].parent_id),
     }
 
 
@@ -66,6 +69,8 @@ def review_sentence(r: dict, names: dict[str, str]) -> str:
             return f"Added “{d['name']}”"
         case "delete":
             return f"Deleted “{d['name']}”"
+        case "update":
+            return "Added " + ", ".join(f"“{a['name']}”" for a in d.get("added", [])) + " from new documents (tnt update)"
         case "move":
             return f"Moved “{d['name']}” under “{d['to_name']}”" + (f" (from “{d['from_name']}”)" if d.get("from_name") else "")
         case "correct":

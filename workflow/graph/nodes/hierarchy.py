@@ -182,8 +182,12 @@ def hierarchy(ctx: RunContext, state: RunState) -> RunState:
         return {}
     ctx.stage("hierarchy")
     latest = ctx.store.taxonomy_versions(ctx.run_id)[-1]
-    if latest["stage"] == "hierarchy" or ctx.store.parents(ctx.run_id):
-        return {"approved_version": latest["version"]}  # built before a crash, or kept through review edits
+    if ctx.store.parents(ctx.run_id):  # built before (a crash, review edits): place only labels added since
+        loose = [lb.label_id for lb in ctx.store.taxonomy(ctx.run_id)[1] if lb.parent_id is None]
+        if not loose:
+            return {"approved_version": latest["version"]}
+        version = build_hierarchy(ctx.store, ctx.gateway, ctx.run_id, ctx.config, only=loose)
+        return {"approved_version": version, "taxonomy_version": version}
     version = build_hierarchy(ctx.store, ctx.gateway, ctx.run_id, ctx.config)
     return {"approved_version": version, "taxonomy_version": version}
 
