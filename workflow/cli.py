@@ -69,6 +69,10 @@ def run(
     taxonomy_sample: int = typer.Option(600, help="Documents summarised for taxonomy generation."),
     label_sample: int = typer.Option(1000, help="Documents pseudo-labeled by the LLM."),
     max_labels: int = typer.Option(10, help="Most labels in the taxonomy."),
+    proposal: str = typer.Option("clusters", help="clusters: embed and over-cluster the taxonomy sample; the model "
+                                 "names and merges clusters. minibatch: the model writes the taxonomy from minibatches "
+                                 "of summaries (the TnT-LLM paper)."),
+    shortlist: int = typer.Option(5, help="Labels offered per document when labeling, nearest by embedding (0: all)."),
     multi_label: bool = typer.Option(False, "--multi-label", help="Let a document have several labels (the LLM "
                                      "lists all that apply; the classifier is one-vs-rest)."),
     max_labels_per_doc: int = typer.Option(3, help="Most labels per document with --multi-label."),
@@ -97,7 +101,8 @@ def run(
             label_model=label_model, api_base=api_base, batch_size=batch_size, taxonomy_sample=taxonomy_sample,
             label_sample=label_sample, max_labels=max_labels, concurrency=concurrency, max_cost=max_cost, seed=seed,
             auto_approve=auto_approve, timeout_s=timeout, max_attempts=max_attempts, multi_label=multi_label,
-            max_labels_per_doc=max_labels_per_doc, levels=levels, max_parents=max_parents,
+            max_labels_per_doc=max_labels_per_doc, proposal=proposal, shortlist=shortlist, levels=levels,
+            max_parents=max_parents,
         )
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, field_validator
 
 LOCAL_MODEL = "local/smollm2"
@@ -22,6 +24,12 @@ class JobConfig(BaseModel):
     taxonomy_sample: int = Field(600, ge=2, description="documents summarised for taxonomy generation (phase 1)")
     label_sample: int = Field(1000, ge=2, description="documents pseudo-labeled by the LLM (phase 2)")
     max_labels: int = Field(10, ge=2, le=100)
+    proposal: Literal["clusters", "minibatch"] = Field(
+        "clusters", description="clusters: embed and over-cluster the sample, the model names and merges clusters; "
+        "minibatch: the model writes the taxonomy from minibatches of summaries (the TnT-LLM paper)")
+    cluster_factor: float = Field(2.5, ge=1, le=10, description="clusters per label before merging")
+    shortlist: int = Field(5, ge=0, description="labels offered per document when labeling, nearest by embedding "
+                           "(0: all labels)")
     multi_label: bool = Field(False, description="the LLM may give a document several labels; one-vs-rest classifier")
     max_labels_per_doc: int = Field(3, ge=2, le=10, description="most labels per document in multi-label mode")
     name_max_words: int = Field(10, ge=1)

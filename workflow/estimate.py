@@ -1,8 +1,9 @@
 """What a run will cost before it runs (`tnt run --dry-run`): calls and tokens per phase from the job's settings
 and the corpus's text lengths, priced with litellm's local price map.
 
-The graph's call pattern is fixed: one summary per phase-1 document, one taxonomy call per minibatch plus a
-review, one label call per phase-2 document. Token counts use the same 4-characters-per-token rule as the
+The graph's call pattern is fixed: one summary per long phase-1 document (only those shown to the model with
+cluster-seeded proposal), one naming call per cluster plus a merge (or one taxonomy call per minibatch plus a
+review), one label call per phase-2 document. Token counts use the same 4-characters-per-token rule as the
 prompts' clipping, on the real templates, so the estimate moves when a prompt or a setting changes. Retries of
 failed or invalid answers are not included (see `tnt eval` for measured calls per document).
 """
@@ -41,6 +42,7 @@ def _tokens(text: str) -> int:
 def _template_tokens(name: str, **values: object) -> int:
     """Tokens of a rendered prompt with the variable parts left empty (they are counted separately)."""
     placeholders = {"use_case": "", "text": "", "summaries": "", "taxonomy": "", "n": 0, "max_words": 0,
+                    "documents": "", "keywords": "", "contrast": "", "candidates": "",
                     "max_labels": 0, "name_max_words": 0, "description_max_words": 0, "max_labels_per_doc": 0}
     return sum(_tokens(m["content"]) for m in load_prompt(name).render(**{**placeholders, **values}))
 
@@ -71,17 +73,36 @@ def estimate_run(config: JobConfig, texts: Sequence[str]) -> list[PhaseEstimate]
     label_line = (config.name_max_words + config.description_max_words) * TOKENS_PER_WORD * 0.6 + 4
     taxonomy = config.max_labels * label_line  # a full taxonomy, names and descriptions at ~60% of their caps
 
-    batches = math.ceil(n1 / config.batch_size)
-    per_batch = min(config.batch_size, n1) * (summary + 3)
-    phases = [
-        ("summarize", n1, _template_tokens("summarize") + uc + mean_doc, summary + JSON_OVERHEAD),
-        ("taxonomy", batches + 1,
-         (_template_tokens("propose") + _template_tokens("update") * (batches - 1) + _template_tokens("review")
-          + uc * (batches + 1) + per_batch * batches + taxonomy * batches) / (batches + 1),
-         taxonomy + 60),
-        ("label", n2, _template_tokens("label_multi" if config.multi_label else "label") + uc + taxonomy + mean_doc,
-         45 + (12 * (config.max_labels_per_doc - 1) if config.multi_label else 0)),  # ~12 tokens per extra label
-    ]
+    long_share = sum(len(t.split()) > config.summary_max_words for t in texts) / n  # short docs skip summaries
+    offered = config.shortlist if 0 < config.shortlist < config.max_labels else config.max_labels
+    label = ("label", n2, _template_tokens("label_multi" if config.multi_label else "label") + uc
+             + taxonomy * offered / config.max_labels + mean_doc,
+             45 + (12 * (config.max_labels_per_doc - 1) if config.multi_label else 0))  # ~12 tokens per extra label
+    if config.proposal == "clusters":
+        from workflow.clustering import n_clusters
+        from workflow.graph.nodes.clusters import CENTRAL_DOCS, CONTRAST_DOCS
+
+        k = n_clusters(n1, config.max_labels, config.cluster_factor)
+        shown = min(n1, k * (CENTRAL_DOCS + CONTRAST_DOCS))
+        naming = _template_tokens("name_cluster") + uc + (CENTRAL_DOCS + CONTRAST_DOCS) * (summary + 3) + 30
+        merge = _template_tokens("merge_labels") + uc + k * (label_line + 12)
+        calls = k + 1 + config.max_labels  # name each cluster, merge, name merged groups (at most)
+        phases = [
+            ("summarize", round(shown * long_share), _template_tokens("summarize") + uc + mean_doc, summary + JSON_OVERHEAD),
+            ("taxonomy", calls, (naming * (k + config.max_labels) + merge) / calls, label_line + 20),
+            label,
+        ]
+    else:
+        batches = math.ceil(n1 / config.batch_size)
+        per_batch = min(config.batch_size, n1) * (summary + 3)
+        phases = [
+            ("summarize", round(n1 * long_share), _template_tokens("summarize") + uc + mean_doc, summary + JSON_OVERHEAD),
+            ("taxonomy", batches + 1,
+             (_template_tokens("propose") + _template_tokens("update") * (batches - 1) + _template_tokens("review")
+              + uc * (batches + 1) + per_batch * batches + taxonomy * batches) / (batches + 1),
+             taxonomy + 60),
+            label,
+        ]
     out = []
     for step, calls, prompt_per_call, completion_per_call in phases:
         model = config.model_for(step)

@@ -12,7 +12,7 @@ import hashlib
 import json
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +65,8 @@ CREATE TABLE IF NOT EXISTS predictions(
 CREATE TABLE IF NOT EXISTS reviews(
     run_id VARCHAR, review_id INTEGER, action VARCHAR, reviewer VARCHAR, details JSON,
     taxonomy_version INTEGER, created_at TIMESTAMP, PRIMARY KEY(run_id, review_id));
+CREATE TABLE IF NOT EXISTS label_members(
+    run_id VARCHAR, doc_id VARCHAR, label_id VARCHAR, PRIMARY KEY(run_id, doc_id));
 CREATE TABLE IF NOT EXISTS eval_results(
     run_id VARCHAR, metric VARCHAR, value DOUBLE, details JSON, created_at TIMESTAMP);
 CREATE TABLE IF NOT EXISTS updates(
@@ -76,10 +78,12 @@ CREATE TABLE IF NOT EXISTS drift(
 """
 
 
-# Columns added after schema version 1; `label_ids` holds every label of a multi-label run (label_id is the first).
+# Columns added after schema version 1; `label_ids` holds every label of a multi-label run (label_id is the first);
+# `nearest_id` is the label nearest the document by embedding, kept beside the LLM's choice.
 MIGRATIONS = """
 ALTER TABLE assignments ADD COLUMN IF NOT EXISTS label_ids VARCHAR[];
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS label_ids VARCHAR[];
+ALTER TABLE assignments ADD COLUMN IF NOT EXISTS nearest_id VARCHAR;
 ALTER TABLE labels ADD COLUMN IF NOT EXISTS parent_id VARCHAR;
 ALTER TABLE labels ADD COLUMN IF NOT EXISTS level INTEGER;
 """
@@ -326,12 +330,15 @@ class Store:
         notes: str | None = None,
         author: str = "llm",
         call_id: str | None = None,
+        members: Mapping[str, str] | None = None,
         parents: Sequence[Label] | None = None,
         repoint: bool = False,
     ) -> int:
-        """Append a new taxonomy version; versions are never edited in place. ``parents``: level-2 labels the
-        leaves' parent_id point at. ``repoint``: the leaves are unchanged (a hierarchy was added), so the run's
-        live assignments move to the new version instead of looking out of date."""
+        """Append a new taxonomy version; versions are never edited in place. ``members`` (doc id -> label id) are
+        the taxonomy-sample documents a cluster-seeded label was built from (they place each label in embedding
+        space), replacing the previous members in the same transaction. ``parents``: level-2 labels the leaves'
+        parent_id point at. ``repoint``: the leaves are unchanged (a hierarchy was added), so the run's live
+        assignments move to the new version instead of looking out of date."""
         with self.transaction() as con:
             version = con.execute(
                 "SELECT coalesce(max(version), 0) + 1 FROM taxonomies WHERE run_id = ?", [run_id]
@@ -346,6 +353,11 @@ class Store:
                     "UPDATE assignments SET taxonomy_version = ? WHERE run_id = ? AND source IN ('llm', 'human') "
                     "AND status = 'ok'", [version, run_id],
                 )
+            if members is not None:
+                con.execute("DELETE FROM label_members WHERE run_id = ?", [run_id])
+                if members:
+                    con.executemany("INSERT INTO label_members VALUES (?, ?, ?)",
+                                    [(run_id, d, lid) for d, lid in members.items()])
         return version
 
     @staticmethod
@@ -442,14 +454,17 @@ class Store:
         status: str = "ok",
         call_id: str | None = None,
         label_ids: Sequence[str] | None = None,
+        nearest_id: str | None = None,
     ) -> None:
-        """``label_ids``: all labels of a multi-label answer, ``label_id`` first (None for single-label runs)."""
+        """``label_ids``: all labels of a multi-label answer, ``label_id`` first (None for single-label runs).
+        ``nearest_id``: the label nearest the document by embedding; where it differs from the LLM's, the review
+        queue looks first."""
         self._exec(
             "INSERT OR REPLACE INTO assignments BY NAME SELECT ? AS run_id, ? AS doc_id, ? AS source, ? AS label_id, "
             "? AS taxonomy_version, ? AS rationale, ? AS confidence, ? AS status, ? AS call_id, ? AS created_at, "
-            "?::VARCHAR[] AS label_ids",
+            "?::VARCHAR[] AS label_ids, ? AS nearest_id",
             [run_id, doc_id, source, label_id, taxonomy_version, rationale, confidence, status, call_id, now(),
-             list(label_ids) if label_ids is not None else None],
+             list(label_ids) if label_ids is not None else None, nearest_id],
         )
 
     def assignments(self, run_id: str, source: str = "llm", taxonomy_version: int | None = None) -> dict[str, str]:
@@ -480,6 +495,17 @@ class Store:
             [run_id],
         )
         return {d: list(ls) for d, ls in rows}
+
+    def cluster_members(self, run_id: str) -> dict[str, str]:
+        """Label id by doc id of the taxonomy-sample documents each cluster-seeded label was built from."""
+        return dict(self._rows("SELECT doc_id, label_id FROM label_members WHERE run_id = ?", [run_id]))
+
+    def add_cluster_members(self, run_id: str, members: Mapping[str, str]) -> None:
+        """Members for labels added later (`tnt update`), beside the existing ones (doc id -> label id)."""
+        if members:
+            with self.transaction() as con:
+                con.executemany("INSERT OR REPLACE INTO label_members VALUES (?, ?, ?)",
+                                [(run_id, d, lid) for d, lid in members.items()])
 
     def label_counts(self, run_id: str, source: str = "llm") -> dict[str, int]:
         return dict(
@@ -671,6 +697,11 @@ class Store:
                 live = "run_id = ? AND source IN ('llm', 'human') AND status = 'ok'"
                 for src, dst in (merge or {}).items():
                     con.execute(f"UPDATE assignments SET label_id = ? WHERE {live} AND label_id = ?", [dst, run_id, src])
+                    con.execute("UPDATE assignments SET nearest_id = ? WHERE run_id = ? AND nearest_id = ?",
+                                [dst, run_id, src])
+                    # cluster members move too: they place the merged label in embedding space
+                    con.execute("UPDATE label_members SET label_id = ? WHERE run_id = ? AND label_id = ?",
+                                [dst, run_id, src])
                     con.execute(  # multi-label sets: the merged label is replaced, duplicates dropped
                         f"UPDATE assignments SET label_ids = list_distinct(list_transform(label_ids, "
                         f"lambda x: CASE WHEN x = ? THEN ? ELSE x END)) WHERE {live} AND list_contains(label_ids, ?)",
@@ -692,7 +723,7 @@ class Store:
             if correction is not None:
                 doc_id, label_id = correction
                 con.execute(
-                    "INSERT OR REPLACE INTO assignments VALUES (?, ?, 'human', ?, ?, ?, 1.0, 'ok', NULL, ?, NULL)",
+                    "INSERT OR REPLACE INTO assignments VALUES (?, ?, 'human', ?, ?, ?, 1.0, 'ok', NULL, ?, NULL, NULL)",
                     [run_id, doc_id, label_id, version, f"corrected by {reviewer}", stamp],
                 )
             review_id = con.execute(
@@ -725,7 +756,7 @@ class Store:
         """Per LLM-labeled document: text, LLM label/rationale/confidence/status and any human correction."""
         return self.query(
             "SELECT a.doc_id, d.text, d.text_hash, a.label_id AS llm_label, a.rationale, a.confidence, "
-            "a.status, h.label_id AS human_label "
+            "a.status, h.label_id AS human_label, a.nearest_id "
             "FROM assignments a JOIN runs r ON r.run_id = a.run_id "
             "JOIN documents d ON d.corpus = r.corpus AND d.doc_id = a.doc_id "
             "LEFT JOIN assignments h ON h.run_id = a.run_id AND h.doc_id = a.doc_id AND h.source = 'human' "

@@ -71,7 +71,9 @@ def test_exported_artifact_predicts_like_the_stored_model(trained, tmp_path):
     for d in a:
         assert (a[d]["label_id"], a[d]["label_name"], a[d]["uncertain"]) == \
                (b[d]["label_id"], b[d]["label_name"], b[d]["uncertain"])
-        assert a[d]["probability"] == pytest.approx(b[d]["probability"], abs=1e-9)
+        # serving runs one float32 matmul (workflow/classify/loader.py); float32 products round differently with
+        # the batch's shape (here 32k rows vs 17), by ~1e-7
+        assert a[d]["probability"] == pytest.approx(b[d]["probability"], abs=1e-6)
         assert a[d]["model_version"] == trained.model_id
 
     # a plain Python user of the artifact: load_artifact + get_embedder, no tnt serving code

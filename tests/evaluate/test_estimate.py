@@ -18,14 +18,33 @@ def by_step(config: JobConfig, texts: list[str]) -> dict:
     return {p.step: p for p in estimate_run(config, texts)}
 
 
+LONG = "how do I top up my card with a transfer from another bank account that is in a different currency please"
+
+
 def test_calls_follow_the_graph_and_the_corpus_size():
-    cfg = JobConfig(use_case=UC, model="gpt-4o-mini", taxonomy_sample=500, label_sample=300, batch_size=200)
-    est = by_step(cfg, ["how do I top up my card?"] * 1000)
+    cfg = JobConfig(use_case=UC, model="gpt-4o-mini", taxonomy_sample=500, label_sample=300, batch_size=200,
+                    proposal="minibatch")
+    est = by_step(cfg, [LONG] * 1000)
     assert est["summarize"].calls == 500 and est["label"].calls == 300
     assert est["taxonomy"].calls == math.ceil(500 / 200) + 1
-    small = by_step(cfg, ["short"] * 50)
+    small = by_step(cfg, [LONG] * 50)
     assert small["summarize"].calls == 50 and small["label"].calls == 50 and small["taxonomy"].calls == 2
+    # a document no longer than a summary is its own summary
+    assert by_step(cfg, ["how do I top up my card?"] * 1000)["summarize"].calls == 0
+    half = by_step(cfg, ["how do I top up my card?", LONG] * 500)["summarize"].calls
+    assert half == 250
     assert estimate_run(cfg, []) == []
+
+
+def test_cluster_proposal_names_each_cluster_and_summarises_only_what_it_shows():
+    cfg = JobConfig(use_case=UC, model="gpt-4o-mini", taxonomy_sample=500, label_sample=300, max_labels=10)
+    est = by_step(cfg, [LONG] * 1000)
+    k = 25  # 2.5 clusters per label
+    assert est["taxonomy"].calls == k + 1 + 10  # name each cluster, one merge, name merged groups at most
+    assert est["summarize"].calls == k * 9 < 500  # 6 central and 3 contrasting documents per cluster
+    assert est["label"].calls == 300
+    everything = by_step(cfg.model_copy(update={"shortlist": 0}), [LONG] * 1000)["label"]
+    assert est["label"].prompt_tokens < everything.prompt_tokens  # a shortlist of 5 of 10 labels costs less
 
 
 def test_longer_documents_cost_more_prompt_tokens_up_to_the_clip():

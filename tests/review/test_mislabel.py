@@ -49,3 +49,21 @@ def test_degenerate_inputs():
     assert rank_suspects(X, ["a", "a", "a"]) == []
     with pytest.raises(ValueError, match="rows"):
         rank_suspects(np.zeros((2, 2)), ["a", "b", "c"])
+
+
+def test_documents_whose_nearest_label_disagrees_rank_higher_in_the_review_queue(db):
+    from workflow.review.view import QueueCache, mislabel_queue
+    from workflow.store import Store
+
+    X, y = _blobs(4, n_per=20, k=3)
+    docs = [{"doc_id": f"d{i}", "text": f"t{i}", "text_hash": f"h{i}", "llm_label": lab, "confidence": 0.9,
+             "status": "ok", "human_label": None, "nearest_id": lab} for i, lab in enumerate(y)]
+
+    def embed(store, texts, hashes):
+        return X[[int(t[1:]) for t in texts]]
+
+    with Store(db) as store:
+        calm, _ = mislabel_queue(store, "r", docs, embed, QueueCache())
+        docs[5]["nearest_id"] = "c2"  # embeddings put d5 nearer another label than the LLM's
+        flagged, _ = mislabel_queue(store, "r", docs, embed, QueueCache())
+    assert calm[0]["doc_id"] != "d5" and flagged[0]["doc_id"] == "d5"

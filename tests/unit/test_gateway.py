@@ -100,3 +100,40 @@ def test_budget_stops_before_it_is_exceeded(store):
         with pytest.raises(BudgetExceeded):
             g.call("summarize", "openai/gpt-4o-mini", "summarize", Summary, VARS)
         assert srv.total_requests == 0
+
+
+def test_max_tokens_holds_the_longest_answer_the_schema_allows(store):
+    from workflow.llm.gateway import answer_token_cap
+    from workflow.llm.responses import summary_model
+
+    seen: list[int] = []
+
+    def longest(prompt_name, messages, schema):  # a rambling model: every string at its maxLength
+        seen.append(schema["properties"]["summary"]["maxLength"])
+        return json.dumps({"summary": "w" * schema["properties"]["summary"]["maxLength"]})
+
+    scripted.register_script("longest", longest)
+    model = summary_model(40)
+    cap = answer_token_cap(model.model_json_schema())
+    assert cap is not None and cap >= 40 * 9 + 20
+    res = gateway(store).call("summarize", "scripted/longest", "summarize", model, VARS, max_tokens=16)
+    assert res.ok and len(seen) == 1  # max_tokens was raised to fit the schema: the JSON closed at once
+    assert answer_token_cap({"type": "object", "properties": {"x": {"type": "string"}}}) is None  # unbounded
+
+
+def test_an_answer_cut_at_max_tokens_is_retried_with_a_tighter_schema(store):
+    from workflow.llm.responses import summary_model
+
+    caps: list[int] = []
+
+    def ignores_caps(prompt_name, messages, schema):  # writes far past the cap it is given, as providers may
+        caps.append(schema["properties"]["summary"]["maxLength"])
+        words = "card arrived " * caps[-1]
+        return json.dumps({"summary": words if len(caps) < 3 else "card not arrived"})
+
+    scripted.register_script("ignores_caps", ignores_caps)
+    res = gateway(store).call("summarize", "scripted/ignores_caps", "summarize", summary_model(40), VARS)
+    assert res.ok and res.value.summary == "card not arrived"
+    assert caps[1] == caps[0] // 2 and caps[2] == caps[1] // 2  # each retry asks for less, not the same again
+    row = store.query("SELECT attempts, status FROM llm_calls")[0]
+    assert row == {"attempts": 3, "status": "ok"}

@@ -14,14 +14,24 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
 from workflow.graph.context import RunContext
+from workflow.graph.nodes import clusters, taxonomy
 from workflow.graph.nodes.approve import approve
 from workflow.graph.nodes.hierarchy import hierarchy
 from workflow.graph.nodes.label import label
 from workflow.graph.nodes.sample import sample
 from workflow.graph.nodes.summarize import summarize
-from workflow.graph.nodes.taxonomy import more_batches, propose, review, update
+from workflow.graph.nodes.taxonomy import more_batches, update
 from workflow.graph.nodes.train import predict, train
 from workflow.graph.state import RunState
+
+def propose(ctx: RunContext, state: RunState) -> RunState:
+    return (clusters.propose if ctx.config.proposal == "clusters" else taxonomy.propose)(ctx, state)
+
+
+def review(ctx: RunContext, state: RunState) -> RunState:
+    """The LLM's last pass over the taxonomy: merging cluster candidates, or the paper's data-free review."""
+    return (clusters.merge if ctx.config.proposal == "clusters" else taxonomy.review)(ctx, state)
+
 
 STEPS = [("sample", sample), ("summarize", summarize), ("propose", propose), ("update", update),
          ("review", review), ("approve", approve), ("label", label), ("train", train), ("predict", predict),

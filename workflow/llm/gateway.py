@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -131,10 +132,14 @@ class Gateway:
         *,
         context: dict[str, Any] | None = None,
         max_tokens: int = 512,
+        attempts_cap: int | None = None,
     ) -> CallResult[T]:
+        """One validated answer (or a failed row). ``attempts_cap``: fewer attempts than the run's --max-attempts,
+        for callers with a fallback of their own; their failures are logged at INFO, and they report them."""
         prompt = load_prompt(prompt_name)
         messages = prompt.render(**variables)
         schema = response_model.model_json_schema()
+        max_tokens = max(max_tokens, answer_token_cap(schema) or 0)  # room for the longest answer the schema allows
         params = {"temperature": self.temperature, "max_tokens": max_tokens, "seed": self.seed}
         key = request_hash(model, messages, schema, params)
         context = context or {}
@@ -154,6 +159,7 @@ class Gateway:
         started = time.perf_counter()
         totals = {"prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
         convo = list(messages)
+        send_schema = schema  # tightened after an answer cut at max_tokens
         attempts = 0
         value: T | None = None
         raw_text: str | None = None
@@ -161,7 +167,7 @@ class Gateway:
         status = "failed"
         try:
             for attempt in Retrying(
-                stop=stop_after_attempt(self.max_attempts),
+                stop=stop_after_attempt(min(self.max_attempts, attempts_cap or self.max_attempts)),
                 wait=_wait,
                 retry=retry_if_exception_type((TransientError, InvalidOutput)),
                 reraise=True,
@@ -171,7 +177,7 @@ class Gateway:
                     raw: RawResponse = transport.complete(
                         model,
                         convo,
-                        schema=schema,
+                        schema=send_schema,
                         schema_name=response_model.__name__,
                         prompt_name=prompt_name,
                         # a model that answered badly at temperature 0 would answer the same way again
@@ -188,6 +194,9 @@ class Gateway:
                         value = parse_answer(response_model, raw.text or "", context)
                     except (ValidationError, ValueError) as exc:
                         msg = _short_validation_error(exc)
+                        if raw.truncated:  # asking again the same way would be cut again: ask for less
+                            send_schema = tighten_schema(send_schema)
+                            msg = f"the answer was cut at {max_tokens} tokens; be much briefer ({msg})"
                         convo = [
                             *messages,
                             {"role": "assistant", "content": (raw.text or "")[:2000]},
@@ -226,7 +235,8 @@ class Gateway:
                 **totals,
             )
         if value is None:
-            log.warning("%s call failed after %d attempts: %s", step, attempts, error)
+            log.log(logging.INFO if attempts_cap else logging.WARNING, "%s call failed after %d attempts: %s", step,
+                    attempts, error)
         return CallResult(value, status, call_id, error)
 
     # -- many calls --------------------------------------------------------------------------------------------
@@ -242,6 +252,7 @@ class Gateway:
         *,
         description: str,
         max_tokens: int = 512,
+        attempts_cap: int | None = None,
     ) -> None:
         """Run requests concurrently; `on_result` is called (in this thread) as each one finishes, so finished
         work is stored at once and a crash loses at most the calls in flight (which the cache then has)."""
@@ -251,7 +262,8 @@ class Gateway:
 
         def one(req: Request) -> CallResult[T]:
             rm = response_model(req) if not isinstance(response_model, type) else response_model
-            return self.call(step, model, prompt_name, rm, req.variables, context=req.context, max_tokens=max_tokens)
+            return self.call(step, model, prompt_name, rm, req.variables, context=req.context, max_tokens=max_tokens,
+                             attempts_cap=attempts_cap)
 
         with progress_bar(description, total=len(requests), enabled=self.show_progress) as advance:
             with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -277,6 +289,53 @@ class Gateway:
                 )
             self._reserved += estimate
         return estimate
+
+
+ANSWER_TOKEN_LIMIT = 4096
+
+
+def answer_token_cap(schema: dict) -> int | None:
+    """Tokens enough for the longest JSON answer the schema admits (one token per character, as a small model may
+    emit under a grammar), or None when the schema leaves a length open. A max_tokens below this lets an answer be
+    cut before its JSON closes; the schema's caps are what keeps answers short."""
+    defs = schema.get("$defs", {})
+
+    def chars(node: Any) -> float:
+        if not isinstance(node, dict):
+            return math.inf
+        if "$ref" in node:
+            return chars(defs.get(node["$ref"].split("/")[-1]))
+        if "const" in node:
+            return len(json.dumps(node["const"]))
+        if "enum" in node:
+            return max(len(json.dumps(v)) for v in node["enum"])
+        for key in ("anyOf", "oneOf", "allOf"):
+            if key in node:
+                return max(chars(n) for n in node[key])
+        kind = node.get("type")
+        if kind == "string":
+            return node.get("maxLength", math.inf) + 2
+        if kind == "object":
+            return 2 + sum(chars(p) + len(k) + 6 for k, p in node.get("properties", {}).items())
+        if kind == "array":
+            return 2 + node.get("maxItems", math.inf) * (chars(node.get("items")) + 4)
+        return {"integer": 12, "number": 24, "boolean": 5, "null": 4}.get(kind, math.inf)
+
+    total = chars(schema) + 16
+    return int(total) if total <= ANSWER_TOKEN_LIMIT else None
+
+
+def tighten_schema(schema: dict) -> dict:
+    """The schema with every string's maxLength halved (not below 8), for a retry after an answer ran past
+    max_tokens: constrained decoding then has to close the JSON sooner."""
+    if isinstance(schema, dict):
+        out = {k: tighten_schema(v) for k, v in schema.items()}
+        if isinstance(out.get("maxLength"), int):
+            out["maxLength"] = max(8, out["maxLength"] // 2)
+        return out
+    if isinstance(schema, list):
+        return [tighten_schema(v) for v in schema]
+    return schema
 
 
 def parse_answer(response_model: type[T], text: str, context: dict[str, Any]) -> T:

@@ -77,7 +77,8 @@ class LocalTransport:
         text = out["choices"][0]["message"].get("content") if out.get("choices") else None
         if not text:
             raise TransientError("the embedded model returned no content")
-        return RawResponse(text, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), 0.0)
+        truncated = out["choices"][0].get("finish_reason") == "length"
+        return RawResponse(text, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), 0.0, truncated)
 
     def estimate_cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         return 0.0

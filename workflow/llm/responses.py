@@ -113,6 +113,7 @@ class Confidence(str, Enum):
 
 
 CONFIDENCE_SCORE = {"high": 0.9, "medium": 0.6, "low": 0.3}
+RATIONALE_CHARS = 90  # about 15 words: a label call's answer stays short, which is most of its cost on a small model
 
 
 class _AssignmentBase(BaseModel):
@@ -146,9 +147,11 @@ def _checked_name(names: dict[str, str], chosen: str | None, name: str) -> str:
 
 
 def _label_choices(label_ids: list[str], label_names: list[str]) -> list[dict]:
-    """Each label (and 'other') as one {"id", "name"} JSON-schema choice, so an id cannot get another's name."""
+    """Each label (and 'other') as one {"name", "id"} JSON-schema choice, so an id cannot get another's name. The
+    name comes first: a model decoding under the schema then chooses by the words of the name, not by the digits
+    of an id (small models otherwise prefer whichever id is most probable after "L", usually L1)."""
     return [
-        {"type": "object", "properties": {"id": {"const": i}, "name": {"const": n}}, "required": ["id", "name"]}
+        {"type": "object", "properties": {"name": {"const": n}, "id": {"const": i}}, "required": ["name", "id"]}
         for i, n in [*zip(label_ids, label_names), ("other", "Other")]
     ]
 
@@ -176,7 +179,7 @@ def assignment_model(label_ids: list[str], label_names: list[str] | None = None)
         "Assignment",
         __base__=base,
         label_id=(Literal[allowed], ...),  # type: ignore[valid-type]
-        rationale=(str, Field(max_length=300, json_schema_extra={"maxLength": 160})),
+        rationale=(str, Field(max_length=300, json_schema_extra={"maxLength": RATIONALE_CHARS})),
     )
 
 
@@ -232,5 +235,131 @@ def multi_assignment_model(label_ids: list[str], label_names: list[str], max_lab
         __base__=type("CoupledMultiAssignment", (_MultiAssignmentBase,),
                       {"model_config": ConfigDict(json_schema_extra=coupled), "max_labels": max_labels}),
         labels=(list[choice], Field(min_length=1)),  # type: ignore[valid-type]
-        rationale=(str, Field(max_length=300, json_schema_extra={"maxLength": 160})),
+        rationale=(str, Field(max_length=300, json_schema_extra={"maxLength": RATIONALE_CHARS})),
+    )
+
+
+# -- cluster-seeded proposal -----------------------------------------------------------------------------------
+
+FIRST_PERSON = re.compile(r"^\s*(i|i'm|im|i've|my|me|we|our)\b", re.I)
+CHAT_REPLY = re.compile(r"\b(i'm sorry|i am sorry|i'm unable|i am unable|as an ai|i apologi[sz]e|i cannot|i can't)\b", re.I)
+CLUSTER_ID_LIKE = re.compile(r"^\s*(cluster|group|topic|category|class)\s*#?\s*\d*\s*$", re.I)
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def bad_name_reason(name: str, documents: list[str] = ()) -> str | None:  # type: ignore[assignment]
+    """Why a label name says nothing (empty, a number, an id, a catch-all, a copied document), or None."""
+    if not re.search(r"[A-Za-z]{2,}", name):
+        return f"'{name}' is not a name: use words that say what the documents are about"
+    if LABEL_ID_LIKE.match(name) or CLUSTER_ID_LIKE.match(name):
+        return f"'{name}' is an id, not a name: say what the documents are about"
+    if CATCH_ALL.match(name):
+        return f"'{name}' is a catch-all: name the specific topic these documents share"
+    if "?" in name or FIRST_PERSON.match(name):
+        return f"'{name}' quotes a customer: name the topic the documents share in a few words"
+    key = _norm(name)
+    for doc in documents:
+        d = _norm(doc)
+        if key == d or (len(key.split()) >= 5 and key in d):
+            return "the name copies a document: name the topic the documents share in a few words"
+    return None
+
+
+def grounded(text: str, evidence: list[str]) -> bool:
+    """Whether text shares a content word (by its first 4 letters) with the evidence: a name or description that
+    shares none describes some other cluster, or nothing."""
+    stems = {w[:4] for e in evidence for w in re.findall(r"[a-z]{4,}", e.lower())}
+    return any(w[:4] in stems for w in re.findall(r"[a-z]{4,}", text.lower()))
+
+
+def clean_description(text: str, max_words: int) -> str:
+    """Repeated sentences (small models loop) dropped, then capped to max_words."""
+    sentences = list(dict.fromkeys(s.strip() for s in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if s.strip()))
+    return cap_words(" ".join(sentences), max_words)
+
+
+class ClusterName(BaseModel):
+    """A name and description for one cluster of documents."""
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(min_length=1, max_length=600)
+
+    @model_validator(mode="after")
+    def _readable(self, info: ValidationInfo) -> ClusterName:
+        ctx = info.context or {}
+        self.name = cap_words(self.name, ctx.get("name_max_words", 10)).strip(" .:-\"'")
+        self.description = clean_description(self.description, ctx.get("description_max_words", 30))
+        docs, evidence = ctx.get("documents", []), ctx.get("documents", []) + ctx.get("keywords", [])
+        reason = bad_name_reason(self.name, docs)
+        if reason:
+            raise ValueError(reason)
+        if evidence and not grounded(self.name, evidence):
+            raise ValueError(f"'{self.name}' does not say what these documents share: use words they use")
+        if CHAT_REPLY.search(self.description) or (evidence and not grounded(self.description, evidence)):
+            raise ValueError("the description must say which documents belong, in words they use")
+        return self
+
+
+def cluster_name_model(name_max_words: int, description_max_words: int) -> type[ClusterName]:
+    """ClusterName with its lengths capped in the schema, so constrained decoding closes both strings in time."""
+    return create_model(  # type: ignore[call-overload]
+        "ClusterName", __base__=ClusterName,
+        name=(str, Field(min_length=1, json_schema_extra={"maxLength": name_max_words * 7})),
+        description=(str, Field(min_length=1, json_schema_extra={"maxLength": description_max_words * 7})),
+    )
+
+
+class MergedLabel(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(min_length=1, max_length=600)
+    members: list[str] = Field(min_length=1)
+
+
+class MergedTaxonomy(BaseModel):
+    """Candidate labels grouped into the final labels; each candidate id in at most one group."""
+
+    labels: list[MergedLabel] = Field(min_length=1)
+
+    @field_validator("labels")
+    @classmethod
+    def _valid_groups(cls, v: list[MergedLabel], info: ValidationInfo) -> list[MergedLabel]:
+        ctx = info.context or {}
+        known = set(ctx.get("candidate_ids", []))
+        seen: set[str] = set()
+        out: list[MergedLabel] = []
+        for lb in v:
+            name = cap_words(lb.name, ctx.get("name_max_words", 10)).strip(" .:-\"'")
+            reason = bad_name_reason(name)
+            if reason:
+                raise ValueError(reason)
+            members = [m for m in dict.fromkeys(lb.members) if m not in seen and (not known or m in known)]
+            if not members:
+                continue  # a group of nothing new: the model repeated itself
+            seen.update(members)
+            description = clean_description(lb.description, ctx.get("description_max_words", 30))
+            if CHAT_REPLY.search(description):
+                raise ValueError("each description must say which documents belong")
+            out.append(MergedLabel(name=name, description=description, members=members))
+        if len(out) > ctx.get("max_labels", 100):
+            raise ValueError(f"{len(out)} labels: merge them into at most {ctx.get('max_labels')}")
+        if len(out) < min(2, len(known) or 2):
+            raise ValueError("give at least two labels")
+        return out
+
+
+def merged_taxonomy_model(candidate_ids: list[str], max_labels: int, name_max_words: int,
+                          description_max_words: int) -> type[MergedTaxonomy]:
+    """MergedTaxonomy whose members are an enum of the candidate ids and whose size and lengths are capped."""
+    group = create_model(  # type: ignore[call-overload]
+        "MergedLabel", __base__=MergedLabel,
+        name=(str, Field(min_length=1, json_schema_extra={"maxLength": name_max_words * 7})),
+        description=(str, Field(min_length=1, json_schema_extra={"maxLength": description_max_words * 7})),
+        members=(list[Literal[tuple(candidate_ids)]], Field(min_length=1, json_schema_extra={"maxItems": len(candidate_ids)})),  # type: ignore[valid-type]
+    )
+    return create_model(  # type: ignore[call-overload]
+        "MergedTaxonomy", __base__=MergedTaxonomy,
+        labels=(list[group], Field(min_length=1, json_schema_extra={"minItems": min(2, max_labels), "maxItems": max_labels})),  # type: ignore[valid-type]
     )

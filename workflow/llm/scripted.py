@@ -88,6 +88,22 @@ def keywords(prompt_name: str, messages: list[dict[str, str]], schema: dict) -> 
         if prompt_name == "review":
             out |= {"notes": "Kept labels as they are."}
         return json.dumps(out)
+    if prompt_name == "name_cluster":  # the group's most frequent content word, unlike the contrast's
+        contrast = set(_words(_between(user, "contrast")))
+        counts = Counter(w for w in _words(_between(user, "documents")) if w not in contrast) or Counter(
+            _words(_between(user, "documents")))
+        word = counts.most_common(1)[0][0] if counts else "misc"
+        return json.dumps({"name": f"{word.capitalize()} requests", "description": f"Documents about {word}."})
+    if prompt_name == "merge_labels":  # candidates sharing a first word become one label, up to the cap
+        max_labels = _int_after(user, r"at most (\d+) final labels", 10)
+        groups: dict[str, list[str]] = {}
+        for line in user.splitlines():
+            if line.startswith('{"id": '):
+                cand = json.loads(line)
+                groups.setdefault(cand["name"].split()[0].lower(), []).append(cand["id"])
+        labels = [{"name": f"{w.capitalize()} requests", "description": f"Documents about {w}.", "members": m}
+                  for w, m in list(groups.items())[:max_labels]]
+        return json.dumps({"labels": labels})
     if prompt_name == "label_multi":  # every label whose keyword occurs, in taxonomy order
         doc = set(_words(_between(user, "document")))
         k = _int_after(user, r"at most (\d+)\.", 3)
@@ -137,7 +153,10 @@ class ScriptedTransport:
             calls[name] += 1
         text = _scripts[name](prompt_name, messages, schema)
         prompt_tokens = sum(len(m["content"]) for m in messages) // 4
-        return RawResponse(text, prompt_tokens, len(text) // 4, 0.0)
+        truncated = len(text) > 4 * max_tokens  # as a real model stops at max_tokens (4 characters a token here)
+        if truncated:
+            text = text[: 4 * max_tokens]
+        return RawResponse(text, prompt_tokens, len(text) // 4, 0.0, truncated)
 
     def estimate_cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         return 0.0

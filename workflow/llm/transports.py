@@ -21,6 +21,7 @@ class RawResponse:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+    truncated: bool = False  # the answer stopped at max_tokens (finish_reason "length")
 
 
 class TransientError(Exception):
@@ -151,7 +152,8 @@ class LiteLLMTransport:
         usage = getattr(resp, "usage", None)
         pt = getattr(usage, "prompt_tokens", 0) or 0
         ct = getattr(usage, "completion_tokens", 0) or 0
-        return RawResponse(text, pt, ct, self.estimate_cost(model, pt, ct))
+        truncated = getattr(choices[0], "finish_reason", None) == "length"
+        return RawResponse(text, pt, ct, self.estimate_cost(model, pt, ct), truncated)
 
     def estimate_cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         import litellm

@@ -89,6 +89,15 @@ class QueueCache:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+DISAGREE_WEIGHT = 0.3  # share of the score that comes from the embedding-nearest label disagreeing with the LLM
+
+
+def _with_disagreement(score: float, doc: dict) -> float:
+    """A document whose LLM label is not the label nearest it by embedding is more likely mislabeled."""
+    disagree = doc.get("nearest_id") is not None and doc["nearest_id"] != doc["llm_label"]
+    return (1 - DISAGREE_WEIGHT) * score + DISAGREE_WEIGHT * disagree
+
+
 def mislabel_queue(store: Store, run_id: str, docs: list[dict], embed: EmbedFn, cache: QueueCache,
                    seed: int = 0) -> tuple[list[dict], str | None]:
     """Top suspects among LLM-labeled documents no human has corrected yet, as (items, error message)."""
@@ -105,7 +114,9 @@ def mislabel_queue(store: Store, run_id: str, docs: list[dict], embed: EmbedFn, 
             try:
                 X = embed(store, [d["text"] for d in pool], [d["text_hash"] for d in pool])
                 ranked = rank_suspects(X, [d["llm_label"] for d in pool], [d["confidence"] for d in pool], seed=seed)
-                items = [pool[s.index] | {"suggested": s.suggested_label, "score": s.score} for s in ranked[:QUEUE_SIZE]]
+                scored = [pool[s.index] | {"suggested": s.suggested_label, "score": _with_disagreement(s.score, pool[s.index])}
+                          for s in ranked]
+                items = sorted(scored, key=lambda d: -d["score"])[:QUEUE_SIZE]
             except Exception as exc:  # noqa: BLE001 - an embedding backend missing must not take the page down
                 error = f"cannot rank documents: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         cache.key, cache.value, cache.error = key, items, error

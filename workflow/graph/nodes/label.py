@@ -5,6 +5,7 @@ every label that applies (the first is stored as label_id, all of them as label_
 from __future__ import annotations
 
 from workflow.graph.context import RunContext, RunFailed
+from workflow.graph.nodes.shortlist import shortlists
 from workflow.graph.nodes.taxonomy import format_taxonomy
 from workflow.graph.nodes.text import clip
 from workflow.graph.state import RunState
@@ -21,18 +22,27 @@ def label(ctx: RunContext, state: RunState) -> RunState:
         raise RunFailed("the approved taxonomy has no labels")
     done = store.assignments(ctx.run_id, "llm", taxonomy_version=version)
     todo = [d for d in store.sample(ctx.run_id, 2) if d not in done]
-    ids, label_names = [lb.label_id for lb in labels], [lb.name for lb in labels]
-    if cfg.multi_label:
-        Assignment, prompt = multi_assignment_model(ids, label_names, cfg.max_labels_per_doc), "label_multi"
-    else:
-        Assignment, prompt = assignment_model(ids, label_names), "label"
     names = {lb.label_id: lb.name for lb in labels} | {"other": "Other"}
-    taxonomy = format_taxonomy(labels)
     extra = {"max_labels_per_doc": cfg.max_labels_per_doc} if cfg.multi_label else {}
+    docs = store.documents(ctx.corpus, todo)
+    offered = shortlists(ctx, docs, labels, cfg.shortlist)  # nearest first; every label when shortlisting is off
+    nearest = {d.doc_id: o[0].label_id for d, o in zip(docs, offered)}
+    models: dict[tuple[str, ...], type] = {}
+
+    def response_model(req: Request) -> type:
+        ids = req.context["offered"]
+        if ids not in models:
+            shown = [names[i] for i in ids]
+            models[ids] = (multi_assignment_model(list(ids), shown, cfg.max_labels_per_doc) if cfg.multi_label
+                           else assignment_model(list(ids), shown))
+        return models[ids]
+
     requests = [
-        Request(d.doc_id, {"use_case": cfg.use_case, "taxonomy": taxonomy, "text": fence(clip(d.text, cfg.max_doc_tokens)),
-                           **extra}, {"label_names": names})
-        for d in store.documents(ctx.corpus, todo)
+        Request(d.doc_id, {"use_case": cfg.use_case, "taxonomy": format_taxonomy(o),
+                           "text": fence(clip(d.text, cfg.max_doc_tokens)), **extra},
+                {"label_names": {lb.label_id: lb.name for lb in o} | {"other": "Other"},
+                 "offered": tuple(lb.label_id for lb in o)})
+        for d, o in zip(docs, offered)
     ]
 
     def save(req: Request, res: CallResult) -> None:
@@ -41,10 +51,10 @@ def label(ctx: RunContext, state: RunState) -> RunState:
             ctx.run_id, req.key, "llm", v.label_id if v else None, taxonomy_version=version,
             rationale=v.rationale if v else res.error, confidence=CONFIDENCE_SCORE[v.confidence.value] if v else None,
             status="ok" if v else "failed", call_id=res.call_id,
-            label_ids=v.label_ids if v is not None and cfg.multi_label else None,
+            label_ids=v.label_ids if v is not None and cfg.multi_label else None, nearest_id=nearest[req.key],
         )
 
     max_tokens = 160 + (40 * cfg.max_labels_per_doc if cfg.multi_label else 0)
-    ctx.gateway.map("label", cfg.model_for("label"), prompt, Assignment, requests, save, description="label",
-                    max_tokens=max_tokens)
+    ctx.gateway.map("label", cfg.model_for("label"), "label_multi" if cfg.multi_label else "label", response_model,
+                    requests, save, description="label", max_tokens=max_tokens)
     return {}

@@ -1,4 +1,5 @@
-"""Summarise each phase-1 document for the use case: short summaries let a whole minibatch fit one prompt."""
+"""Summarise each phase-1 document for the use case: short summaries let a whole minibatch fit one prompt.
+A document no longer than a summary is its own summary (no model call): short-text corpora cost half the calls."""
 
 from __future__ import annotations
 
@@ -10,12 +11,28 @@ from workflow.llm.prompts import fence
 from workflow.llm.responses import Summary, summary_model
 
 
+def is_own_summary(text: str, max_words: int) -> bool:
+    return len(text.split()) <= max_words
+
+
 def summarize(ctx: RunContext, state: RunState) -> RunState:
     ctx.stage("summarize")
+    if ctx.config.proposal == "minibatch":  # cluster-seeded proposal summarises only the documents it shows
+        summarize_docs(ctx, ctx.store.sample(ctx.run_id, 1))
+    return {}
+
+
+def summarize_docs(ctx: RunContext, doc_ids: list[str]) -> dict[str, str]:
+    """Summaries of doc_ids (made once; failed ones are asked again on resume), as {doc_id: summary}."""
     cfg, store = ctx.config, ctx.store
     done = store.summarized_ids(ctx.run_id)
-    todo = [d for d in store.sample(ctx.run_id, 1) if d not in done]
-    docs = store.documents(ctx.corpus, todo)
+    todo = [d for d in doc_ids if d not in done]
+    docs = []
+    for d in store.documents(ctx.corpus, todo):
+        if is_own_summary(d.text, cfg.summary_max_words):  # short enough already: no model call
+            store.save_summary(ctx.run_id, d.doc_id, " ".join(d.text.split()), "ok", None)
+        else:
+            docs.append(d)
     requests = [
         Request(
             d.doc_id,
@@ -32,4 +49,4 @@ def summarize(ctx: RunContext, state: RunState) -> RunState:
         "summarize", cfg.model_for("summarize"), "summarize", summary_model(cfg.summary_max_words), requests, save,
         description="summarize", max_tokens=cfg.summary_max_words * 6 + 40,
     )
-    return {}
+    return store.summaries(ctx.run_id, doc_ids)

@@ -73,7 +73,7 @@ def _variables(ctx: RunContext, **extra: object) -> dict:
     return {"use_case": cfg.use_case, **_context(ctx), **extra}
 
 
-def _existing(ctx: RunContext, stage: str, batch: int | None) -> int | None:
+def existing_version(ctx: RunContext, stage: str, batch: int | None) -> int | None:
     """A version this step already saved before a crash, so a resumed run does not append it twice."""
     for row in ctx.store.taxonomy_versions(ctx.run_id):
         if row["stage"] == stage and row["batch"] == batch:
@@ -83,7 +83,7 @@ def _existing(ctx: RunContext, stage: str, batch: int | None) -> int | None:
 
 def propose(ctx: RunContext, state: RunState) -> RunState:
     ctx.stage("propose")
-    if (version := _existing(ctx, "propose", 0)) is not None:
+    if (version := existing_version(ctx, "propose", 0)) is not None:
         return {"taxonomy_version": version, "batch": 1}
     block, n = _summaries_block(ctx, 0)
     if n == 0:
@@ -102,7 +102,7 @@ def propose(ctx: RunContext, state: RunState) -> RunState:
 def update(ctx: RunContext, state: RunState) -> RunState:
     batch = state.get("batch", 1)
     ctx.stage(f"update {batch}/{ctx.store.n_batches(ctx.run_id, 1) - 1}")
-    if (version := _existing(ctx, "update", batch)) is not None:
+    if (version := existing_version(ctx, "update", batch)) is not None:
         return {"taxonomy_version": version, "batch": batch + 1}
     _, current = ctx.store.taxonomy(ctx.run_id)
     block, n = _summaries_block(ctx, batch)
@@ -125,12 +125,14 @@ def update(ctx: RunContext, state: RunState) -> RunState:
 
 
 def more_batches(ctx: RunContext, state: RunState) -> str:
+    if ctx.config.proposal == "clusters":  # no minibatches: the candidates go straight to the merge
+        return "review"
     return "update" if state.get("batch", 1) < ctx.store.n_batches(ctx.run_id, 1) else "review"
 
 
 def review(ctx: RunContext, state: RunState) -> RunState:
     ctx.stage("review")
-    if (version := _existing(ctx, "review", None)) is not None:
+    if (version := existing_version(ctx, "review", None)) is not None:
         return {"taxonomy_version": version}
     _, current = ctx.store.taxonomy(ctx.run_id)
     res = ctx.gateway.call(

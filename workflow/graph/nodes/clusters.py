@@ -1,0 +1,241 @@
+"""Cluster-seeded taxonomy proposal (`--proposal clusters`, the default), after Clio and BERTopic.
+
+Embeddings do the heavy lifting and the model does what even a small model can: the taxonomy sample is embedded
+and over-clustered; the model names each cluster from its most central documents, distinctive keywords and a few
+documents of the nearest other cluster; then it groups the candidate labels (sizes shown) into at most
+--max-labels. A grouping that embeddings find implausible, or none at all, is replaced by merging the nearest
+centroids, and merged groups are named again from their documents. A name that says nothing (empty, a number, an
+id, a copied document) is refused and, if the model cannot do better, made from the cluster's keywords.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from workflow import clustering
+from workflow.classify.embed import get_embedder
+from workflow.classify.vectors import embed_texts
+from workflow.graph.context import RunContext, RunFailed, log
+from workflow.graph.nodes.summarize import summarize_docs
+from workflow.graph.nodes.taxonomy import existing_version
+from workflow.graph.nodes.text import clip
+from workflow.graph.state import RunState
+from workflow.llm.gateway import CallResult, Request
+from workflow.llm.prompts import fence
+from workflow.llm.responses import ClusterName, cluster_name_model, merged_taxonomy_model
+from workflow.store import Label
+
+CENTRAL_DOCS = 6
+CONTRAST_DOCS = 3
+KEYWORDS = 8
+SHOWN_WORDS = 60  # a document shown in a naming prompt (when it has no summary) is cut to this many words
+MIN_MERGE_QUALITY = 0.5  # the model's grouping must keep half the structure that merging nearest centroids keeps
+MIN_KEPT_SHARE = 0.6  # ... and must keep at least this share of the labels allowed
+MERGE_MAX_TOKENS = 1600
+NAME_ATTEMPTS = 2  # a cluster has a keyword name to fall back on: one retry with the error fed back is enough
+MERGE_ATTEMPTS = 2  # ... and merging nearest centroids is the merge's fallback
+
+
+@dataclass
+class Space:
+    """Documents in embedding space: ids, texts and unit-length vectors, in the same order."""
+
+    doc_ids: list[str]
+    texts: list[str]
+    X: np.ndarray
+
+
+def embed_docs(ctx: RunContext, doc_ids: list[str]) -> Space:
+    """The run's embedder over documents (cached by text hash, so training later re-uses the vectors)."""
+    docs = ctx.store.documents(ctx.corpus, doc_ids)
+    texts = [d.text for d in docs]
+    X = embed_texts(ctx.store, get_embedder(ctx.config.embedding_model), texts, progress=ctx.show_progress)
+    return Space([d.doc_id for d in docs], texts, clustering.unit(X))
+
+
+# -- naming ----------------------------------------------------------------------------------------------------
+
+
+def name_groups(ctx: RunContext, space: Space, assign: np.ndarray, which: list[int] | None = None) -> dict[int, Label]:
+    """A name and description for each group of ``assign`` (all, or those in ``which``), keyed by group index.
+    Label ids are left empty for the caller to give."""
+    cfg = ctx.config
+    C = clustering.centroids(space.X, assign)
+    words = clustering.keywords(space.texts, assign, KEYWORDS)
+    which = list(range(len(C))) if which is None else which
+    rows = {g: clustering.central(space.X, assign, C[g], g, CENTRAL_DOCS) for g in which}
+    others = {g: clustering.nearest_other(C, g) for g in which}
+    # the other cluster's documents nearest this one: they show where this cluster ends
+    contrast = {g: clustering.central(space.X, assign, C[g], o, CONTRAST_DOCS) if o is not None else []
+                for g, o in others.items()}
+    # what the model reads of each document: its summary (one batch for all groups), or the document cut short
+    shown_rows = sorted({r for g in which for r in rows[g] + contrast[g]})
+    summaries = summarize_docs(ctx, [space.doc_ids[r] for r in shown_rows])
+
+    def shown(rs: list[int]) -> list[str]:
+        return [" ".join((summaries.get(space.doc_ids[r]) or clip(space.texts[r], SHOWN_WORDS)).split()) for r in rs]
+
+    requests, fallback = [], {}
+    for g in which:
+        docs = shown(rows[g])
+        fallback[g] = Label("", clustering.keyword_name(words[g], cfg.name_max_words) or f"Topic {g + 1}",
+                            "Documents mentioning " + ", ".join(words[g][:6]) + "." if words[g] else "Documents of one cluster.")
+        requests.append(Request(g, {
+            "use_case": cfg.use_case, "n": len(docs), "name_max_words": cfg.name_max_words,
+            "description_max_words": cfg.description_max_words,
+            "documents": "\n".join("- " + fence(t, "documents") for t in docs),
+            "keywords": ", ".join(words[g]) or "(none)",
+            "contrast": "\n".join("- " + fence(t, "contrast") for t in shown(contrast[g])) or "(none)",
+        }, {"name_max_words": cfg.name_max_words, "description_max_words": cfg.description_max_words,
+            "documents": docs, "keywords": words[g]}))
+    named: dict[int, Label] = {}
+
+    def save(req: Request, res: CallResult[ClusterName]) -> None:
+        named[req.key] = Label("", res.value.name, res.value.description) if res.value else fallback[req.key]
+
+    response = cluster_name_model(cfg.name_max_words, cfg.description_max_words)
+    ctx.gateway.map("taxonomy", cfg.model_for("taxonomy"), "name_cluster", response, requests, save,
+                    description="name clusters", attempts_cap=NAME_ATTEMPTS)  # max_tokens: fitted to the schema
+    fell_back = sum(named[g] is fallback[g] for g in which)
+    if fell_back:
+        log.warning("%d of %d cluster names come from keywords: the model's names were empty, ids, quotes or did "
+                    "not use the documents' words (a stronger --taxonomy-model names them better)", fell_back, len(which))
+    return named
+
+
+def _unique(labels: list[Label], words: list[list[str]]) -> list[Label]:
+    """Two clusters the model named alike get their keywords added, so no two labels share a name."""
+    seen: set[str] = set()
+    out = []
+    for lb, kw in zip(labels, words):
+        name = lb.name
+        extra = iter(w for w in kw if w.lower() not in name.lower())
+        while name.lower() in seen:
+            nxt = next(extra, None)
+            name = f"{lb.name} ({nxt})" if nxt else f"{name} {len(seen) + 1}"
+        seen.add(name.lower())
+        out.append(Label(lb.label_id, name, lb.description))
+    return out
+
+
+# -- propose ---------------------------------------------------------------------------------------------------
+
+
+def propose_clusters(ctx: RunContext, doc_ids: list[str], first_id: int = 1) -> tuple[list[Label], dict[str, str]]:
+    """Candidate labels (ids L<first_id>...) for over-clustered documents, and each document's candidate id."""
+    cfg = ctx.config
+    if len(doc_ids) < 2:
+        raise RunFailed("cluster-seeded proposal needs at least 2 documents in the taxonomy sample")
+    space = embed_docs(ctx, doc_ids)
+    k = clustering.n_clusters(len(doc_ids), cfg.max_labels, cfg.cluster_factor)
+    assign, _ = clustering.kmeans(space.X, k, cfg.seed)
+    named = name_groups(ctx, space, assign)
+    words = clustering.keywords(space.texts, assign, KEYWORDS)
+    labels = _unique([Label(f"L{first_id + g}", named[g].name, named[g].description) for g in range(len(named))], words)
+    members = {d: labels[a].label_id for d, a in zip(space.doc_ids, assign)}
+    log.info("clustered %d documents into %d candidate labels", len(doc_ids), len(labels))
+    return labels, members
+
+
+def propose(ctx: RunContext, state: RunState) -> RunState:
+    ctx.stage("propose")
+    if (version := existing_version(ctx, "propose", 0)) is None:
+        labels, members = propose_clusters(ctx, ctx.store.sample(ctx.run_id, 1))
+        version = ctx.store.save_taxonomy(ctx.run_id, labels, "propose", batch=0, members=members,
+                                          notes=f"{len(labels)} candidate labels from embedding clusters")
+    return {"taxonomy_version": version, "batch": 1}
+
+
+# -- merge (the review step of cluster-seeded runs) ------------------------------------------------------------
+
+
+def _model_grouping(ctx: RunContext, labels: list[Label], sizes: np.ndarray) -> tuple[clustering.Grouping | None, list, str]:
+    """The model's grouping of the candidates (None when it gave no valid answer), its names, and the call id."""
+    cfg = ctx.config
+    ids = [lb.label_id for lb in labels]
+    lines = "\n".join(json.dumps({"id": lb.label_id, "name": lb.name, "description": lb.description, "size": int(n)})
+                      for lb, n in zip(labels, sizes))
+    context = {"candidate_ids": ids, "max_labels": cfg.max_labels, "name_max_words": cfg.name_max_words,
+               "description_max_words": cfg.description_max_words}
+    res = ctx.gateway.call(
+        "taxonomy", cfg.model_for("taxonomy"), "merge_labels",
+        merged_taxonomy_model(ids, cfg.max_labels, cfg.name_max_words, cfg.description_max_words),
+        {"use_case": cfg.use_case, "candidates": lines, "max_labels": cfg.max_labels,
+         "name_max_words": cfg.name_max_words, "description_max_words": cfg.description_max_words},
+        context=context, max_tokens=MERGE_MAX_TOKENS, attempts_cap=MERGE_ATTEMPTS,
+    )
+    if not res.ok:
+        return None, [], res.error or "no answer"
+    index = {lid: i for i, lid in enumerate(ids)}
+    groups = [[index[m] for m in lb.members] for lb in res.value.labels]
+    return clustering.Grouping(groups), res.value.labels, ""
+
+
+def _attach_leftovers(grouping: clustering.Grouping, C: np.ndarray) -> clustering.Grouping:
+    """Candidates the model left out join the group whose centroid is nearest."""
+    groups = [list(g) for g in grouping.groups]
+    placed = {i for g in groups for i in g}
+    centres = clustering.unit(np.stack([C[g].mean(axis=0) for g in groups]))
+    for i in range(len(C)):
+        if i not in placed:
+            groups[int(np.argmax(centres @ C[i]))].append(i)
+    return clustering.Grouping(groups)
+
+
+def merge(ctx: RunContext, state: RunState) -> RunState:
+    """Candidates -> at most --max-labels labels: the model's grouping when embeddings find it plausible, else
+    the nearest centroids merged. A merged label keeps the id of its largest candidate."""
+    ctx.stage("review")
+    if (version := existing_version(ctx, "review", None)) is not None:
+        return {"taxonomy_version": version}
+    cfg, store = ctx.config, ctx.store
+    _, candidates = store.taxonomy(ctx.run_id)
+    members = store.cluster_members(ctx.run_id)
+    position = {lb.label_id: i for i, lb in enumerate(candidates)}
+    members = {d: lid for d, lid in members.items() if lid in position}
+    space = embed_docs(ctx, sorted(members))
+    cand = np.array([position[members[d]] for d in space.doc_ids])
+    sizes = np.bincount(cand, minlength=len(candidates)).astype(float)
+    present = sizes > 0
+    C = np.stack([clustering.unit(space.X[cand == i].mean(axis=0)) if present[i] else np.zeros(space.X.shape[1])
+                  for i in range(len(candidates))])
+
+    grouping, drafts, error = _model_grouping(ctx, candidates, sizes)
+    note = ""
+    if grouping is not None:
+        grouping = _attach_leftovers(grouping, C)
+        n = len(grouping.groups)
+        floor = math.ceil(MIN_KEPT_SHARE * min(cfg.max_labels, len(candidates)))
+        quality = clustering.merge_quality(C, sizes, grouping, cfg.seed)
+        if n < floor:
+            error = f"the model kept {n} labels, fewer than {floor}"
+        elif quality < MIN_MERGE_QUALITY:
+            error = (f"the model's grouping is less cohesive than merging nearest centroids "
+                     f"(quality {quality:.2f}: 0 is chance, 1 nearest centroids)")
+        else:
+            note = f"merged by the model into {n} labels (quality {quality:.2f}: 0 is chance, 1 nearest centroids)"
+    if not note:
+        log.warning("merging nearest centroids (%s)", error)
+        grouping, drafts = clustering.merge_nearest(C, sizes, min(cfg.max_labels, len(candidates))), []
+        note = f"merged nearest centroids into {len(grouping.groups)} labels ({error})"
+
+    group_of_doc = grouping.of(len(candidates))[cand]
+    if drafts:  # the model named its groups
+        named = {g: Label("", d.name, d.description) for g, d in enumerate(drafts)}
+    else:  # kept candidates keep their names; merged groups are named again from all their documents
+        merged = [g for g, m in enumerate(grouping.groups) if len(m) > 1]
+        named = {g: Label("", candidates[m[0]].name, candidates[m[0]].description)
+                 for g, m in enumerate(grouping.groups) if len(m) == 1}
+        named |= name_groups(ctx, space, group_of_doc, merged)
+    labels = []
+    for g, m in enumerate(grouping.groups):
+        keep = max(m, key=lambda i: (sizes[i], -i))  # the largest candidate's id lives on
+        labels.append(Label(candidates[keep].label_id, named[g].name, named[g].description))
+    labels = _unique(labels, clustering.keywords(space.texts, group_of_doc, KEYWORDS))
+    new_members = {d: labels[g].label_id for d, g in zip(space.doc_ids, group_of_doc)}
+    version = store.save_taxonomy(ctx.run_id, labels, "review", notes=note, members=new_members)
+    return {"taxonomy_version": version}

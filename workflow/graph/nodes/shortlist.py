@@ -1,0 +1,38 @@
+"""Shortlisted labeling: each document is offered only the labels nearest to it by embedding (plus Other).
+
+Small models choose far better among five options than among fifty, and large taxonomies cost fewer prompt tokens.
+A label sits where its cluster members are (the documents it was built from, see clusters.py); a label without
+members (minibatch proposal, or added in review) sits where the embedding of its name and description does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from workflow import clustering
+from workflow.classify.embed import get_embedder
+from workflow.classify.vectors import embed_texts
+from workflow.graph.context import RunContext
+from workflow.graph.nodes.clusters import embed_docs
+from workflow.store import Document, Label
+
+
+def label_vectors(ctx: RunContext, labels: list[Label]) -> np.ndarray:
+    members = ctx.store.cluster_members(ctx.run_id)
+    space = embed_docs(ctx, sorted(members)) if members else None
+    described = embed_texts(ctx.store, get_embedder(ctx.config.embedding_model),
+                            [f"{lb.name}: {lb.description}" for lb in labels])
+    rows = []
+    for lb, text_vec in zip(labels, described):
+        mine = [i for i, d in enumerate(space.doc_ids) if members[d] == lb.label_id] if space else []
+        rows.append(space.X[mine].mean(axis=0) if mine else text_vec)
+    return clustering.unit(np.stack(rows))
+
+
+def shortlists(ctx: RunContext, docs: list[Document], labels: list[Label], k: int) -> list[list[Label]]:
+    """The k labels nearest each document, nearest first (k <= 0 or k >= len(labels): every label, nearest first)."""
+    if not docs:
+        return []
+    X = embed_docs(ctx, [d.doc_id for d in docs]).X
+    k = len(labels) if k <= 0 else min(k, len(labels))
+    return [[labels[j] for j in row] for row in clustering.nearest_labels(X, label_vectors(ctx, labels), k)]
