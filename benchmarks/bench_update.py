@@ -13,7 +13,8 @@ gateway, the classifier and `tnt update` all run as in production, and only the 
    intents by the Hungarian algorithm (and how many intents that mapping covers).
 4. Model calls of the update against a full re-run from scratch on the initial corpus plus the stream.
 
-Usage: .venv/bin/python benchmarks/bench_update.py [--initial 3000] [--batch 500] [--json out.json]
+Usage: .venv/bin/python benchmarks/bench_update.py [--initial 3000] [--batch 500] [--proposal clusters|minibatch]
+       [--json out.json]
 """
 
 from __future__ import annotations
@@ -79,6 +80,22 @@ def gold_teacher(intent_of: dict[str, str], min_count: int = 2):
             if prompt_name == "review":
                 out |= {"notes": "kept"}
             return json.dumps(out)
+        if prompt_name == "name_cluster":  # cluster-seeded proposal: the group's most frequent intent
+            shown = [line[2:] for line in scripted._between(user, "documents").splitlines() if line.startswith("- ")]
+            top = Counter(by_key.get(key(t)) for t in shown if by_key.get(key(t))).most_common(1)
+            intent = top[0][0] if top else "unknown"
+            return json.dumps({"name": pretty(intent), "description": f"Customers asking about "
+                               f"{intent.replace('_', ' ')}."})
+        if prompt_name == "merge_labels":  # candidates named after the same intent become one label
+            cap = scripted._int_after(user, r"at most (\d+) final labels", 10)
+            groups: dict[str, list[str]] = {}
+            for line in user.splitlines():
+                if line.startswith('{"id": '):
+                    cand = json.loads(line)
+                    groups.setdefault(cand["name"].split(" (")[0], []).append(cand["id"])  # drop "(keyword)"
+            # compact, as a 77-label answer must fit the merge call's 1600 tokens
+            return json.dumps({"labels": [{"name": n, "description": n, "members": m}
+                                          for n, m in list(groups.items())[:cap]]}, separators=(",", ":"))
         if prompt_name == "label":
             intent = by_key.get(key(scripted._between(user, "document")))
             for lid, name in scripted._taxonomy_lines(user):
@@ -139,6 +156,8 @@ def main() -> None:
     ap.add_argument("--label-sample", type=int, default=2000)
     ap.add_argument("--refresh-per-label", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--proposal", choices=["clusters", "minibatch"], default="clusters",
+                    help="taxonomy proposal of the run, the update and the re-run (tnt's default: clusters)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -162,7 +181,7 @@ def main() -> None:
     model = gold_teacher({r["text"]: r["label"] for r in train + test})
     config = JobConfig(use_case="What do customers ask the bank's support bot for?", model=model,
                        taxonomy_sample=args.taxonomy_sample, label_sample=args.label_sample, batch_size=200,
-                       max_labels=77, concurrency=4, seed=args.seed)
+                       max_labels=77, concurrency=4, seed=args.seed, proposal=args.proposal)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_update_"))
     t0 = time.perf_counter()

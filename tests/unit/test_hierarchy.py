@@ -160,7 +160,8 @@ def test_rebuilding_keeps_parent_ids_and_places_only_new_labels(copy_db):
         first = {p.name: p.label_id for p in store.parents(run_id)}
         again = build_hierarchy(store, _gateway(store, run_id), run_id, config)  # full rebuild: same names, same ids
         assert {p.name: p.label_id for p in store.parents(run_id, again)} == first
-        edits.add(store, run_id, "Card fees", "Fees for card payments.", reviewer="t", relabel_other=False)
+        word = store.taxonomy(run_id)[1][0].name.split()[0]  # a keyword one parent's name carries
+        edits.add(store, run_id, f"{word} fees", f"Fees for {word.lower()}.", reviewer="t", relabel_other=False)
         _, leaves = store.taxonomy(run_id)
         assert leaves[-1].parent_id is None  # a new label has no parent yet
         before = scripted.calls["keywords"]
@@ -168,7 +169,7 @@ def test_rebuilding_keeps_parent_ids_and_places_only_new_labels(copy_db):
         assert scripted.calls["keywords"] == before + 1  # one placement call, no new proposal
         _, now = store.taxonomy(run_id, version)
         assert [lb.parent_id for lb in now[:-1]] == [lb.parent_id for lb in leaves[:-1]]
-        assert "card" in {p.label_id: p.name.lower() for p in store.parents(run_id)}[now[-1].parent_id]
+        assert word.lower() in {p.label_id: p.name.lower() for p in store.parents(run_id)}[now[-1].parent_id].split()
 
 
 def test_export_predict_and_sql_know_both_levels(two_level, tmp_path: Path):

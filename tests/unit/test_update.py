@@ -150,3 +150,43 @@ def test_predict_stores_per_batch_drift_and_status_shows_it(db_copy):
     assert rows[0]["baseline"]["n"] > 0
     res = cli.invoke(app, ["status", run_id, "--db", db])
     assert res.exit_code == 0 and f"Drift of {new}" in res.output.replace("\n", "")
+
+
+def _prompts(store: Store, run_id: str) -> set[str]:
+    return {r["prompt_name"] for r in store.query("SELECT DISTINCT prompt_name FROM llm_calls WHERE run_id = ?",
+                                                 [run_id])}
+
+
+def test_cluster_seeded_proposal_places_new_labels_at_their_documents(db_copy):
+    db, run_id, new = db_copy
+    with Store(db) as store:
+        assert JobConfig.model_validate(store.run(run_id)["config"]).proposal == "clusters"
+        report = update_run(store, run_id, str(new), show_progress=False)
+        child = f"{run_id}-update{report['update_id']}"
+        assert {"name_cluster", "merge_labels"} <= _prompts(store, child)
+        assert not {"propose", "update"} & _prompts(store, child)
+        # each added label sits where the unexplained documents it was built from are (labeling shortlists)
+        members = store.cluster_members(run_id)
+        added = {a["label_id"] for a in report["added"]}
+        mine = {d for d, lid in members.items() if lid in added}
+        assert {members[d] for d in mine} == added
+        new_ids = {d for d, _, _ in read_corpus(str(new)).records}
+        assert mine <= new_ids and set(store.sample(child, 1)) >= mine
+
+
+def test_minibatch_runs_update_with_minibatch_proposals(tmp_path: Path):
+    rows = sample_rows(240)
+    old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
+    old.write_text("".join(json.dumps(r) + "\n" for r in rows[:120]))
+    new.write_text("".join(json.dumps(r) + "\n" for r in rows[120:]))
+    with Store(tmp_path / "tnt.duckdb") as store:
+        store.insert_documents("c", read_corpus(str(old)).records)
+        config = JobConfig(**{**SCRIPTED_JOB, "proposal": "minibatch"})
+        run_id = store.create_run("c", config.use_case, config.model_dump())
+        assert execute(store, run_id, show_progress=False).status == "done"
+        _, before = store.taxonomy(run_id)
+        report = update_run(store, run_id, str(new), show_progress=False)
+        child = f"{run_id}-update{report['update_id']}"
+        assert "propose" in _prompts(store, child) and "name_cluster" not in _prompts(store, child)
+        _, after = store.taxonomy(run_id)
+        assert after[: len(before)] == before and len(after) == len(before) + len(report["added"]) > len(before)

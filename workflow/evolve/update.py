@@ -72,10 +72,13 @@ def _novel(store: Store, config: JobConfig, proposed: list[Label], current: list
 
 
 def _propose(store: Store, run_id: str, update_id: int, doc_ids: list[str], config: JobConfig,
-             show_progress: bool, usage: dict, max_new_labels: int) -> list[Label]:
-    """The run's proposal machinery on a child run whose phase-1 sample is the unexplained documents alone."""
+             show_progress: bool, usage: dict, max_new_labels: int) -> tuple[list[Label], dict[str, str]]:
+    """The run's own proposal machinery (config.proposal: cluster-seeded or minibatch, the graph's nodes in the
+    graph's order) on a child run whose phase-1 sample is the unexplained documents alone. Returns the child's
+    labels and, for cluster-seeded proposals, the documents each label was built from."""
+    from workflow.graph.build import propose, review
     from workflow.graph.nodes.summarize import summarize
-    from workflow.graph.nodes.taxonomy import propose, update
+    from workflow.graph.nodes.taxonomy import more_batches, update
     from workflow.runner import _context
 
     run = store.run(run_id)
@@ -90,17 +93,19 @@ def _propose(store: Store, run_id: str, update_id: int, doc_ids: list[str], conf
     ctx = _context(store, child, show_progress)
     try:
         summarize(ctx, {})
-        propose(ctx, {})
-        for batch in range(1, store.n_batches(child, 1)):
-            update(ctx, {"batch": batch})
+        state = propose(ctx, {})
+        while more_batches(ctx, state) == "update":
+            state = update(ctx, state)
+        if ctx.config.proposal == "clusters":  # the merge of over-clustered candidates is part of the proposal
+            review(ctx, state)
         store.set_run_stage(child, "done", status="done")
     except RunFailed as exc:
         store.set_run_stage(child, "propose", status="failed", error=str(exc))
         log.warning("update: no labels proposed (%s)", exc)
-        return []
+        return [], {}
     finally:
         _add_usage(usage, ctx.gateway.usage)
-    return store.taxonomy(child)[1]
+    return store.taxonomy(child)[1], store.cluster_members(child)
 
 
 def _refresh(ids: list[str], predicted: list[str], per_label: int, seed: int) -> list[str]:
@@ -177,15 +182,18 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
         n_sample = proposal_sample if proposal_sample is not None else max(20, config.taxonomy_sample // 4)
         added: list[Label] = []
         if len(work) >= 5:
-            proposed = _propose(store, run_id, update_id, work[:n_sample], config, show_progress, usage,
-                                max_new_labels or config.max_labels)
+            proposed, members = _propose(store, run_id, update_id, work[:n_sample], config, show_progress, usage,
+                                         max_new_labels or config.max_labels)
             _, current = store.taxonomy(run_id)
             novel = _novel(store, config, proposed, current)[: max_new_labels or config.max_labels]
-            added = [Label(i, lb.name, lb.description) for i, lb in zip(_fresh_ids(store, run_id, len(novel)), novel)]
+            new_id = dict(zip([lb.label_id for lb in novel], _fresh_ids(store, run_id, len(novel))))
+            added = [Label(new_id[lb.label_id], lb.name, lb.description) for lb in novel]
             if added:
                 store.apply_review(run_id, action="update", reviewer="tnt update", labels=[*current, *added],
                                    details={"update_id": update_id, "source": source,
                                             "added": [{"label_id": a.label_id, "name": a.name} for a in added]})
+                # a new label sits where the documents it was built from are (labeling shortlists use this)
+                store.add_cluster_members(run_id, {d: new_id[lid] for d, lid in members.items() if lid in new_id})
         idx = old.classify(X)[0]
         explained = [(d, old.labels[i]) for d, i, u in zip(new_ids, idx.tolist(), unexplained) if not u]
         refresh = _refresh([d for d, _ in explained], [lab for _, lab in explained], refresh_per_label, config.seed)
