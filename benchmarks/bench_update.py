@@ -89,13 +89,19 @@ def gold_teacher(intent_of: dict[str, str], min_count: int = 2):
         if prompt_name == "merge_labels":  # candidates named after the same intent become one label
             cap = scripted._int_after(user, r"at most (\d+) final labels", 10)
             groups: dict[str, list[str]] = {}
+            size: Counter = Counter()
             for line in user.splitlines():
                 if line.startswith('{"id": '):
                     cand = json.loads(line)
-                    groups.setdefault(cand["name"].split(" (")[0], []).append(cand["id"])  # drop "(keyword)"
-            # compact, as a 77-label answer must fit the merge call's 1600 tokens
-            return json.dumps({"labels": [{"name": n, "description": n, "members": m}
-                                          for n, m in list(groups.items())[:cap]]}, separators=(",", ":"))
+                    name = cand["name"].split(" (")[0]  # "(keyword)": a second cluster of the same name
+                    groups.setdefault(name, []).append(cand["id"])
+                    size[name] += cand["size"]
+            # intents first, largest first (keyword-named candidates, whose intent the prompt does not show, are
+            # kept only while there is room; the rest join the nearest group), compact
+            known = {pretty(i).lower() for i in set(by_key.values())}
+            order = sorted(groups, key=lambda n: (n.lower() not in known, -size[n]))[:cap]
+            return json.dumps({"labels": [{"name": n, "description": n, "members": groups[n]} for n in order]},
+                              separators=(",", ":"))
         if prompt_name == "label":
             intent = by_key.get(key(scripted._between(user, "document")))
             for lid, name in scripted._taxonomy_lines(user):

@@ -18,6 +18,7 @@ an update already done on the same documents is reported, not redone. `--review`
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from collections import Counter
 from typing import Any
@@ -71,6 +72,19 @@ def _novel(store: Store, config: JobConfig, proposed: list[Label], current: list
     return [lb for lb, s in zip(fresh, sim) if s < DUPLICATE_SIMILARITY]
 
 
+def _child_cap(config: JobConfig, n_docs: int, max_new_labels: int) -> int:
+    """Most labels the proposal on n_docs unexplained documents may keep. Cluster-seeded proposal over-clusters to
+    cluster_factor x max_labels but never below MIN_CLUSTER_DOCS documents a cluster, and its merge must keep a
+    share of max_labels: a cap sized for the whole corpus (e.g. 77) on a few hundred documents would forbid any
+    real merge and leave every candidate a label. So the cap is what the documents can support."""
+    if config.proposal != "clusters":
+        return max_new_labels
+    from workflow.clustering import MIN_CLUSTER_DOCS
+
+    supported = math.ceil(n_docs / (MIN_CLUSTER_DOCS * config.cluster_factor))
+    return max(2, min(max_new_labels, supported))
+
+
 def _propose(store: Store, run_id: str, update_id: int, doc_ids: list[str], config: JobConfig,
              show_progress: bool, usage: dict, max_new_labels: int) -> tuple[list[Label], dict[str, str]]:
     """The run's own proposal machinery (config.proposal: cluster-seeded or minibatch, the graph's nodes in the
@@ -86,7 +100,7 @@ def _propose(store: Store, run_id: str, update_id: int, doc_ids: list[str], conf
     try:
         store.run(child)
     except StoreError:
-        cfg = config.model_copy(update={"max_labels": max_new_labels, "levels": 1})
+        cfg = config.model_copy(update={"max_labels": _child_cap(config, len(doc_ids), max_new_labels), "levels": 1})
         store.create_run(run["corpus"], cfg.use_case, cfg.model_dump() | {"update_of": run_id}, run_id=child)
     if not store.sample(child, 1):
         store.save_sample(child, 1, doc_ids, config.batch_size)
