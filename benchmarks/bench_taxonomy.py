@@ -4,7 +4,7 @@ with a real model, scored against BANKING77's gold intents; k-means on the same 
 For each configuration a fresh database runs the whole job (`workflow.runner.execute`, what `tnt run` does) on
 the same documents, then reports: labels, coverage (LLM labels not Other), NMI / ARI / harmonic purity /
 Hungarian accuracy of the LLM labels (on the labeled sample) and of the classifier's predictions (on every
-document), model calls (failed ones too) and wall time. In the same run, k-means on the same MiniLM embeddings at
+document), NMI of the embedding-nearest label of the labeled sample and how often the LLM chose it, model calls (failed ones too) and wall time. In the same run, k-means on the same MiniLM embeddings at
 the same k as each configuration's final taxonomy (and at --max-labels) gives the baseline a taxonomy should beat.
 
     python benchmarks/bench_taxonomy.py                                  # embedded model, 1000 docs, 3 configs
@@ -72,11 +72,16 @@ def run_config(name: str, rows: list[dict], args: argparse.Namespace, workdir: P
         model = store.latest_model(run_id)
         predicted = store.predictions(model["model_id"]) if model else {}
         stats = store.call_stats(run_id)
+        nearest = {r["doc_id"]: r["nearest_id"] for r in store.query(
+            "SELECT doc_id, nearest_id FROM assignments WHERE run_id = ? AND source = 'llm' AND nearest_id IS NOT NULL",
+            [run_id])}
         row = {
             "config": name, "status": outcome.status, "labels": len(labels),
             "names": [lb.name for lb in labels],
             "coverage": sum(v != OTHER_ID for v in llm.values()) / len(llm) if llm else None,
-            "llm": scores(llm, gold), "classifier": scores(predicted, gold) if predicted else None,
+            "llm": scores(llm, gold), "nearest": scores(nearest, gold) if nearest else None,
+            "agree": sum(llm.get(d) == v for d, v in nearest.items()) / len(nearest) if nearest else None,
+            "classifier": scores(predicted, gold) if predicted else None,
             "calls": sum(r["calls"] for r in stats), "failed": sum(r["failed"] for r in stats),
             "wall_s": wall,
         }
@@ -126,18 +131,19 @@ def main() -> None:
 
     print(f"\n{args.n} BANKING77 documents ({len({r['label'] for r in rows})} gold intents), model {args.model}, "
           f"taxonomy sample {args.taxonomy_sample}, label sample {args.label_sample}, max labels {args.max_labels}\n")
-    print("| config | labels | coverage | LLM NMI | LLM ARI | LLM HP | LLM Hungarian | clf NMI | clf ARI | clf HP | "
-          "clf Hungarian | clf NMI / k-means NMI | calls (failed) | wall s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| config | labels | coverage | LLM NMI | LLM ARI | LLM HP | LLM Hungarian | nearest NMI | LLM = nearest "
+          "| clf NMI | clf ARI | clf HP | clf Hungarian | clf NMI / k-means NMI | calls (failed) | wall s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         c, km = r["classifier"] or {}, base.get(r["labels"], {})
         ratio = c["nmi"] / km["nmi"] if c.get("nmi") is not None and km.get("nmi") else None
         print(f"| {r['config']} | {r['labels']} | {fmt(r['coverage'])} | {fmt(r['llm']['nmi'])} | {fmt(r['llm']['ari'])} "
-              f"| {fmt(r['llm']['hp'])} | {fmt(r['llm']['hungarian'])} | {fmt(c.get('nmi'))} | {fmt(c.get('ari'))} "
+              f"| {fmt(r['llm']['hp'])} | {fmt(r['llm']['hungarian'])} | {fmt((r['nearest'] or {}).get('nmi'))} "
+              f"| {fmt(r['agree'])} | {fmt(c.get('nmi'))} | {fmt(c.get('ari'))} "
               f"| {fmt(c.get('hp'))} | {fmt(c.get('hungarian'))} | {fmt(ratio)} | {r['calls']} ({r['failed']}) "
               f"| {r['wall_s']:.0f} |")
     for k, m in sorted(base.items()):
-        print(f"| k-means k={k} (no LLM) | {k} | 1.000 | - | - | - | - | {fmt(m['nmi'])} | {fmt(m['ari'])} "
+        print(f"| k-means k={k} (no LLM) | {k} | 1.000 | - | - | - | - | - | - | {fmt(m['nmi'])} | {fmt(m['ari'])} "
               f"| {fmt(m['hp'])} | {fmt(m['hungarian'])} | 1.000 | 0 | - |")
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results,

@@ -87,6 +87,8 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the estimated calls, tokens and cost; run nothing."),
     levels: int = typer.Option(1, "--levels", min=1, max=2, help="2: also group the final labels under parents."),
     max_parents: int = typer.Option(8, "--max-parents", help="Most parents with --levels 2."),
+    structured_output: str = typer.Option("auto", "--structured-output", help="How to ask the server for JSON: "
+                                          "auto|json_schema|json_object|tools|prompt (auto steps down when refused)."),
 ) -> None:
     """Ingest a corpus and run the whole job: taxonomy, pseudo-labels, classifier, predictions."""
     _setup_logging(verbose)
@@ -102,7 +104,7 @@ def run(
             label_sample=label_sample, max_labels=max_labels, concurrency=concurrency, max_cost=max_cost, seed=seed,
             auto_approve=auto_approve, timeout_s=timeout, max_attempts=max_attempts, multi_label=multi_label,
             max_labels_per_doc=max_labels_per_doc, proposal=proposal, shortlist=shortlist, levels=levels,
-            max_parents=max_parents,
+            max_parents=max_parents, structured_output=structured_output,
         )
     except ValidationError as exc:
         first = exc.errors()[0]

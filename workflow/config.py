@@ -43,6 +43,8 @@ class JobConfig(BaseModel):
     max_attempts: int = Field(4, ge=1)
     timeout_s: float = Field(120.0, gt=0)
     max_cost: float | None = Field(None, ge=0)
+    structured_output: str = Field("auto", description="auto | json_schema | json_object | tools | prompt "
+                                   "(workflow/llm/structured.py)")
 
     embedding_model: str = "minilm-int8"
     algorithms: list[str] = ["logreg"]
@@ -55,6 +57,15 @@ class JobConfig(BaseModel):
     @classmethod
     def _strip(cls, v: str) -> str:
         return v.strip()
+
+    @field_validator("structured_output")
+    @classmethod
+    def _known_mode(cls, v: str) -> str:
+        from workflow.llm.structured import CHOICES
+
+        if v not in CHOICES:
+            raise ValueError(f"choose one of {', '.join(CHOICES)}")
+        return v
 
     @field_validator("embedding_model")
     @classmethod

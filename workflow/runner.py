@@ -48,7 +48,7 @@ def _context(store: Store, run_id: str, show_progress: bool, overrides: dict | N
     gateway = Gateway(
         store, run_id, api_base=config.api_base, concurrency=config.concurrency, max_attempts=config.max_attempts,
         timeout_s=config.timeout_s, max_cost=config.max_cost, temperature=config.temperature, seed=config.seed,
-        show_progress=show_progress,
+        show_progress=show_progress, structured_output=config.structured_output,
     )
     return RunContext(run_id, run["corpus"], config, store, gateway, show_progress)
 

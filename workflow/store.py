@@ -75,6 +75,8 @@ CREATE TABLE IF NOT EXISTS updates(
 CREATE TABLE IF NOT EXISTS drift(
     model_id VARCHAR, source VARCHAR, batch INTEGER, n INTEGER, other_share DOUBLE, uncertain_share DOUBLE,
     centroid_distance DOUBLE, baseline JSON, created_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS structured_modes(
+    api_base VARCHAR, model VARCHAR, mode VARCHAR, updated_at TIMESTAMP, PRIMARY KEY(api_base, model));
 """
 
 
@@ -420,6 +422,15 @@ class Store:
             [call_id, *values, now()],
         )
         return call_id
+
+    # -- structured-output modes (workflow/llm/structured.py): what each server accepted, so runs start from it --
+
+    def structured_mode(self, api_base: str | None, model: str) -> str | None:
+        row = self._one("SELECT mode FROM structured_modes WHERE api_base = ? AND model = ?", [api_base or "", model])
+        return row[0] if row else None
+
+    def save_structured_mode(self, api_base: str | None, model: str, mode: str) -> None:
+        self._exec("INSERT OR REPLACE INTO structured_modes VALUES (?, ?, ?, ?)", [api_base or "", model, mode, now()])
 
     def call_stats(self, run_id: str | None = None) -> list[dict]:
         where, params = ("WHERE run_id = ?", [run_id]) if run_id else ("", [])

@@ -6,17 +6,16 @@ import json
 
 import pytest
 
+from workflow.clustering import n_clusters
 from workflow.config import JobConfig
 from workflow.ingest import read_corpus
-from workflow.llm.scripted import keywords
+from workflow.llm.scripted import PROMPT_OF_SCHEMA, keywords
 from workflow.llm.testserver import OpenAITestServer
 from workflow.runner import execute
 from workflow.store import OTHER_ID, Store
 
 pytestmark = pytest.mark.integration
 
-PROMPT_OF_SCHEMA = {"Summary": "summarize", "ProposedTaxonomy": "propose", "UpdatedTaxonomy": "update",
-                    "ReviewedTaxonomy": "review", "Assignment": "label"}
 
 
 def respond(request: dict) -> str:
@@ -35,8 +34,14 @@ def test_run_over_http_with_faults_then_rerun_is_free(corpus, db, monkeypatch):
         outcome = execute(store, run_id, show_progress=False)
         assert outcome.status == "done", outcome.message
         assert srv.status_counts[429] == 1 and srv.status_counts[500] == 1
-        ok_calls = store.query("SELECT count(*) AS n FROM llm_calls WHERE run_id = ? AND status = 'ok'", [run_id])[0]["n"]
-        assert ok_calls == 40 + 3 + 30  # summaries, propose + 1 update + review, labels
+        rows = store.query("SELECT prompt_name, status, count(*) AS n FROM llm_calls WHERE run_id = ? GROUP BY ALL",
+                           [run_id])
+        calls = {(r["prompt_name"], r["status"]): r["n"] for r in rows}
+        assert calls[("label", "ok")] == 30 and calls[("merge_labels", "ok")] == 1
+        k = n_clusters(40, config.max_labels, config.cluster_factor)
+        assert calls.get(("name_cluster", "ok"), 0) + calls.get(("name_cluster", "failed"), 0) == k
+        # naming tries twice (keyword names are its fallback): one name call may meet two of the three faults
+        assert sum(n for (_, status), n in calls.items() if status != "ok") <= 1
         _, labels = store.taxonomy(run_id)
         assert set(store.assignments(run_id).values()) <= {lb.label_id for lb in labels} | {OTHER_ID}
         sent = srv.total_requests

@@ -12,26 +12,26 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from workflow.llm.scripted import keywords
+from workflow.llm.scripted import PROMPT_OF_SCHEMA, keywords
+from workflow.llm.testserver import requested_schema
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SCRIPTED_CLI = HERE / "scripted_cli.py"
 USE_CASE = "What do customers ask the bank's support bot for?"
 
-PROMPT_OF_SCHEMA = {"Summary": "summarize", "ProposedTaxonomy": "propose", "UpdatedTaxonomy": "update",
-                    "ReviewedTaxonomy": "review", "Assignment": "label"}
 
 
 def prompt_name_of(request: dict) -> str:
-    """The prompt a chat request comes from: its response_format schema name, else its first words."""
-    fmt = (request.get("response_format") or {}).get("json_schema") or {}
-    name = fmt.get("name") or (fmt.get("schema") or {}).get("title")
+    """The prompt a chat request comes from: its schema's name (in any structured-output mode), else its first
+    words."""
+    name, _ = requested_schema(request)
     if name in PROMPT_OF_SCHEMA:
         return PROMPT_OF_SCHEMA[name]
     system = next((m["content"] for m in request["messages"] if m["role"] == "system"), "")
-    for key, prompt in (("write short summaries", "summarize"), ("assign documents", "label"),
-                        ("design label", "propose"), ("refine label", "update"), ("review label", "review")):
+    for key, prompt in (("come from document clusters", "merge_labels"), ("write short summaries", "summarize"), ("assign documents", "label"),
+                        ("design label", "propose"), ("refine label", "update"), ("review label", "review"),
+                        ("name groups of similar", "name_cluster")):
         if key in system:
             return prompt
     raise ValueError(f"cannot tell which prompt this request comes from: {system[:80]!r}")
@@ -39,8 +39,8 @@ def prompt_name_of(request: dict) -> str:
 
 def respond(request: dict) -> str:
     """A valid answer to any tnt request, as scripted/keywords would give it."""
-    schema = ((request.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
-    return keywords(prompt_name_of(request), request["messages"], schema)
+    _, schema = requested_schema(request)
+    return keywords(prompt_name_of(request), request["messages"], schema or {})
 
 
 _runner = CliRunner()

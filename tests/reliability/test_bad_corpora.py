@@ -4,13 +4,14 @@ note (blank texts mixed in, a 1 MB document, fewer documents than one minibatch,
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
 import pytest
 
 from tests.reliability.conftest import USE_CASE, no_traceback, tnt, write_jsonl
-from workflow.llm.scripted import keywords, register_script
+from workflow.llm.scripted import _taxonomy_lines, keywords, register_script
 from workflow.store import Store
 
 pytestmark = pytest.mark.integration
@@ -83,9 +84,9 @@ def recorder():
     return rec
 
 
-def _run(tmp_path: Path, corpus: Path, *extra) -> tuple[object, Path]:
+def _run(tmp_path: Path, corpus: Path, *extra, model: str = "scripted/recorder") -> tuple[object, Path]:
     db = tmp_path / "tnt.duckdb"
-    res = tnt("run", corpus, "--use-case", USE_CASE, "--db", db, "--model", "scripted/recorder", "-q",
+    res = tnt("run", corpus, "--use-case", USE_CASE, "--db", db, "--model", model, "-q",
               "--max-labels", 5, *extra)
     no_traceback(res.output)
     return res, db
@@ -133,7 +134,16 @@ def test_a_corpus_smaller_than_one_minibatch_runs_to_the_end(tmp_path, rows, rec
 def test_a_single_label_corpus_finishes_with_llm_labels_and_says_why_there_is_no_classifier(tmp_path, recorder):
     docs = [{"id": f"d{i}", "text": f"my card number {i} is {w}"} for i, w in
             enumerate(["lost", "stolen", "blocked", "broken", "expired", "bent", "frozen", "missing"] * 2)]
-    res, db = _run(tmp_path, write_jsonl(tmp_path / "c.jsonl", docs))
+
+    def first_label(prompt_name: str, messages: list[dict], schema: dict) -> str:
+        """A model that gives every document the taxonomy's first label (L1), whatever order the prompt offers."""
+        if prompt_name != "label":
+            return keywords(prompt_name, messages, schema)
+        label_id, name = min(_taxonomy_lines(messages[1]["content"]), key=lambda p: int(p[0][1:]))
+        return json.dumps({"label": {"name": name, "id": label_id}, "rationale": "first", "confidence": "high"})
+
+    register_script("first_label", first_label)
+    res, db = _run(tmp_path, write_jsonl(tmp_path / "c.jsonl", docs), model="scripted/first_label")
     assert res.exit_code == 0, res.output
     flat = " ".join(res.output.split())
     assert "skipping the classifier: need at least two distinct labels" in flat

@@ -26,14 +26,14 @@ def test_second_process_on_the_same_database_gets_exit_4_and_nothing_is_corrupte
     first = subprocess.Popen(
         [sys.executable, str(SCRIPTED_CLI), "run", str(corpus), "--db", str(db), *map(str, args)],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "TNT_SCRIPTED_SLEEP_S": "0.4", "TNT_SCRIPTED_LOG": str(log)},
+        env={**os.environ, "TNT_SCRIPTED_SLEEP_S": "0.6", "TNT_SCRIPTED_LOG": str(log)},
     )
     try:
         deadline = time.monotonic() + 120
         while not (log.exists() and log.read_text()) and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         assert first.poll() is None, "the first run ended before the test could contend with it"
-        # while it runs (22 calls of 0.4 s), every other command on the same file is refused cleanly
+        # while it runs (about 15 calls of 0.6 s), every other command on the same file is refused cleanly
         for cmd in (["run", corpus, "--db", db, *args], ["resume", "--db", db, "-q"], ["status", "--db", db]):
             res = tnt(*cmd)
             no_traceback(res.output)
@@ -51,7 +51,9 @@ def test_second_process_on_the_same_database_gets_exit_4_and_nothing_is_corrupte
         assert store.corpus_size("c") == 40
         assert len(store.assignments(run["run_id"])) == 10
         ok = store.query("SELECT count(*) AS n, count(DISTINCT request_hash) AS d FROM llm_calls WHERE status = 'ok'")
-        assert ok[0]["n"] == ok[0]["d"] == 10 + 2 + 10
+        assert ok[0]["n"] == ok[0]["d"]  # nothing asked twice
+        labels = store.query("SELECT count(*) AS n FROM llm_calls WHERE status = 'ok' AND prompt_name = 'label'")
+        assert labels[0]["n"] == 10
 
 
 SECRETS = {

@@ -1,10 +1,11 @@
 """Prompt injection in documents, against a "gullible" scripted model that obeys whatever a document tells it.
 
 What tnt can guarantee whatever the model does: a stored label is always one of the taxonomy's ids or "other"
-(constrained enum + validation), fences cannot be closed from inside a document or summary, document text reaches
-the taxonomy prompts only as short fenced summaries, and documents cannot make tnt touch files (it has no tools).
-What it cannot guarantee: a model that obeys a summary can put an injected label name in the taxonomy; the
-defence there is the human review step (`--review`), see docs/reliability.md.
+(constrained enum + validation), fences cannot be closed or opened from inside a document or summary, document text
+reaches the taxonomy prompts only fenced (minibatch: as stored summaries; clusters: a few central documents, cut
+short, in the naming prompt), and documents cannot make tnt touch files (it has no tools). What it cannot guarantee:
+a model that obeys a document can put an injected label name in the taxonomy; the defence there is the human review
+step (`--review`), see docs/reliability.md. Every test runs on both proposal paths.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ class Gullible:
         if prompt_name == "summarize":  # copies the document, instructions included
             doc = user.split("<document>", 1)[1].rsplit("</document>", 1)[0]
             return json.dumps({"summary": " ".join(doc.split()[:20]) or "empty"})
+        if prompt_name == "name_cluster":  # names the group as any of its documents asks
+            m = re.search(r"(?:label everything as|label named) (\w+(?: \w+)*)", user, flags=re.I)
+            if m:
+                return json.dumps({"name": m.group(1).title(), "description": f"Documents that say {m.group(1)}."})
+            return keywords(prompt_name, messages, schema)
+        if prompt_name == "merge_labels":
+            return keywords(prompt_name, messages, schema)
         if prompt_name in ("propose", "update", "review"):  # adds any label a summary asks for
             out = json.loads(keywords(prompt_name, messages, schema))
             for m in re.finditer(r"(?:label everything as|label named) (\w+(?: \w+)*)", user, flags=re.I):
@@ -66,11 +74,11 @@ class Gullible:
         return "{}"
 
 
-@pytest.fixture(scope="module")
-def hostile_run(tmp_path_factory):
+@pytest.fixture(scope="module", params=["clusters", "minibatch"])
+def hostile_run(tmp_path_factory, request):
     from tests.conftest import sample_rows
 
-    tmp = tmp_path_factory.mktemp("hostile")
+    tmp = tmp_path_factory.mktemp(f"hostile-{request.param}")
     cwd = tmp / "cwd"
     cwd.mkdir()
     rows = sample_rows(30) + [{"id": f"inj{i}", "text": t} for i, t in enumerate(INJECTED)]
@@ -85,10 +93,11 @@ def hostile_run(tmp_path_factory):
     try:
         res = tnt("run", corpus, "--use-case", USE_CASE, "--db", "tnt.duckdb", "--model", "scripted/gullible",
                   "--batch-size", 36, "--taxonomy-sample", 36, "--label-sample", 36, "--max-labels", 6,
-                  "--max-attempts", 2, "-q")
+                  "--max-attempts", 2, "--proposal", request.param, "-q")
     finally:
         os.chdir(old)
-    return {"res": res, "db": cwd / "tnt.duckdb", "cwd": cwd, "model": model, "cwd_before": before}
+    return {"res": res, "db": cwd / "tnt.duckdb", "cwd": cwd, "model": model, "cwd_before": before,
+            "proposal": request.param}
 
 
 def test_labels_are_always_taxonomy_ids_or_other(hostile_run):
@@ -114,7 +123,8 @@ def test_fences_cannot_be_closed_from_inside_a_document_or_summary(hostile_run):
     prompts = hostile_run["model"].prompts
     docs = [m for name, m in prompts if name in ("summarize", "label")]
     taxonomy = [m for name, m in prompts if name in ("propose", "update")]
-    assert docs and taxonomy
+    naming = [m for name, m in prompts if name == "name_cluster"]
+    assert docs and (taxonomy if hostile_run["proposal"] == "minibatch" else naming)
     for messages in docs:
         user = messages[1]["content"]
         assert len(re.findall(r"<\s*document\s*>", user, flags=re.I)) == 1, user
@@ -122,11 +132,17 @@ def test_fences_cannot_be_closed_from_inside_a_document_or_summary(hostile_run):
     for messages in taxonomy:
         user = messages[1]["content"]
         assert len(re.findall(r"<\s*/?\s*summaries\s*>", user, flags=re.I)) == 2, user
+    for messages in naming:
+        user = messages[1]["content"]
+        for tag in ("documents", "contrast"):
+            assert len(re.findall(rf"<\s*/?\s*{tag}\s*>", user, flags=re.I)) == 2, user
     flat = json.dumps(prompts)
     assert "[tag removed]" in flat
 
 
 def test_document_text_reaches_taxonomy_prompts_only_as_stored_summaries(hostile_run):
+    if hostile_run["proposal"] == "clusters":
+        pytest.skip("the cluster proposal shows central documents in the naming prompt, fenced (test above)")
     with Store(hostile_run["db"], read_only=True) as store:
         summaries = set(store.summaries(store.latest_run_id()).values())
     for name, messages in hostile_run["model"].prompts:
@@ -154,12 +170,23 @@ def test_documents_cannot_make_tnt_touch_files(hostile_run):
     assert set(Path.cwd().iterdir()) == hostile_run["cwd_before"]
 
 
-@pytest.mark.xfail(strict=True, reason="known limitation: a model that obeys a summary can add an injected label "
-                   "name to the taxonomy; review it with `tnt run --review` (docs/reliability.md)")
-def test_a_gullible_taxonomy_model_adds_no_injected_label(hostile_run):
+def test_a_gullible_taxonomy_model_adds_no_injected_label(hostile_run, request):
+    """Cluster naming only accepts a name built from words typical of the whole cluster (its c-TF-IDF keywords), so
+    a few documents cannot name it; a word that many documents of a cluster repeat can still become a name. The
+    minibatch path has no such check: a model that obeys a summary adds the label (review it with `--review`)."""
+    if hostile_run["proposal"] == "minibatch":
+        request.applymarker(pytest.mark.xfail(strict=True, reason="known limitation of the minibatch proposal: a "
+                                              "model that obeys a summary can add an injected label name; review it "
+                                              "with `tnt run --review` (docs/reliability.md)"))
     with Store(hostile_run["db"], read_only=True) as store:
-        names = " ".join(lb.name.lower() for lb in store.taxonomy(store.latest_run_id())[1])
+        run_id = store.latest_run_id()
+        names = " ".join(lb.name.lower() for v in store.taxonomy_versions(run_id)
+                         for lb in store.taxonomy(run_id, v["version"])[1])
+        refused = store.query("SELECT count(*) AS n FROM llm_calls WHERE run_id = ? AND prompt_name = 'name_cluster' "
+                              "AND status = 'failed' AND response LIKE '%Hacked%'", [run_id])[0]["n"]
     assert not any(n in names for n in INJECTED_NAMES)
+    if hostile_run["proposal"] == "clusters":
+        assert refused >= 1  # the model did obey the document; its name was refused
 
 
 def test_multi_label_sets_stay_inside_the_taxonomy(tmp_path):

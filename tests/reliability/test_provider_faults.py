@@ -26,10 +26,15 @@ MAX_ATTEMPTS = 2
 ERROR_OF = {
     "timeout": "timeout", "429": "rate limited", "500": "500", "503": "503", "truncated": "connection error",
     "non_json": "invalid response", "invalid_schema": "InvalidOutput", "empty_choices": "no choices",
-    "refusal": "no content",
+    "refusal": "the model refused",
 }
 N_SUMMARIZE = 2 * len(FAULTS) + 2  # per fault: a document that fails, one that recovers; then two clean ones
 N_LABEL = 2 * len(FAULTS) + 2  # per fault: a clean document, then one that fails; then clean ones
+
+
+def long_rows(rows: list[dict]) -> list[dict]:
+    """The rows with each text repeated past the summary cap (20 words), so every document is summarised."""
+    return [{**r, "text": " ".join([r["text"]] * (21 // len(r["text"].split()) + 1))} for r in rows]
 
 
 class Plan:
@@ -63,7 +68,7 @@ def faulty_run(tmp_path_factory):
     from tests.conftest import sample_rows
 
     tmp = tmp_path_factory.mktemp("faults")
-    corpus = write_jsonl(tmp / "corpus.jsonl", sample_rows(60))
+    corpus = write_jsonl(tmp / "corpus.jsonl", long_rows(sample_rows(60)))
     db = str(tmp / "tnt.duckdb")
     plan = Plan()
     srv = OpenAITestServer(responder=plan, timeout_sleep_s=1.5, retry_after_s=1)
@@ -73,7 +78,7 @@ def faulty_run(tmp_path_factory):
             "run", corpus, "--use-case", USE_CASE, "--db", db, "--model", "openai/test-model",
             "--api-base", srv.base_url, "--concurrency", 1, "--max-attempts", MAX_ATTEMPTS, "--timeout", 0.5,
             "--taxonomy-sample", N_SUMMARIZE, "--batch-size", N_SUMMARIZE, "--label-sample", N_LABEL,
-            "--max-labels", 5, "-q",
+            "--max-labels", 5, "--proposal", "minibatch", "-q",  # the minibatch path summarises every sampled document
         )
         requests_after_run = len(srv.requests)
         with Store(db) as store:
@@ -181,32 +186,39 @@ def test_resume_retries_exactly_the_failed_calls(faulty_run):
     assert again.exit_code == 0 and "already finished" in again.output
 
 
-def test_provider_down_fails_the_run_clearly_then_resume_completes(tmp_path, rows):
-    """Connection refused on every call: the run fails with one clear line (exit 1) because no summary exists
-    to build a taxonomy from; once the provider is back, `tnt resume` re-summarises and finishes."""
-    corpus = write_jsonl(tmp_path / "c.jsonl", rows[:30])
+@pytest.mark.parametrize("proposal,why,resume_requests", [
+    ("minibatch", "could be summarised", 10 + 2 + 10),  # summaries, propose + review, labels
+    ("clusters", "no cluster could be named", 1 + 2 + 1 + 10),  # the one long shown document's summary, names of
+    # 2 clusters, merge, labels
+])
+def test_provider_down_fails_the_run_clearly_then_resume_completes(tmp_path, rows, proposal, why, resume_requests):
+    """Connection refused on every call: the run fails with one clear line (exit 1) because no summary (or
+    cluster name) came back to build a taxonomy from; once the provider is back, `tnt resume` finishes, nothing
+    asked twice."""
+    corpus = write_jsonl(tmp_path / "c.jsonl", long_rows(rows[:30]) if proposal == "minibatch" else rows[:30])
     db = str(tmp_path / "tnt.duckdb")
     probe = OpenAITestServer().start()
     port = probe.port
     base = probe.base_url
     probe.stop()
     args = ["--concurrency", 2, "--max-attempts", 2, "--timeout", 2, "--taxonomy-sample", 10, "--batch-size", 10,
-            "--label-sample", 10, "--max-labels", 4, "-q"]
+            "--label-sample", 10, "--max-labels", 4, "--proposal", proposal, "-q"]
     res = tnt("run", corpus, "--use-case", USE_CASE, "--db", db, "--model", "openai/test-model", "--api-base", base,
               *args)
     no_traceback(res.output)
     assert res.exit_code == 1, res.output
-    assert "could be summarised" in res.output and "tnt resume" in res.output
+    assert why in " ".join(res.output.split()) and "tnt resume" in res.output
     with Store(db, read_only=True) as store:
         run_id = store.latest_run_id()
         assert store.run(run_id)["status"] == "failed"
-        assert store.count_failed(run_id)["summaries"] == 10
+        if proposal == "minibatch":
+            assert store.count_failed(run_id)["summaries"] == 10
         assert store.query("SELECT count(*) AS n FROM llm_calls WHERE status = 'ok'")[0]["n"] == 0
     with OpenAITestServer(responder=respond, port=port) as srv:
         res = tnt("resume", run_id, "--db", db, "-q")
         no_traceback(res.output)
         assert res.exit_code == 0, res.output
-        assert len(srv.requests) == 10 + 2 + 10  # summaries, propose + review, labels: nothing twice
+        assert len(srv.requests) == resume_requests, [r["response_format"]["json_schema"]["name"] for r in srv.requests]
     with Store(db, read_only=True) as store:
         assert store.run(run_id)["status"] == "done"
         assert store.count_failed(run_id) == {"summaries": 0, "labels": 0}

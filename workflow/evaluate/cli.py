@@ -57,6 +57,8 @@ def eval_cmd(
     api_base: Optional[str] = typer.Option(None, help="Endpoint for the judge model (default: the run's)."),
     seed: int = typer.Option(0, help="Seed for the judge's samples and label positions."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    structured_output: Optional[str] = typer.Option(None, "--structured-output", help="How to ask the judge for "
+                                                    "JSON: auto|json_schema|json_object|tools|prompt (default: the run's)."),
 ) -> None:
     """Evaluate a run against gold labels, its classifier and (optionally) an LLM judge."""
     from workflow.evaluate.report import evaluate_run
@@ -77,7 +79,8 @@ def eval_cmd(
             from workflow.llm.transports import FatalModelError
 
             try:
-                judged = judge_run(store, run_id, judge_model, n_pairs=judge_pairs, seed=seed, api_base=api_base)
+                judged = judge_run(store, run_id, judge_model, n_pairs=judge_pairs, seed=seed, api_base=api_base,
+                                   structured_output=structured_output)
             except (FatalModelError, ValueError) as exc:
                 fail(f"judge model {judge_model}: {exc}", 1)
             rows += [(m, d.pop("value"), d) for m, d in judged.items()]

@@ -68,11 +68,12 @@ def make_pairs(assigned: dict[str, str], labels: list[Label], n: int, seed: int)
     return pairs
 
 
-def _gateway(store: Store, run_id: str, config: JobConfig, api_base: str | None) -> Gateway:
+def _gateway(store: Store, run_id: str, config: JobConfig, api_base: str | None,
+             structured_output: str | None = None) -> Gateway:
     return Gateway(
         store, run_id, api_base=api_base or config.api_base, concurrency=config.concurrency,
         max_attempts=config.max_attempts, timeout_s=config.timeout_s, temperature=0.0, seed=config.seed,
-        show_progress=False,
+        show_progress=False, structured_output=structured_output or config.structured_output,
     )
 
 
@@ -136,14 +137,14 @@ def taxonomy_quality(gw: Gateway, model: str, store: Store, run: dict, config: J
 
 
 def judge_run(store: Store, run_id: str, model: str, *, n_pairs: int = 50, n_examples: int = 20, seed: int = 0,
-              api_base: str | None = None) -> dict[str, dict]:
+              api_base: str | None = None, structured_output: str | None = None) -> dict[str, dict]:
     """All judge metrics of a run: {metric: {"value": ..., details...}}."""
     run = store.run(run_id)
     config = JobConfig.model_validate(run["config"])
     _, labels = store.taxonomy(run_id)
     if not labels:
         return {}
-    gw = _gateway(store, run_id, config, api_base)
+    gw = _gateway(store, run_id, config, api_base, structured_output)
     assigned = store.assignments(run_id, "llm")
     out = {
         "judge_label_accuracy": label_accuracy(gw, model, store, run, config, make_pairs(assigned, labels, n_pairs, seed)),

@@ -21,8 +21,10 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
+from workflow.llm.failfast import FailureTracker
 from workflow.llm.prompts import load_prompt
-from workflow.llm.transports import RawResponse, TransientError, Transport, transport_for
+from workflow.llm.structured import ModeNegotiator, ModeRefused, next_mode
+from workflow.llm.transports import FatalModelError, RawResponse, TransientError, Transport, transport_for
 from workflow.progress import progress_bar
 from workflow.store import Store
 
@@ -72,6 +74,8 @@ class Usage:
 
 
 def request_hash(model: str, messages: list[dict], schema: dict, params: dict) -> str:
+    """The cache key. The structured-output mode is deliberately not part of it (workflow/llm/structured.py):
+    a cached answer validated against the same schema, so changing mode keeps answers already paid for."""
     payload = json.dumps({"model": model, "messages": messages, "schema": schema, **params}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -104,6 +108,7 @@ class Gateway:
         temperature: float = 0.0,
         seed: int = 0,
         show_progress: bool = True,
+        structured_output: str = "auto",
     ):
         self.store, self.run_id = store, run_id
         self.api_base, self.concurrency, self.max_attempts = api_base, concurrency, max_attempts
@@ -113,6 +118,8 @@ class Gateway:
         self._lock = threading.Lock()
         self._spent = store.total_cost(run_id)
         self._reserved = 0.0
+        self.modes = ModeNegotiator(store, api_base, structured_output)
+        self.failures = FailureTracker()
 
     def transport(self, model: str) -> Transport:
         return transport_for(model, api_base=self.api_base)
@@ -174,7 +181,9 @@ class Gateway:
             ):
                 with attempt:
                     attempts += 1
-                    raw: RawResponse = transport.complete(
+                    raw: RawResponse = self._complete(
+                        transport,
+                        key,
                         model,
                         convo,
                         schema=send_schema,
@@ -238,6 +247,31 @@ class Gateway:
             log.log(logging.INFO if attempts_cap else logging.WARNING, "%s call failed after %d attempts: %s", step,
                     attempts, error)
         return CallResult(value, status, call_id, error)
+
+    def _complete(self, transport: Transport, key: str, model: str, messages: list[dict], **kw: Any) -> RawResponse:
+        """One request in the model's structured-output mode: a refused mode steps down at once (not an attempt);
+        an error that the tracker finds deterministic stops the run instead of being retried."""
+        negotiates = getattr(transport, "negotiates_structured_output", False)
+        while True:
+            if self.failures.tripped:
+                raise FatalModelError(self.failures.tripped)
+            mode = self.modes.mode(model) if negotiates else None
+            try:
+                raw = transport.complete(model, messages, **kw, **({"mode": mode} if negotiates else {}))
+            except ModeRefused as refusal:
+                self.modes.refused(model, refusal)  # FatalModelError when the mode was the user's choice
+                continue
+            except TransientError as exc:
+                fix = "check --model, --api-base and the server"
+                if mode not in (None, "prompt"):
+                    fix = f"try --structured-output {next_mode(mode)}, or {fix}"
+                if self.failures.failure(key, exc.status, exc.body, fix) or self.failures.tripped:
+                    raise FatalModelError(self.failures.tripped) from None
+                raise
+            self.failures.success()
+            if negotiates:
+                self.modes.worked(model, mode)
+            return raw
 
     # -- many calls --------------------------------------------------------------------------------------------
 

@@ -56,6 +56,8 @@ def load_prompt(name: str) -> Prompt:
     return Prompt(name, hashlib.sha256(raw.encode()).hexdigest()[:12], tuple(sections))
 
 
-def fence(text: str, tag: str = "document") -> str:
-    """Neutralise closing tags inside untrusted text, so a document cannot end its own fence early."""
-    return re.sub(rf"</?\s*{tag}\s*>", "[tag removed]", text, flags=re.I)
+def fence(text: str, *tags: str) -> str:
+    """Neutralise the prompt's fence tags (default: document) inside untrusted text, so a document cannot end its
+    own fence early or open another one."""
+    names = "|".join(re.escape(t) for t in (tags or ("document",)))
+    return re.sub(rf"</?\s*(?:{names})\s*>", "[tag removed]", text, flags=re.I)

@@ -243,7 +243,9 @@ def multi_assignment_model(label_ids: list[str], label_names: list[str], max_lab
 
 FIRST_PERSON = re.compile(r"^\s*(i|i'm|im|i've|my|me|we|our)\b", re.I)
 CHAT_REPLY = re.compile(r"\b(i'm sorry|i am sorry|i'm unable|i am unable|as an ai|i apologi[sz]e|i cannot|i can't)\b", re.I)
-CLUSTER_ID_LIKE = re.compile(r"^\s*(cluster|group|topic|category|class)\s*#?\s*\d*\s*$", re.I)
+CLUSTER_ID_LIKE = re.compile(r"^\s*((cluster|group|topic|category|class)\s*#?\s*\d*|\w+[_#-]\d+)\s*$", re.I)
+# a name that talks about the documents as documents ("The document with the pin") names the data, not its topic
+META_WORDS = re.compile(r"\b(documents?|docs?|groups?|clusters?|lists?|messages?|texts?|json|files?)\b", re.I)
 
 
 def _norm(text: str) -> str:
@@ -271,8 +273,19 @@ def bad_name_reason(name: str, documents: list[str] = ()) -> str | None:  # type
 def grounded(text: str, evidence: list[str]) -> bool:
     """Whether text shares a content word (by its first 4 letters) with the evidence: a name or description that
     shares none describes some other cluster, or nothing."""
-    stems = {w[:4] for e in evidence for w in re.findall(r"[a-z]{4,}", e.lower())}
-    return any(w[:4] in stems for w in re.findall(r"[a-z]{4,}", text.lower()))
+    stems = {w[:4] for e in evidence for w in _content_words(e)}
+    return any(w[:4] in stems for w in _content_words(text))
+
+
+_FUNCTION_WORDS = frozenset(
+    """the and for but nor not yes you your yours our ours are was were has had have can could would should will may
+    might must how why who whom what when where which this that these those with from into onto than then them they
+    their there here its his her him she all any each few more most some such own same too very just also about""".split())
+
+
+def _content_words(text: str) -> list[str]:
+    """Words of 3+ letters that are not function words ("top up", "pin" and "atm" count; "the" does not)."""
+    return [w for w in re.findall(r"[a-z]{3,}", text.lower()) if w not in _FUNCTION_WORDS]
 
 
 def clean_description(text: str, max_words: int) -> str:
@@ -292,12 +305,20 @@ class ClusterName(BaseModel):
         ctx = info.context or {}
         self.name = cap_words(self.name, ctx.get("name_max_words", 10)).strip(" .:-\"'")
         self.description = clean_description(self.description, ctx.get("description_max_words", 30))
-        docs, evidence = ctx.get("documents", []), ctx.get("documents", []) + ctx.get("keywords", [])
+        docs, keywords = ctx.get("documents", []), ctx.get("keywords", [])
+        evidence = docs + keywords
         reason = bad_name_reason(self.name, docs)
         if reason:
             raise ValueError(reason)
-        if evidence and not grounded(self.name, evidence):
-            raise ValueError(f"'{self.name}' does not say what these documents share: use words they use")
+        if META_WORDS.search(self.name):
+            raise ValueError(f"'{self.name}' names the documents, not their topic: say what they are about")
+        if not grounded(self.name, keywords or evidence):  # the group's distinctive words, not any word of it
+            raise ValueError(f"'{self.name}' does not say what these documents share: use words typical of the "
+                             f"group ({', '.join(keywords[:5])})")
+        use_case = {w[:4] for w in _content_words(ctx.get("use_case", ""))} - {
+            w[:4] for k in keywords for w in _content_words(k)}
+        if use_case and any(w[:4] in use_case for w in _content_words(self.name)):
+            raise ValueError(f"'{self.name}' repeats the use case: name what only these documents are about")
         if CHAT_REPLY.search(self.description) or (evidence and not grounded(self.description, evidence)):
             raise ValueError("the description must say which documents belong, in words they use")
         return self

@@ -27,6 +27,11 @@ STOPWORDS = set(
     know tell use using used one two also much many way ive im dont cant wont didnt isnt doesnt haven hasnt""".split()
 )
 
+# Which prompt a request comes from, by the name of its response schema (for servers that answer like a script).
+PROMPT_OF_SCHEMA = {"Summary": "summarize", "ProposedTaxonomy": "propose", "UpdatedTaxonomy": "update",
+                    "ReviewedTaxonomy": "review", "Assignment": "label", "MultiAssignment": "label_multi",
+                    "ClusterName": "name_cluster", "MergedTaxonomy": "merge_labels"}
+
 _scripts: dict[str, Responder] = {}
 _lock = threading.Lock()
 calls: Counter[str] = Counter()
@@ -88,11 +93,14 @@ def keywords(prompt_name: str, messages: list[dict[str, str]], schema: dict) -> 
         if prompt_name == "review":
             out |= {"notes": "Kept labels as they are."}
         return json.dumps(out)
-    if prompt_name == "name_cluster":  # the group's most frequent content word, unlike the contrast's
+    if prompt_name == "name_cluster":  # the first typical word the contrast lacks, else the most frequent word
         contrast = set(_words(_between(user, "contrast")))
+        typical = re.search(r"^Words typical of the group: (.*)$", user, flags=re.M)
+        listed = [w for w in (typical.group(1).split(", ") if typical else []) if re.fullmatch(r"[a-z]+", w)]
         counts = Counter(w for w in _words(_between(user, "documents")) if w not in contrast) or Counter(
             _words(_between(user, "documents")))
-        word = counts.most_common(1)[0][0] if counts else "misc"
+        word = next((w for w in listed if w not in contrast and w not in STOPWORDS), None) or (
+            counts.most_common(1)[0][0] if counts else "misc")
         return json.dumps({"name": f"{word.capitalize()} requests", "description": f"Documents about {word}."})
     if prompt_name == "merge_labels":  # candidates sharing a first word become one label, up to the cap
         max_labels = _int_after(user, r"at most (\d+) final labels", 10)

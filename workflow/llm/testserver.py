@@ -27,7 +27,8 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-__all__ = ["FAULTS", "OpenAITestServer", "default_responder", "example_from_schema"]
+__all__ = ["FAULTS", "PROFILES", "OpenAITestServer", "default_responder", "example_from_schema",
+           "requested_schema", "validate_request"]
 
 Responder = Callable[[dict], str]
 
@@ -135,15 +136,118 @@ def _example_number(schema: dict, integer: bool) -> int | float:
     return int(math.ceil(value)) if integer else float(value)
 
 
-def default_responder(request: dict) -> str:
-    """Answer with schema-valid JSON when a ``json_schema`` response_format is given, else short text."""
+_SCHEMA_MARKER = "validates against this JSON schema:\n"  # workflow/llm/structured.py schema_instruction
+
+
+def requested_schema(request: dict) -> tuple[str | None, dict | None]:
+    """(name, JSON schema) a request asks its answer to follow, whichever structured-output mode carries it:
+    a ``json_schema`` response_format, a ``json_object`` one with a schema attached (llama-cpp-python), a forced
+    tool call, or a schema written in the prompt. (None, None) when it asks for none."""
     fmt = request.get("response_format") or {}
     if fmt.get("type") == "json_schema":
-        schema = (fmt.get("json_schema") or {}).get("schema") or {}
+        spec = fmt.get("json_schema") or {}
+        return spec.get("name"), spec.get("schema") or {}
+    if fmt.get("type") == "json_object" and fmt.get("schema"):
+        return fmt["schema"].get("title"), fmt["schema"]
+    tool = _forced_tool(request)
+    if tool is not None:
+        return tool.get("name"), tool.get("parameters") or {}
+    last = _text((request.get("messages") or [{}])[-1].get("content"))
+    if _SCHEMA_MARKER in last:
+        schema = json.loads(last.split(_SCHEMA_MARKER, 1)[1])
+        return schema.get("title"), schema
+    return None, None
+
+
+def default_responder(request: dict) -> str:
+    """Answer like a model that follows its constraints: schema-valid JSON for whatever schema the request
+    carries (``requested_schema``); else short text (a bare ``json_object`` gets JSON of no particular shape)."""
+    _, schema = requested_schema(request)
+    if schema is not None:
         return json.dumps(example_from_schema(schema))
-    if fmt.get("type") == "json_object":
+    if (request.get("response_format") or {}).get("type") == "json_object":
         return json.dumps({"result": "ok"})
     return "This is a test response."
+
+
+def _forced_tool(request: dict) -> dict | None:
+    """The function a request forces with ``tool_choice`` (or its only tool), if it sends tools."""
+    tools = [t.get("function") or {} for t in request.get("tools") or [] if isinstance(t, dict)]
+    if not tools:
+        return None
+    choice = request.get("tool_choice")
+    name = ((choice or {}).get("function") or {}).get("name") if isinstance(choice, dict) else None
+    return next((t for t in tools if t.get("name") == name), tools[0])
+
+
+# --------------------------------------------------------------------------- strict profiles
+
+#: Request validation of real servers (``profile=``): what each refuses, with the status and body it answers.
+PROFILES = ("lenient", "llamacpp-python", "vllm", "openai-strict", "reject-all")
+
+_OPENAI_PARAMS = frozenset({
+    "model", "messages", "temperature", "max_tokens", "max_completion_tokens", "seed", "response_format", "tools",
+    "tool_choice", "parallel_tool_calls", "stream", "stream_options", "n", "top_p", "stop", "user", "logprobs",
+    "top_logprobs", "logit_bias", "presence_penalty", "frequency_penalty", "metadata", "store", "service_tier",
+    "reasoning_effort", "modalities", "prediction", "audio",
+})
+
+
+def _pydantic_literal(field: str, expected: str, value: Any) -> str:
+    return (f"{{'type': 'literal_error', 'loc': ('body', 'response_format', '{field}'), 'msg': \"Input should be "
+            f"{expected}\", 'input': {value!r}, 'ctx': {{'expected': \"{expected}\"}}}}")
+
+
+def validate_request(profile: str, body: dict) -> tuple[int, dict] | None:
+    """(status, error payload) when ``profile``'s server would refuse ``body``, else None."""
+    fmt = body.get("response_format")
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if profile == "llamacpp-python":
+        # Seen from `python -m llama_cpp.server` 0.3.x: pydantic's literal error, answered as an HTTP 500.
+        if fmt is not None and kind not in ("text", "json_object"):
+            detail = _pydantic_literal("type", "'text' or 'json_object'", kind)
+            message = (f"1 validation error:\n  {detail}\n\n  File \"llama_cpp/server/app.py\", line 376, in "
+                       "create_chat_completion\n    POST /v1/chat/completions")
+            return 500, {"error": {"message": message, "type": "internal_server_error", "param": None, "code": None}}
+        return None
+    if profile == "vllm":
+        def bad(message: str) -> tuple[int, dict]:
+            return 400, {"object": "error", "message": message, "type": "BadRequestError", "param": None, "code": 400}
+
+        if fmt is not None and kind not in ("text", "json_object", "json_schema"):
+            return bad("[" + _pydantic_literal("type", "'text', 'json_object' or 'json_schema'", kind) + "]")
+        if kind == "json_schema" and not (fmt.get("json_schema") or {}).get("schema"):
+            return bad("response_format.json_schema.schema is required for type json_schema")
+        if body.get("tools") and body.get("tool_choice") in (None, "auto"):
+            return bad('"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set')
+        return None
+    if profile == "openai-strict":
+        def bad(message: str, param: str | None, code: str) -> tuple[int, dict]:
+            return 400, {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
+
+        unknown = sorted(set(body) - _OPENAI_PARAMS)
+        if unknown:
+            return bad(f"Unrecognized request argument supplied: {unknown[0]}", None, None)
+        if fmt is not None:
+            allowed = {"text": {"type"}, "json_object": {"type"}, "json_schema": {"type", "json_schema"}}
+            if kind not in allowed:
+                return bad(f"Invalid value: '{kind}'. Supported values are: 'json_object', 'json_schema', and "
+                           "'text'.", "response_format.type", "invalid_value")
+            extra = sorted(set(fmt) - allowed[kind])
+            if extra:
+                return bad(f"Unknown parameter: 'response_format.{extra[0]}'.", f"response_format.{extra[0]}",
+                           "unknown_parameter")
+            if kind == "json_object" and "json" not in json.dumps(body.get("messages")).lower():
+                return bad("'messages' must contain the word 'json' in some form, to use 'response_format' of type "
+                           "'json_object'.", "messages", None)
+        return None
+    if profile == "reject-all":  # a server that takes no structured output and whose model is broken
+        if fmt is not None:
+            return 400, _error("response_format is not supported by this server", "invalid_request_error")
+        if body.get("tools"):
+            return 400, _error("tools are not supported by this server", "invalid_request_error")
+        return 500, _error("model backend crashed: unable to load the model weights", "server_error")
+    return None
 
 
 # --------------------------------------------------------------------------- server
@@ -179,7 +283,11 @@ class OpenAITestServer:
         retry_after_s: float = 1,
         model: str = "test-model",
         verbose: bool = False,
+        profile: str = "lenient",
     ) -> None:
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+        self.profile = profile
         self.responder: Responder = responder or default_responder
         self.host = host
         self.port = port
@@ -328,6 +436,12 @@ class OpenAITestServer:
     def _completion(self, request: dict, content: str | None, refusal: str | None = None) -> dict:
         prompt_chars = sum(len(_text(m.get("content"))) for m in request.get("messages") or [] if isinstance(m, dict))
         prompt_tokens, completion_tokens = prompt_chars // 4, len(content or refusal or "") // 4
+        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": refusal}
+        tool = _forced_tool(request) if content is not None and refusal is None else None
+        if tool is not None:  # the answer goes into a call of the forced function, as OpenAI does
+            message = {"role": "assistant", "content": None, "tool_calls": [{
+                "id": f"call_test{next(self._ids)}", "type": "function",
+                "function": {"name": tool.get("name"), "arguments": content}}]}
         return {
             "id": f"chatcmpl-test{next(self._ids)}",
             "object": "chat.completion",
@@ -336,8 +450,8 @@ class OpenAITestServer:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": content, "refusal": refusal},
-                    "finish_reason": "stop",
+                    "message": message,
+                    "finish_reason": "tool_calls" if tool is not None else "stop",
                     "logprobs": None,
                 }
             ],
@@ -448,6 +562,12 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self._json(400, _error(f"Invalid JSON body: {exc}", "invalid_request_error"))
             return
+        refused = validate_request(self.owner.profile, body)
+        if refused is not None:  # real servers validate before queueing: no fault consumed, no slot taken
+            with self.owner._lock:
+                self.owner.requests.append(body)
+            self._json(*refused)
+            return
         try:
             fault = self.owner._admit(body)
         except _RateLimited as exc:
@@ -522,11 +642,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fault", action="append", default=[], choices=sorted(FAULTS), help="repeatable, in order")
     parser.add_argument("--quiet", action="store_true", help="do not log request lines")
+    parser.add_argument("--profile", default="lenient", choices=PROFILES, help="mimic a real server's validation")
     args = parser.parse_args(argv)
     srv = OpenAITestServer(
         host=args.host, port=args.port, latency_s=args.latency, rate_limit_per_s=args.rate_limit,
         max_concurrency=args.max_concurrency, error_rate=args.error_rate, seed=args.seed,
-        faults=args.fault, verbose=not args.quiet,
+        faults=args.fault, verbose=not args.quiet, profile=args.profile,
     )
     with srv:
         print(srv.base_url, flush=True)

@@ -27,9 +27,11 @@ class RawResponse:
 class TransientError(Exception):
     """Worth retrying: rate limits, timeouts, 5xx, broken bodies, empty answers."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, *, status: int | None = None,
+                 body: str | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+        self.status, self.body = status, body  # the HTTP answer, for telling repeated identical errors apart
 
 
 class FatalModelError(RuntimeError):
@@ -87,13 +89,18 @@ def http_status(exc: Exception) -> int | None:
     return None
 
 
-def classify_provider_error(model: str, exc: Exception) -> Exception:
-    """FatalModelError for what a retry cannot fix (bad key, unknown model or path, bad request), else
-    TransientError (timeouts, 429, 5xx, connection errors, unparseable bodies), with a one-line message."""
+def classify_provider_error(model: str, exc: Exception, mode: str | None = None) -> Exception:
+    """ModeRefused when the server refuses the structured-output `mode` (it names the parameter, whatever the
+    status: llama-cpp-python answers 500), FatalModelError for what a retry cannot fix (bad key, unknown model
+    or path, bad request), else TransientError (timeouts, 429, 5xx, connection errors, unparseable bodies)."""
     import litellm
+
+    from workflow.llm.structured import ModeRefused, is_refusal
 
     status = http_status(exc)
     line = _first_line(exc)
+    if mode and is_refusal(mode, status, _error_body(exc)):
+        return ModeRefused(mode, status, f"HTTP {status}: {_error_body(exc)[:300]}")
     if isinstance(exc, litellm.RateLimitError) or status == 429:
         return TransientError(f"rate limited: {line}", _retry_after(exc))
     if isinstance(exc, litellm.ContextWindowExceededError) or (
@@ -104,21 +111,44 @@ def classify_provider_error(model: str, exc: Exception) -> Exception:
     if isinstance(exc, (litellm.AuthenticationError, litellm.PermissionDeniedError, litellm.NotFoundError,
                         litellm.BadRequestError)):  # no HTTP status known (raised before any request)
         return FatalModelError(f"{model}: {type(exc).__name__}: {line}")
-    return TransientError(f"{type(exc).__name__}: {line}", _retry_after(exc))
+    if isinstance(exc, (litellm.Timeout, litellm.APIConnectionError)) or not _answered(exc):
+        return TransientError(f"{type(exc).__name__}: {line}", _retry_after(exc))  # no server answer to compare
+    return TransientError(f"{type(exc).__name__}: {line}", _retry_after(exc), status=status, body=_error_body(exc))
+
+
+def _answered(exc: Exception) -> bool:
+    """Whether a server sent this error: litellm reports a refused connection as an HTTP 500 without headers."""
+    return any(getattr(h, "keys", None) and len(h) for h in (
+        getattr(exc, "litellm_response_headers", None), getattr(getattr(exc, "response", None), "headers", None)))
+
+
+def _error_body(exc: Exception) -> str:
+    """The server's error message on one line (litellm prefixes its own class names; strip them)."""
+    text = " ".join(str(exc).split())
+    for marker in ("OpenAIException - ", "Exception - "):
+        if marker in text:
+            text = text.split(marker, 1)[1]
+            break
+    return text[:500]
 
 
 class LiteLLMTransport:
     """Any provider litellm knows. Keys come from the environment (or litellm's own config), never from us."""
 
     max_concurrency = 64
+    negotiates_structured_output = True  # the gateway picks the mode (workflow/llm/structured.py)
 
     def __init__(self, api_base: str | None = None):
         self.api_base = api_base
 
-    def complete(self, model, messages, *, schema, schema_name, prompt_name, temperature, max_tokens, seed, timeout):
+    def complete(self, model, messages, *, schema, schema_name, prompt_name, temperature, max_tokens, seed, timeout,
+                 mode: str = "json_schema"):
         import litellm
 
+        from workflow.llm.structured import answer_text, request_params
+
         litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banners on stdout for each error
+        messages, extra = request_params(mode, messages, schema, schema_name)
         kwargs: dict[str, Any] = dict(
             model=model,
             messages=messages,
@@ -126,10 +156,7 @@ class LiteLLMTransport:
             max_tokens=max_tokens,
             timeout=timeout,
             num_retries=0,
-            response_format={
-                "type": "json_schema",
-                "json_schema": {"name": schema_name, "schema": schema, "strict": False},
-            },
+            **extra,
         )
         if seed is not None:
             kwargs["seed"] = seed
@@ -140,12 +167,12 @@ class LiteLLMTransport:
         try:
             resp = litellm.completion(**kwargs)
         except Exception as exc:
-            raise classify_provider_error(model, exc) from None
+            raise classify_provider_error(model, exc, mode) from None
         choices = getattr(resp, "choices", None) or []
         if not choices:
             raise TransientError("the model returned no choices")
         message = choices[0].message
-        text = getattr(message, "content", None)
+        text = answer_text(mode, message)
         if not text:
             refusal = getattr(message, "refusal", None)
             raise TransientError(f"the model refused: {refusal}" if refusal else "the model returned no content")

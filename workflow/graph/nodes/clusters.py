@@ -87,19 +87,26 @@ def name_groups(ctx: RunContext, space: Space, assign: np.ndarray, which: list[i
         requests.append(Request(g, {
             "use_case": cfg.use_case, "n": len(docs), "name_max_words": cfg.name_max_words,
             "description_max_words": cfg.description_max_words,
-            "documents": "\n".join("- " + fence(t, "documents") for t in docs),
+            "documents": "\n".join("- " + fence(t, "documents", "contrast") for t in docs),
             "keywords": ", ".join(words[g]) or "(none)",
-            "contrast": "\n".join("- " + fence(t, "contrast") for t in shown(contrast[g])) or "(none)",
+            "contrast": "\n".join("- " + fence(t, "documents", "contrast") for t in shown(contrast[g])) or "(none)",
         }, {"name_max_words": cfg.name_max_words, "description_max_words": cfg.description_max_words,
-            "documents": docs, "keywords": words[g]}))
+            "documents": docs, "keywords": words[g], "use_case": cfg.use_case}))
     named: dict[int, Label] = {}
+
+    provider_errors: list[str] = []
 
     def save(req: Request, res: CallResult[ClusterName]) -> None:
         named[req.key] = Label("", res.value.name, res.value.description) if res.value else fallback[req.key]
+        if not res.value and res.error and not res.error.startswith("InvalidOutput"):
+            provider_errors.append(res.error)
 
     response = cluster_name_model(cfg.name_max_words, cfg.description_max_words)
     ctx.gateway.map("taxonomy", cfg.model_for("taxonomy"), "name_cluster", response, requests, save,
                     description="name clusters", attempts_cap=NAME_ATTEMPTS)  # max_tokens: fitted to the schema
+    if which and len(provider_errors) == len(which):  # the model was never reached: keyword names would hide that
+        raise RunFailed(f"no cluster could be named: the model was not reached ({provider_errors[-1]}); "
+                        "see `tnt status` for failed calls, then `tnt resume`")
     fell_back = sum(named[g] is fallback[g] for g in which)
     if fell_back:
         log.warning("%d of %d cluster names come from keywords: the model's names were empty, ids, quotes or did "
