@@ -88,6 +88,8 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the estimated calls, tokens and cost; run nothing."),
+    levels: int = typer.Option(1, "--levels", min=1, max=2, help="2: also group the final labels under parents."),
+    max_parents: int = typer.Option(8, "--max-parents", help="Most parents with --levels 2."),
     structured_output: str = typer.Option("auto", "--structured-output", help="How to ask the server for JSON: "
                                           "auto|json_schema|json_object|tools|prompt (auto steps down when refused)."),
 ) -> None:
@@ -105,7 +107,7 @@ def run(
             label_sample=label_sample, max_labels=max_labels, concurrency=concurrency, max_cost=max_cost, seed=seed,
             auto_approve=auto_approve, timeout_s=timeout, max_attempts=max_attempts, multi_label=multi_label,
             max_labels_per_doc=max_labels_per_doc, proposal=proposal, shortlist=shortlist, teacher=teacher,
-            structured_output=structured_output,
+            levels=levels, max_parents=max_parents, structured_output=structured_output,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -245,6 +247,9 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
         noise_line = label_noise_line(m.get("label_noise"))
         if noise_line:
             out.print(noise_line)
+    from workflow.evolve.cli import print_drift
+
+    print_drift(store, run_id)
     out.print(
         f"stored in {store.path}: tables documents, summaries, taxonomies/labels, assignments, llm_calls, models, "
         f"predictions (run_id = '{run_id}', status {run['status']})",
@@ -296,6 +301,7 @@ def _run_row(store: Store, run: dict) -> dict:
 # Commands that live beside the code they drive register themselves on `app`.
 from workflow.classify import cli as _classify_cli  # noqa: E402,F401
 from workflow.evaluate import cli as _evaluate_cli  # noqa: E402,F401
+from workflow.evolve import cli as _evolve_cli  # noqa: E402,F401
 from workflow.review import cli as _review_cli  # noqa: E402,F401
 
 

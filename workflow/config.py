@@ -55,6 +55,8 @@ class JobConfig(BaseModel):
     test_size: float = Field(0.2, gt=0, lt=1)
     noise_aware: bool = Field(True, description="estimate the LLM labels' noise and leave suspects out of the fit")
     auto_approve: bool = True
+    levels: int = Field(1, ge=1, le=2, description="2: group the final labels under at most max_parents parents")
+    max_parents: int = Field(8, ge=2, le=50, description="most level-2 parents of a two-level taxonomy")
 
     @field_validator("use_case")
     @classmethod

@@ -69,6 +69,12 @@ CREATE TABLE IF NOT EXISTS label_members(
     run_id VARCHAR, doc_id VARCHAR, label_id VARCHAR, PRIMARY KEY(run_id, doc_id));
 CREATE TABLE IF NOT EXISTS eval_results(
     run_id VARCHAR, metric VARCHAR, value DOUBLE, details JSON, created_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS updates(
+    run_id VARCHAR, update_id INTEGER, source_key VARCHAR, status VARCHAR, state JSON, report JSON,
+    created_at TIMESTAMP, updated_at TIMESTAMP, PRIMARY KEY(run_id, update_id));
+CREATE TABLE IF NOT EXISTS drift(
+    model_id VARCHAR, source VARCHAR, batch INTEGER, n INTEGER, other_share DOUBLE, uncertain_share DOUBLE,
+    centroid_distance DOUBLE, baseline JSON, created_at TIMESTAMP);
 CREATE TABLE IF NOT EXISTS structured_modes(
     api_base VARCHAR, model VARCHAR, mode VARCHAR, updated_at TIMESTAMP, PRIMARY KEY(api_base, model));
 """
@@ -80,7 +86,11 @@ MIGRATIONS = """
 ALTER TABLE assignments ADD COLUMN IF NOT EXISTS label_ids VARCHAR[];
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS label_ids VARCHAR[];
 ALTER TABLE assignments ADD COLUMN IF NOT EXISTS nearest_id VARCHAR;
+ALTER TABLE labels ADD COLUMN IF NOT EXISTS parent_id VARCHAR;
+ALTER TABLE labels ADD COLUMN IF NOT EXISTS level INTEGER;
 """
+# Hierarchy (issue 12): a leaf label's `parent_id` names a level-2 row of the same taxonomy version (level = 2);
+# leaves have level NULL or 1, so every reader of leaves (labeling, training) keeps seeing only leaves.
 
 
 class StoreError(RuntimeError):
@@ -100,6 +110,7 @@ class Label:
     label_id: str
     name: str
     description: str
+    parent_id: str | None = None  # a level-2 label of the same taxonomy version (hierarchies only)
 
 
 @dataclass(frozen=True)
@@ -322,10 +333,14 @@ class Store:
         author: str = "llm",
         call_id: str | None = None,
         members: Mapping[str, str] | None = None,
+        parents: Sequence[Label] | None = None,
+        repoint: bool = False,
     ) -> int:
         """Append a new taxonomy version; versions are never edited in place. ``members`` (doc id -> label id) are
         the taxonomy-sample documents a cluster-seeded label was built from (they place each label in embedding
-        space), replacing the previous members in the same transaction."""
+        space), replacing the previous members in the same transaction. ``parents``: level-2 labels the leaves'
+        parent_id point at. ``repoint``: the leaves are unchanged (a hierarchy was added), so the run's live
+        assignments move to the new version instead of looking out of date."""
         with self.transaction() as con:
             version = con.execute(
                 "SELECT coalesce(max(version), 0) + 1 FROM taxonomies WHERE run_id = ?", [run_id]
@@ -334,16 +349,30 @@ class Store:
                 "INSERT INTO taxonomies VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [run_id, version, stage, batch, rating, notes, author, call_id, now()],
             )
-            con.executemany(
-                "INSERT INTO labels VALUES (?, ?, ?, ?, ?, ?)",
-                [(run_id, version, lb.label_id, lb.name, lb.description, i) for i, lb in enumerate(labels)],
-            )
+            self._insert_labels(con, run_id, version, labels, parents or ())
+            if repoint:
+                con.execute(
+                    "UPDATE assignments SET taxonomy_version = ? WHERE run_id = ? AND source IN ('llm', 'human') "
+                    "AND status = 'ok'", [version, run_id],
+                )
             if members is not None:
                 con.execute("DELETE FROM label_members WHERE run_id = ?", [run_id])
                 if members:
                     con.executemany("INSERT INTO label_members VALUES (?, ?, ?)",
                                     [(run_id, d, lid) for d, lid in members.items()])
         return version
+
+    @staticmethod
+    def _insert_labels(con: duckdb.DuckDBPyConnection, run_id: str, version: int, labels: Sequence[Label],
+                       parents: Sequence[Label]) -> None:
+        rows = [(run_id, version, lb.label_id, lb.name, lb.description, i, lb.parent_id, 1)
+                for i, lb in enumerate(labels)]
+        rows += [(run_id, version, p.label_id, p.name, p.description, i, None, 2) for i, p in enumerate(parents)]
+        if rows:
+            con.executemany(
+                "INSERT INTO labels (run_id, version, label_id, name, description, position, parent_id, level) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows,
+            )
 
     def taxonomy(self, run_id: str, version: int | None = None) -> tuple[int, list[Label]]:
         """A taxonomy version (default: the latest) as (version, labels)."""
@@ -353,10 +382,21 @@ class Store:
             if version is None:
                 return 0, []
         rows = self._rows(
-            "SELECT label_id, name, description FROM labels WHERE run_id = ? AND version = ? ORDER BY position",
+            "SELECT label_id, name, description, parent_id FROM labels WHERE run_id = ? AND version = ? "
+            "AND coalesce(level, 1) = 1 ORDER BY position",
             [run_id, version],
         )
         return version, [Label(*r) for r in rows]
+
+    def parents(self, run_id: str, version: int | None = None) -> list[Label]:
+        """The level-2 labels of a taxonomy version (default: the latest); empty for a flat taxonomy."""
+        if version is None:
+            version = self._one("SELECT max(version) FROM taxonomies WHERE run_id = ?", [run_id])[0]
+        rows = self._rows(
+            "SELECT label_id, name, description FROM labels WHERE run_id = ? AND version = ? AND level = 2 "
+            "ORDER BY position", [run_id, version],
+        )
+        return [Label(*r) for r in rows]
 
     def taxonomy_versions(self, run_id: str) -> list[dict]:
         return self.query("SELECT * FROM taxonomies WHERE run_id = ? ORDER BY version", [run_id])
@@ -401,6 +441,11 @@ class Store:
             f"coalesce(sum(latency_s), 0) AS latency_s FROM llm_calls {where} GROUP BY step, model ORDER BY step",
             params,
         )
+
+    def calls_since(self, run_ids: Sequence[str], since: dt.datetime) -> int:
+        """Model calls (cache answers are not calls) logged for these runs since a moment."""
+        return self._one("SELECT count(*) FROM llm_calls WHERE run_id IN (SELECT unnest(?)) AND created_at >= ?",
+                         [list(run_ids), since])[0]
 
     def total_cost(self, run_id: str) -> float:
         return float(self._one("SELECT coalesce(sum(cost), 0) FROM llm_calls WHERE run_id = ?", [run_id])[0])
@@ -465,6 +510,13 @@ class Store:
     def cluster_members(self, run_id: str) -> dict[str, str]:
         """Label id by doc id of the taxonomy-sample documents each cluster-seeded label was built from."""
         return dict(self._rows("SELECT doc_id, label_id FROM label_members WHERE run_id = ?", [run_id]))
+
+    def add_cluster_members(self, run_id: str, members: Mapping[str, str]) -> None:
+        """Members for labels added later (`tnt update`), beside the existing ones (doc id -> label id)."""
+        if members:
+            with self.transaction() as con:
+                con.executemany("INSERT OR REPLACE INTO label_members VALUES (?, ?, ?)",
+                                [(run_id, d, lid) for d, lid in members.items()])
 
     def label_counts(self, run_id: str, source: str = "llm") -> dict[str, int]:
         return dict(
@@ -621,12 +673,15 @@ class Store:
         merge: dict[str, str] | None = None,
         stale_labels: Sequence[str] = (),
         correction: tuple[str, str] | None = None,
+        parents: Sequence[Label] | None = None,
     ) -> tuple[int, int]:
         """Record one human edit atomically; returns (review_id, taxonomy version it leaves current).
 
         labels: the new taxonomy (None: the taxonomy is unchanged, e.g. a single-document correction).
         merge: label id -> label id its assignments move to. stale_labels: ids whose documents get re-labeled
         (besides any label missing from the new taxonomy). correction: (doc_id, label_id) as a human assignment.
+        parents: the level-2 labels (None: the previous version's, and a label without a parent_id keeps the
+        parent it had, so edits that rebuild labels never drop the hierarchy).
         """
         stamp = now()
         with self.transaction() as con:
@@ -640,10 +695,16 @@ class Store:
                     "INSERT INTO taxonomies VALUES (?, ?, 'human', NULL, NULL, ?, ?, NULL, ?)",
                     [run_id, version, action, reviewer, stamp],
                 )
-                con.executemany(
-                    "INSERT INTO labels VALUES (?, ?, ?, ?, ?, ?)",
-                    [(run_id, version, lb.label_id, lb.name, lb.description, i) for i, lb in enumerate(labels)],
-                )
+                if parents is None:
+                    parents = [Label(*r) for r in con.execute(
+                        "SELECT label_id, name, description FROM labels WHERE run_id = ? AND version = ? "
+                        "AND level = 2 ORDER BY position", [run_id, prev]).fetchall()]
+                    had = dict(con.execute(
+                        "SELECT label_id, parent_id FROM labels WHERE run_id = ? AND version = ? "
+                        "AND coalesce(level, 1) = 1", [run_id, prev]).fetchall())
+                    labels = [lb if lb.parent_id else Label(lb.label_id, lb.name, lb.description, had.get(lb.label_id))
+                              for lb in labels]
+                self._insert_labels(con, run_id, version, labels, parents)
                 live = "run_id = ? AND source IN ('llm', 'human') AND status = 'ok'"
                 for src, dst in (merge or {}).items():
                     con.execute(f"UPDATE assignments SET label_id = ? WHERE {live} AND label_id = ?", [dst, run_id, src])
@@ -783,7 +844,8 @@ class Store:
             raise StoreError(f"table '{table}' already exists in {self.path}; pass --overwrite to replace it")
         self._exec(
             f"CREATE OR REPLACE TABLE {self._quote_ident(table)}(doc_id VARCHAR, label_id VARCHAR, label_name VARCHAR, "
-            "probability DOUBLE, uncertain BOOLEAN, model_version VARCHAR, label_ids VARCHAR[])"
+            "probability DOUBLE, uncertain BOOLEAN, model_version VARCHAR, label_ids VARCHAR[], parent_id VARCHAR, "
+            "parent_name VARCHAR)"
         )
 
     def append_arrow(self, table: str, batch: Any) -> None:
@@ -797,12 +859,62 @@ class Store:
 
     _TNT_TABLES = frozenset(
         {"meta", "runs", "documents", "samples", "summaries", "taxonomies", "labels", "llm_calls", "assignments",
-         "embeddings", "models", "predictions", "eval_results", "reviews"}
+         "embeddings", "models", "predictions", "eval_results", "reviews", "drift", "updates"}
     )
 
     @staticmethod
     def _quote_ident(name: str) -> str:
         """A SQL identifier quoted for DuckDB (names come from users' command lines)."""
         return '"' + name.replace('"', '""') + '"'
+
+    # -- drift (tnt predict, tnt update) ---------------------------------------------------------------------
+    # Per-batch figures of new data against the run's own held-out baseline, so a daily job can alert.
+
+    def save_drift(self, model_id: str, source: str, rows: Sequence[tuple[int, int, float, float, float | None]],
+                   baseline: dict) -> None:
+        """(batch, n, other_share, uncertain_share, centroid_distance) rows of one pass over ``source``."""
+        stamp = now()
+        with self.transaction() as con:
+            con.execute("DELETE FROM drift WHERE model_id = ? AND source = ?", [model_id, source])
+            con.executemany(
+                "INSERT INTO drift VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(model_id, source, b, n, o, u, d, json.dumps(baseline), stamp) for b, n, o, u, d in rows],
+            )
+
+    def find_update(self, run_id: str, source_key: str) -> dict | None:
+        """The `tnt update` of this run on these documents (same ids and texts), if one was started."""
+        rows = self.query("SELECT * FROM updates WHERE run_id = ? AND source_key = ?", [run_id, source_key])
+        if not rows:
+            return None
+        row = rows[0]
+        row["state"], row["report"] = json.loads(row["state"] or "{}"), json.loads(row["report"] or "null")
+        return row
+
+    def save_update(self, run_id: str, update_id: int | None, source_key: str, status: str, state: dict,
+                    report: dict | None = None) -> int:
+        """Insert (update_id None) or replace an update's state; returns its id."""
+        with self.transaction() as con:
+            if update_id is None:
+                update_id = con.execute(
+                    "SELECT coalesce(max(update_id), 0) + 1 FROM updates WHERE run_id = ?", [run_id]).fetchone()[0]
+                con.execute("INSERT INTO updates VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            [run_id, update_id, source_key, status, json.dumps(state, default=str),
+                             json.dumps(report, default=str), now(), now()])
+            else:
+                con.execute("UPDATE updates SET status = ?, state = ?, report = ?, updated_at = ? "
+                            "WHERE run_id = ? AND update_id = ?",
+                            [status, json.dumps(state, default=str), json.dumps(report, default=str), now(), run_id,
+                             update_id])
+        return update_id
+
+    def drift(self, run_id: str) -> list[dict]:
+        """Drift rows of every model of a run, newest pass first, batches in order; baseline parsed."""
+        rows = self.query(
+            "SELECT d.* FROM drift d JOIN models m USING (model_id) WHERE m.run_id = ? "
+            "ORDER BY d.created_at DESC, d.source, d.batch", [run_id],
+        )
+        for r in rows:
+            r["baseline"] = json.loads(r["baseline"]) if r["baseline"] else {}
+        return rows
 
     # -- end serving ---

@@ -171,3 +171,50 @@ def test_post_without_token_is_refused_in_the_browser(server, run_db, browser):
     WebDriverWait(browser, 60).until(lambda d: "CSRF" in d.find_element(By.TAG_NAME, "body").text)
     with Store(db) as store:
         assert store.reviews(run_id) == [] and store.taxonomy(run_id)[1][0].name != "Forged"
+
+
+def test_hierarchy_tree_collapses_and_moves_a_child(server, run_db, browser):
+    """A two-level taxonomy shows as collapsible parents; moving a child through the page re-parents it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from workflow.config import JobConfig
+    from workflow.graph.nodes.hierarchy import build_hierarchy
+    from workflow.llm.gateway import Gateway
+
+    url, _ = server
+    db, run_id = run_db
+    with Store(db) as store:
+        config = JobConfig.model_validate(store.run(run_id)["config"])
+        build_hierarchy(store, Gateway(store, run_id, show_progress=False), run_id, config, max_parents=3)
+        _, leaves = store.taxonomy(run_id)
+        parents = store.parents(run_id)
+        counts = store.label_counts(run_id)
+    child = leaves[0]
+    source = child.parent_id
+    target = next(p.label_id for p in parents if p.label_id != source)
+
+    browser.get(url)
+    section = browser.find_element(By.ID, f"parent-{source}")
+    card = section.find_element(By.ID, f"label-{child.label_id}")  # the child sits inside its parent
+    assert card.is_displayed()
+    section.find_element(By.TAG_NAME, "summary").click()  # collapse the parent
+    assert not card.is_displayed()
+    section.find_element(By.TAG_NAME, "summary").click()
+    assert card.is_displayed()
+    _shot(browser, "06-tree")
+
+    Select(card.find_element(By.CSS_SELECTOR, f"#move-{child.label_id} select")).select_by_value(target)
+    card.find_element(By.CSS_SELECTOR, f"#move-{child.label_id} button").click()
+    _flash(browser, "Label moved")
+    moved = browser.find_element(By.ID, f"parent-{target}").find_elements(By.ID, f"label-{child.label_id}")
+    assert moved, "the child should now be listed under its new parent"
+    assert not browser.find_element(By.ID, f"parent-{source}").find_elements(By.ID, f"label-{child.label_id}")
+    _shot(browser, "07-after-move")
+
+    with Store(db) as store:
+        _, now = store.taxonomy(run_id)
+        assert {lb.label_id: lb.parent_id for lb in now}[child.label_id] == target
+        assert [lb.label_id for lb in now] == [lb.label_id for lb in leaves]
+        assert store.label_counts(run_id) == counts
+        assert store.reviews(run_id)[-1]["action"] == "move"

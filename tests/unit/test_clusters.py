@@ -225,3 +225,30 @@ def test_auto_teacher_is_nearest_only_for_the_embedded_model(model, label_model,
     config = JobConfig(use_case="What do customers ask?", model=model, label_model=label_model)
     assert config.label_teacher() == expected
     assert JobConfig(use_case="What do customers ask?", model=model, teacher="llm").label_teacher() == "llm"
+
+
+def test_a_large_taxonomy_merge_is_not_cut_short(tmp_path, db, new_run):
+    """Many candidates into many labels: a plain answer (a short sentence per label) is longer than a small
+    taxonomy's, and must not be cut at a fixed token cap (that would throw the model's grouping away)."""
+    def plain(prompt_name, messages, schema):
+        if prompt_name == "merge_labels":
+            out = json.loads(keywords(prompt_name, messages, schema))
+            for lb in out["labels"]:
+                lb["description"] = (f"Customers who write about {lb['name'].split()[0].lower()} and closely related "
+                                     "matters, including follow-up questions on the same topic from the same people.")
+            return json.dumps(out)
+        return keywords(prompt_name, messages, schema)
+
+    from tests.conftest import sample_rows
+
+    register_script("plain", plain)
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in sample_rows(500)))
+    with Store(db) as store:
+        run_id = new_run(store, corpus, model="scripted/plain", max_labels=40, taxonomy_sample=500)
+        assert execute(store, run_id, show_progress=False).status == "done"
+        candidates, final, notes = _candidates_and_final(store, run_id)
+        answer = store.query("SELECT response FROM llm_calls WHERE run_id = ? AND prompt_name = 'merge_labels'",
+                             [run_id])[0]["response"]
+        assert len(answer) > 4 * 1600  # longer than the old fixed cap allowed
+        assert notes.startswith("merged by the model"), notes

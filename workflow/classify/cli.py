@@ -138,6 +138,8 @@ def predict(
     overwrite: bool = typer.Option(False, help="Replace an existing output table or file."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Cache embeddings in --db by text hash."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    drift: bool = typer.Option(True, "--drift/--no-drift", help="Store per-batch drift figures of a stored "
+                                                               "model against its run's held-out documents."),
 ) -> None:
     """Label any number of documents with a classifier, streaming in batches (memory stays flat)."""
     from workflow.classify.embed import EmbeddingUnavailable
@@ -158,8 +160,15 @@ def predict(
                                         vector_field=vector_field, batch_size=batch_size, memory_limit=memory_limit)
             sink = open_output(output, store, overwrite)
             vectorize = None if vector_field else make_vectorizer(serving, store if cache else None)
+            monitor = None
+            if store is not None and not vector_field and drift:
+                from workflow.evolve.drift import monitor_for
+
+                monitor = monitor_for(store, serving)  # per-batch drift figures into the drift table
             stats = predict_stream(serving, batches, sink, vectorize=vectorize, total=total,
-                                   show_progress=not quiet)
+                                   show_progress=not quiet, on_batch=monitor)
+            if monitor is not None and monitor.figures:
+                store.save_drift(serving.version, input, monitor.rows(), monitor.base.as_dict())
         except (PredictInputError, StoreError) as exc:
             fail(str(exc))
         except EmbeddingUnavailable as exc:
@@ -175,6 +184,10 @@ def predict(
             + f", Other {other_share(serving, stats):.1%}",
             highlight=False,
         )
+        if monitor is not None and monitor.flagged:
+            err.print(f"[yellow]drift:[/] batches {monitor.flagged} of {len(monitor.figures)} differ from the run's "
+                      "held-out documents (see `tnt status RUN`); `tnt update` can grow the taxonomy",
+                      highlight=False)
         if base is not None and stats.n and stats.share(stats.uncertain) > 2 * base + 0.05:
             err.print("[yellow]warning:[/] far more uncertain predictions than at training time: the input may "
                       "differ from the training data (drift); review a sample or retrain", highlight=False)
@@ -205,8 +218,9 @@ def export(
             fail(str(exc))
         if row["run_id"] != run_id:
             fail(f"model {row['model_id']} belongs to run {row['run_id']}, not {run_id}")
-        _, labels = store.taxonomy(run_id, row["taxonomy_version"])
-        taxonomy = [{"label_id": lb.label_id, "name": lb.name, "description": lb.description} for lb in labels]
+        from workflow.classify.loader import taxonomy_records
+
+        taxonomy = taxonomy_records(store, run_id, row["taxonomy_version"])  # leaves, then any level-2 parents
         try:
             path = write_artifact(out_dir, classifier_from_bytes(row["artifact"]), taxonomy=taxonomy,
                                   embedding_model=row["embedding_model"], metrics=row["metrics"], run_id=run_id,

@@ -7,6 +7,8 @@
 * ``tnt_classify_proba(text VARCHAR) -> DOUBLE``   probability of that label
 * ``tnt_classify_uncertain(text VARCHAR) -> BOOLEAN`` conformal prediction set size != 1
 * ``tnt_classify_vector(vec FLOAT[]) -> VARCHAR``  label id from a precomputed embedding (no embedding cost)
+* ``tnt_classify_parent(text VARCHAR) -> VARCHAR`` level-2 (parent) name of a two-level taxonomy (NULL if flat)
+* ``tnt_classify_parent_id(text VARCHAR) -> VARCHAR`` its stable parent id ("P2")
 
 DuckDB hands each function whole vectors of rows (Arrow arrays), so texts are embedded in batches. Using
 several of these functions on the same column in one query embeds each chunk once: the last chunks' results
@@ -65,7 +67,7 @@ class _Classifier:
         return result
 
 
-def _labels(values: list[str], idx: np.ndarray, valid: np.ndarray) -> pa.Array:
+def _labels(values: list[str | None], idx: np.ndarray, valid: np.ndarray) -> pa.Array:
     return pa.array(values, type=pa.string()).take(pa.array(idx, mask=~valid))
 
 
@@ -102,6 +104,14 @@ def register(con: Any, model: ServingModel | str | Path, *, prefix: str = "tnt_c
         _, _, unc, valid = run(texts)
         return pa.array(unc, mask=~valid, type=pa.bool_())
 
+    def parent_name(texts: pa.Array) -> pa.Array:
+        idx, _, _, valid = run(texts)
+        return _labels(model.parent_names, idx, valid)
+
+    def parent_id(texts: pa.Array) -> pa.Array:
+        idx, _, _, valid = run(texts)
+        return _labels(model.parent_ids, idx, valid)
+
     def from_vector(vecs: pa.Array) -> pa.Array:
         if isinstance(vecs, pa.ChunkedArray):
             vecs = vecs.combine_chunks()
@@ -118,6 +128,8 @@ def register(con: Any, model: ServingModel | str | Path, *, prefix: str = "tnt_c
         (f"{prefix}_proba", proba, [T.VARCHAR], T.DOUBLE),
         (f"{prefix}_uncertain", uncertain, [T.VARCHAR], T.BOOLEAN),
         (f"{prefix}_vector", from_vector, [con.list_type(T.FLOAT)], T.VARCHAR),
+        (f"{prefix}_parent", parent_name, [T.VARCHAR], T.VARCHAR),
+        (f"{prefix}_parent_id", parent_id, [T.VARCHAR], T.VARCHAR),
     ]
     for name, fn, params, ret in fns:
         try:

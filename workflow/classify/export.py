@@ -161,11 +161,20 @@ def _normalise_taxonomy(taxonomy: list[dict], labels: list[str]) -> list[dict]:
         label_id = entry.get("label_id", entry.get("id"))
         if label_id is None or "name" not in entry:
             raise ValueError(f"taxonomy entry {i} needs 'label_id' (or 'id') and 'name': {entry}")
-        out.append({"label_id": str(label_id), "name": str(entry["name"]),
-                    "description": str(entry.get("description") or "")})
+        rec = {"label_id": str(label_id), "name": str(entry["name"]),
+               "description": str(entry.get("description") or "")}
+        if entry.get("parent_id") is not None:  # a leaf of a two-level taxonomy
+            rec["parent_id"] = str(entry["parent_id"])
+        if entry.get("level") == 2:  # a parent: never predicted, named by its children's parent_id
+            rec["level"] = 2
+        out.append(rec)
     ids = [e["label_id"] for e in out]
     if len(set(ids)) != len(ids):
         raise ValueError(f"duplicate label ids in taxonomy: {ids}")
+    parent_ids = {e["label_id"] for e in out if e.get("level") == 2}
+    dangling = sorted({e["parent_id"] for e in out if "parent_id" in e} - parent_ids)
+    if dangling:
+        raise ValueError(f"taxonomy parents missing: {dangling}")
     unknown = sorted(set(labels) - set(ids) - {"other"})
     if unknown:
         raise ValueError(f"classifier labels missing from the taxonomy: {unknown}")
@@ -274,9 +283,10 @@ def model_card(manifest: dict, taxonomy: list[dict], metrics: dict) -> str:
         "",
         "## Taxonomy",
         "",
-        "| label_id | name | description |",
-        "|---|---|---|",
-        *[f"| {_md(t['label_id'])} | {_md(t['name'])} | {_md(t['description'])} |" for t in taxonomy],
+        "| label_id | name | description | parent |",
+        "|---|---|---|---|",
+        *[f"| {_md(t['label_id'])} | {_md(t['name'])} | {_md(t['description'])} | "
+          f"{'(level 2)' if t.get('level') == 2 else _md(t.get('parent_id') or '')} |" for t in taxonomy],
         "",
         "## Held-out metrics (agreement with the LLM labels)",
         "",

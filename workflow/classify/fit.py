@@ -22,12 +22,17 @@ class Fitted:
 
 
 def fit_on_run(store: Store, run_id: str, corpus: str, config: JobConfig, *,
-               algorithms: Sequence[str] | None = None, progress: bool = True) -> Fitted | None:
+               algorithms: Sequence[str] | None = None, progress: bool = True,
+               exclude: Sequence[str] = ()) -> Fitted | None:
     """None when the run has no labeled documents yet. Human corrections win over LLM labels; a multi-label run
     trains one-vs-rest on label sets (``algorithms`` then does not apply). Raises TrainingError when the labels
-    cannot train a classifier, EmbeddingUnavailable when the embedder cannot load."""
+    cannot train a classifier, EmbeddingUnavailable when the embedder cannot load. ``exclude``: documents kept out
+    of training (`tnt update` keeps the old model's held-out set out, to compare old and new on it fairly)."""
     multi = config.multi_label
     labels: dict[str, Any] = store.training_label_sets(run_id) if multi else store.training_labels(run_id)
+    if exclude:
+        drop = set(exclude)
+        labels = {d: lab for d, lab in labels.items() if d not in drop}
     if not labels:
         return None
     doc_ids = sorted(labels)
@@ -50,3 +55,21 @@ def train_single_label(X: Any, y: Sequence[str], config: JobConfig, *,
     return train_classifier(X, y, algorithms=tuple(algorithms or config.algorithms), seed=config.seed,
                             test_size=config.test_size,
                             noise_aware=config.noise_aware if noise_aware is None else noise_aware, trusted=trusted)
+
+
+def held_out_ids(store: Store, run_id: str, config: JobConfig) -> list[str]:
+    """The documents a model trained now by `fit_on_run` holds out as its test split (single-label runs): the
+    same sorted ids, labels and seeded split that `train_classifier` uses. Empty when there is no test split."""
+    import numpy as np
+
+    from workflow.classify.train import _split
+
+    labels = store.training_labels(run_id)
+    doc_ids = sorted(labels)
+    if not doc_ids:
+        return []
+    names = sorted({str(v) for v in labels.values()})
+    codes = {lab: i for i, lab in enumerate(names)}
+    yc = np.array([codes[str(labels[d])] for d in doc_ids], dtype=np.int64)
+    _, held = _split(np.arange(len(yc)), yc, config.test_size, config.seed)
+    return [doc_ids[i] for i in sorted(held.tolist())]

@@ -161,6 +161,15 @@ class ServingModel:
     def __post_init__(self) -> None:
         if self.heads is None:
             self.heads = linear_heads(self.clf)
+        # Level 2 (hierarchy): taxonomy entries with level 2 are parents; a leaf's parent_id names one.
+        parents = {str(t["label_id"]): str(t["name"]) for t in self.taxonomy if t.get("level") == 2}
+        of = {str(t["label_id"]): t.get("parent_id") for t in self.taxonomy if t.get("level", 1) != 2}
+        self.parent_ids: list[str | None] = [of.get(lab) if of.get(lab) in parents else None for lab in self.labels]
+        self.parent_names: list[str | None] = [parents.get(p) if p else None for p in self.parent_ids]
+
+    @property
+    def has_hierarchy(self) -> bool:
+        return any(p is not None for p in self.parent_ids)
 
     @property
     def labels(self) -> list[str]:
@@ -211,6 +220,9 @@ class ServingModel:
              "uncertain": bool(u)}
             for i, p, u in zip(idx.tolist(), prob, unc)
         ]
+        if self.has_hierarchy:
+            for rec, i in zip(out, idx.tolist()):
+                rec["parent_id"], rec["parent_name"] = self.parent_ids[i], self.parent_names[i]
         if sets is not None:
             for rec, labels in zip(out, sets_of(sets, self.labels)):
                 rec["label_ids"] = labels
@@ -252,10 +264,28 @@ def from_store(store: Store, model: str) -> ServingModel:
                 f"no stored model or run '{model}' in {store.path}, and no artifact directory of that name"
             ) from None
     clf = classifier_from_bytes(row["artifact"])
-    _, labels = store.taxonomy(row["run_id"], row["taxonomy_version"])
-    taxonomy = [{"label_id": lb.label_id, "name": lb.name, "description": lb.description} for lb in labels]
+    taxonomy = taxonomy_records(store, row["run_id"], row["taxonomy_version"])
     return ServingModel(clf, _names(clf.labels, taxonomy), row["embedding_model"], row["model_id"], taxonomy,
                         row["metrics"])
+
+
+def taxonomy_records(store: Store, run_id: str, version: int) -> list[dict]:
+    """A model's taxonomy as records: its version's leaves, with the parents of the run's latest hierarchy (leaf
+    ids are stable, so a hierarchy built or edited after training still applies), then the parents (level 2)."""
+    _, labels = store.taxonomy(run_id, version)
+    latest, now = store.taxonomy(run_id)
+    parents = store.parents(run_id, latest)
+    parent_of = {lb.label_id: lb.parent_id for lb in now}
+    out: list[dict] = []
+    for lb in labels:
+        rec = {"label_id": lb.label_id, "name": lb.name, "description": lb.description}
+        if parents:
+            rec["parent_id"] = parent_of.get(lb.label_id)
+        out.append(rec)
+    used = {r.get("parent_id") for r in out}
+    out += [{"label_id": p.label_id, "name": p.name, "description": p.description, "level": 2}
+            for p in parents if p.label_id in used]
+    return out
 
 
 def load_model(spec: str, store: Store | None = None) -> ServingModel:
@@ -268,4 +298,4 @@ def load_model(spec: str, store: Store | None = None) -> ServingModel:
 
 
 __all__ = ["ArtifactError", "LinearHeads", "ModelNotFound", "ServingModel", "from_artifact", "from_store",
-           "linear_heads", "load_model"]
+           "linear_heads", "load_model", "taxonomy_records"]

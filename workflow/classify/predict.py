@@ -30,6 +30,7 @@ OUTPUT_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("label_id", pa.string()), ("label_name", pa.string()),
     ("probability", pa.float64()), ("uncertain", pa.bool_()), ("model_version", pa.string()),
     ("label_ids", pa.list_(pa.string())),  # every predicted label of a multi-label model; null otherwise
+    ("parent_id", pa.string()), ("parent_name", pa.string()),  # level 2 of a hierarchy; null for a flat taxonomy
 ])
 
 
@@ -312,7 +313,9 @@ def output_batch(model: ServingModel, ids: pa.Array, idx: np.ndarray, prob: np.n
         [ids.cast(pa.string()), pa.array(model.labels, type=pa.string()).take(take),
          pa.array(model.label_names, type=pa.string()).take(take),
          pa.array(np.asarray(prob, dtype=np.float64)), pa.array(unc, type=pa.bool_()),
-         pa.array([model.version], type=pa.string()).take(pa.array(np.zeros(n, dtype=np.int32))), label_ids],
+         pa.array([model.version], type=pa.string()).take(pa.array(np.zeros(n, dtype=np.int32))), label_ids,
+         pa.array(model.parent_ids, type=pa.string()).take(take),
+         pa.array(model.parent_names, type=pa.string()).take(take)],
         schema=OUTPUT_SCHEMA,
     )
 
@@ -375,8 +378,10 @@ def prefetch(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
 
 def predict_stream(model: ServingModel, batches: Iterable[InputBatch], sink: Sink, *,
                    vectorize: Callable[[InputBatch], np.ndarray] | None = None, total: int | None = None,
-                   show_progress: bool = False, read_ahead: int = 2) -> PredictStats:
-    """Classify every batch and write it; memory stays at a few batches whatever the input size."""
+                   show_progress: bool = False, read_ahead: int = 2,
+                   on_batch: Callable[[np.ndarray], None] | None = None) -> PredictStats:
+    """Classify every batch and write it; memory stays at a few batches whatever the input size. ``on_batch``
+    sees each batch's vectors (e.g. per-batch drift figures)."""
     stats = PredictStats()
     k = len(model.labels)
     if read_ahead:
@@ -392,6 +397,8 @@ def predict_stream(model: ServingModel, batches: Iterable[InputBatch], sink: Sin
                 idx, prob, unc, sets = model.classify_sets(X)
                 sink.write(output_batch(model, batch.ids, idx, prob, unc, sets))
                 stats.add(idx, unc, k)
+                if on_batch is not None:
+                    on_batch(X)
                 advance(len(idx))
     finally:
         sink.close()

@@ -18,7 +18,9 @@ ORDER = [
     "coverage", "taxonomy_size", "label_name_words_mean", "label_description_words_mean",
     "gold_llm_harmonic_purity", "gold_llm_ari", "gold_llm_nmi", "gold_llm_hungarian_accuracy",
     "gold_classifier_harmonic_purity", "gold_classifier_ari", "gold_classifier_nmi",
-    "gold_classifier_hungarian_accuracy", "classifier_vs_llm_accuracy", "classifier_vs_llm_macro_f1",
+    "gold_classifier_hungarian_accuracy", "gold_llm_l2_harmonic_purity", "gold_llm_l2_ari", "gold_llm_l2_nmi",
+    "gold_llm_l2_hungarian_accuracy", "gold_classifier_l2_harmonic_purity", "gold_classifier_l2_ari",
+    "gold_classifier_l2_nmi", "gold_classifier_l2_hungarian_accuracy", "classifier_vs_llm_accuracy", "classifier_vs_llm_macro_f1",
     "classifier_vs_llm_kappa", "stability_ari", "stability_nmi", "stability_classifier_ari",
     "judge_label_accuracy", "judge_label_relevance", "judge_taxonomy_quality",
 ]
@@ -48,6 +50,8 @@ def eval_cmd(
     db: str = DB_OPT,
     gold: str = typer.Option("label", "--gold", help="Field of the input records holding gold labels, if any."),
     against: Optional[str] = typer.Option(None, "--against", help="Another run: report run-to-run stability."),
+    gold_parent: Optional[str] = typer.Option(None, "--gold-parent", help="Field holding gold parent classes, "
+                                              "for level-2 metrics of a two-level taxonomy (default: --gold)."),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Also grade the run with this LLM judge."),
     judge_pairs: int = typer.Option(50, "--judge-pairs", min=1, help="Documents in the judge's label-accuracy test."),
     api_base: Optional[str] = typer.Option(None, help="Endpoint for the judge model (default: the run's)."),
@@ -69,7 +73,7 @@ def eval_cmd(
                 store.run(against)
         except StoreError as exc:
             fail(str(exc))
-        rows = evaluate_run(store, run_id, gold_field=gold, against=against)
+        rows = evaluate_run(store, run_id, gold_field=gold, against=against, gold_parent_field=gold_parent)
         if judge_model:
             from workflow.evaluate.judge import judge_run
             from workflow.llm.transports import FatalModelError

@@ -50,8 +50,15 @@ def usage_rows(store: Store, run_id: str) -> list[Row]:
     return rows
 
 
-def evaluate_run(store: Store, run_id: str, *, gold_field: str | None = "label", against: str | None = None) -> list[Row]:
-    """Every automatic (non-judge) metric of a run."""
+def parent_level(labels: dict[str, str], parent_of: dict[str, str | None]) -> dict[str, str]:
+    """Leaf labels lifted to their parents (a label without a parent, e.g. Other, stays itself)."""
+    return {d: parent_of.get(lab) or lab for d, lab in labels.items()}
+
+
+def evaluate_run(store: Store, run_id: str, *, gold_field: str | None = "label", against: str | None = None,
+                 gold_parent_field: str | None = None) -> list[Row]:
+    """Every automatic (non-judge) metric of a run. With a hierarchy, gold metrics are also computed at level 2
+    (labels lifted to their parents) against ``gold_parent_field`` when the corpus has one, else the gold field."""
     run = store.run(run_id)
     rows: list[Row] = []
     llm = store.assignments(run_id, "llm")
@@ -85,6 +92,12 @@ def evaluate_run(store: Store, run_id: str, *, gold_field: str | None = "label",
     if gold:
         rows += _gold_rows("gold_llm", llm, gold)
         rows += _gold_rows("gold_classifier", pred, gold)
+    if labels and any(lb.parent_id for lb in labels):
+        parent_of = {lb.label_id: lb.parent_id for lb in labels}
+        gold2 = (store.gold_labels(run["corpus"], gold_parent_field) if gold_parent_field else {}) or gold
+        if gold2:
+            rows += _gold_rows("gold_llm_l2", parent_level(llm, parent_of), gold2)
+            rows += _gold_rows("gold_classifier_l2", parent_level(pred, parent_of), gold2)
 
     if against:
         other = store.assignments(against, "llm")

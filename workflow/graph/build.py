@@ -1,5 +1,5 @@
 """The LangGraph state machine: sample -> summarize -> propose -> update* -> review -> approve (interrupt) ->
-label -> train -> predict. Checkpointed per run id in a SQLite file beside the database, so a run killed at any
+label -> train -> predict -> hierarchy (with --levels 2). Checkpointed per run id in a SQLite file beside the database, so a run killed at any
 point resumes at the step it was in (and the LLM cache makes the re-entered step free)."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from langgraph.graph import END, START, StateGraph
 from workflow.graph.context import RunContext
 from workflow.graph.nodes import clusters, taxonomy
 from workflow.graph.nodes.approve import approve
+from workflow.graph.nodes.hierarchy import hierarchy
 from workflow.graph.nodes.label import label
 from workflow.graph.nodes.sample import sample
 from workflow.graph.nodes.summarize import summarize
@@ -33,7 +34,8 @@ def review(ctx: RunContext, state: RunState) -> RunState:
 
 
 STEPS = [("sample", sample), ("summarize", summarize), ("propose", propose), ("update", update),
-         ("review", review), ("approve", approve), ("label", label), ("train", train), ("predict", predict)]
+         ("review", review), ("approve", approve), ("label", label), ("train", train), ("predict", predict),
+         ("hierarchy", hierarchy)]
 
 
 def checkpoint_path(db_path: str) -> Path:
@@ -62,5 +64,6 @@ def build_graph(ctx: RunContext, checkpointer: SqliteSaver):
     g.add_edge("approve", "label")
     g.add_edge("label", "train")
     g.add_edge("train", "predict")
-    g.add_edge("predict", END)
+    g.add_edge("predict", "hierarchy")  # a no-op unless the run asked for --levels 2
+    g.add_edge("hierarchy", END)
     return g.compile(checkpointer=checkpointer)

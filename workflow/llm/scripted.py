@@ -126,7 +126,25 @@ def keywords(prompt_name: str, messages: list[dict[str, str]], schema: dict) -> 
                     {"label_id": label_id, "label_name": name, "rationale": "Mentions the keyword.", "confidence": "high"}
                 )
         return json.dumps({"label_id": "other", "label_name": "Other", "rationale": "No keyword.", "confidence": "low"})
+    if prompt_name in ("hierarchy_propose", "hierarchy_assign"):
+        return _hierarchy(prompt_name, user)
     return json.dumps({})
+
+
+def _hierarchy(prompt_name: str, user: str) -> str:
+    """Parents group labels by position (pairs of neighbours); a label goes to the parent naming its keyword."""
+    if prompt_name == "hierarchy_propose":
+        names = [n for _, n in _taxonomy_lines(_between(user, "labels"))]
+        k = max(1, min(_int_after(user, r"at most (\d+) broader", 5), (len(names) + 1) // 2))
+        groups = [names[i::k] for i in range(k)]
+        return json.dumps({"labels": [
+            {"name": " and ".join(n.split()[0] for n in g) + " topics", "description": "Groups " + ", ".join(g) + "."}
+            for g in groups if g]})
+    parents = re.findall(r"^(P\d+): (.+?) - ", user, flags=re.M)
+    label = _taxonomy_lines(_between(user, "label"))
+    word = label[0][1].split()[0].lower() if label else ""
+    pid = next((p for p, n in parents if word in n.lower().split()), parents[0][0] if parents else "P1")
+    return json.dumps({"parent_id": pid})
 
 
 register_script("keywords", keywords)

@@ -142,6 +142,24 @@ def delete(store: Store, run_id: str, label_id: str, *, reviewer: str) -> int:
                               details={"label_id": label_id, "name": old.name})[1]
 
 
+def move(store: Store, run_id: str, label_id: str, parent_id: str, *, reviewer: str) -> int:
+    """Move a label under another parent of a two-level taxonomy (its documents and id do not change)."""
+    _, labels = _current(store, run_id)
+    old = _find(labels, label_id)
+    parents = {p.label_id: p for p in store.parents(run_id)}
+    if not parents:
+        raise ReviewError("this taxonomy has no parents; build them with `tnt hierarchy`")
+    if parent_id not in parents:
+        raise ReviewError(f"no parent '{parent_id}' in the current taxonomy")
+    if parent_id == old.parent_id:
+        raise ReviewError("the label is already under that parent")
+    new = [Label(lb.label_id, lb.name, lb.description, parent_id) if lb.label_id == label_id else lb for lb in labels]
+    return store.apply_review(run_id, action="move", reviewer=reviewer, labels=new, parents=list(parents.values()),
+                              details={"label_id": label_id, "name": old.name, "from": old.parent_id,
+                                       "from_name": parents[old.parent_id].name if old.parent_id in parents else None,
+                                       "to": parent_id, "to_name": parents[parent_id].name})[1]
+
+
 def correct(store: Store, run_id: str, doc_id: str, label_id: str, *, reviewer: str) -> int:
     """Set one document's label by hand (a `human` assignment, preferred over the LLM's for training)."""
     _, labels = _current(store, run_id)

@@ -71,6 +71,7 @@ class ReviewApp:
                 reviewer=self.reviewer),
             "add": lambda s: edits.add(s, self.run_id, form.get("name", ""), form.get("description", ""), reviewer=self.reviewer),
             "delete": lambda s: edits.delete(s, self.run_id, form["label_id"], reviewer=self.reviewer),
+            "move": lambda s: edits.move(s, self.run_id, form["label_id"], form.get("parent_id", ""), reviewer=self.reviewer),
             "correct": lambda s: edits.correct(s, self.run_id, form["doc_id"], form.get("label_id", ""), reviewer=self.reviewer),
         }
         if action not in handlers:
@@ -86,7 +87,8 @@ class ReviewApp:
 
 _DONE = {"rename": "Label renamed.", "describe": "Description saved.", "merge": "Labels merged.",
          "split": "Label split: its documents will be re-labeled on resume.", "add": "Label added.",
-         "delete": "Label deleted: its documents will be re-labeled on resume.", "correct": "Label corrected."}
+         "delete": "Label deleted: its documents will be re-labeled on resume.", "correct": "Label corrected.",
+         "move": "Label moved to another parent."}
 
 
 class Handler(BaseHTTPRequestHandler):

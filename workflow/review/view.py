@@ -45,6 +45,9 @@ def label_diff(old: list[Label], new: list[Label]) -> dict[str, list]:
         "renamed": [(before[i], after[i]) for i in after if i in before and before[i].name != after[i].name],
         "described": [after[i] for i in after
                       if i in before and before[i].name == after[i].name and before[i].description != after[i].description],
+        "moved": [after[i] for i in after if i in before and before[i].parent_id
+                  and after[i].parent_id and before[i].parent_id != after[i].parent_id],
+        "grouped": sum(1 for i in after if i in before and after[i].parent_id and not before[i].parent_id),
     }
 
 
@@ -66,6 +69,10 @@ def review_sentence(r: dict, names: dict[str, str]) -> str:
             return f"Added “{d['name']}”"
         case "delete":
             return f"Deleted “{d['name']}”"
+        case "update":
+            return "Added " + ", ".join(f"“{a['name']}”" for a in d.get("added", [])) + " from new documents (tnt update)"
+        case "move":
+            return f"Moved “{d['name']}” under “{d['to_name']}”" + (f" (from “{d['from_name']}”)" if d.get("from_name") else "")
         case "correct":
             was = f" (LLM said “{name(d['from'])}”)" if d.get("from") else ""
             return f"Labeled document {d['doc_id']} as “{name(d['to'])}”{was}"
@@ -143,6 +150,15 @@ def build_view(store: Store, run_id: str, embed: EmbedFn | None, cache: QueueCac
     ]
     other = {"llm": llm_counts.get(OTHER_ID, 0), "clf": clf_counts.get(OTHER_ID, 0),
              "examples": examples.get(OTHER_ID, [])}
+    # Two-level taxonomy: the cards grouped under their parents (a collapsible tree); flat: one group, no parent.
+    parents = store.parents(run_id, version)
+    groups = [{"parent": p, "cards": [c for c in cards if c["label"].parent_id == p.label_id]} for p in parents]
+    known = {p.label_id for p in parents}
+    loose = [c for c in cards if c["label"].parent_id not in known]
+    if loose or not groups:
+        groups.append({"parent": None, "cards": loose})
+    for g in groups:
+        g["llm"] = sum(c["llm"] for c in g["cards"])
 
     reviews = store.reviews(run_id)
     for r in reviews:
@@ -163,7 +179,7 @@ def build_view(store: Store, run_id: str, embed: EmbedFn | None, cache: QueueCac
         queue, queue_error = mislabel_queue(store, run_id, docs, embed, cache, seed=run["config"].get("seed", 0))
     todo = set(store.sample(run_id, 2)) - set(store.assignments(run_id, "llm", taxonomy_version=version))
     return {
-        "run": run, "version": version, "cards": cards, "other": other, "names": names, "colours": colours,
+        "run": run, "version": version, "cards": cards, "other": other, "groups": groups, "parents": parents, "names": names, "colours": colours,
         "label_options": [(lb.label_id, lb.name) for lb in labels] + [(OTHER_ID, OTHER_NAME)],
         "history": history, "reviews": list(reversed(reviews)), "queue": queue, "queue_error": queue_error,
         "model": model, "labeled": labeled,

@@ -161,6 +161,12 @@ def propose(ctx: RunContext, state: RunState) -> RunState:
 # -- merge (the review step of cluster-seeded runs) ------------------------------------------------------------
 
 
+def merge_max_tokens(n_candidates: int, max_labels: int, name_words: int, description_words: int) -> int:
+    """Room for a brief grouping answer: every candidate id once, a name and description per group. A fixed cap
+    cuts the answer of a large taxonomy (77 labels from ~190 candidates) before its JSON closes."""
+    return max(MERGE_MAX_TOKENS, 4 * n_candidates + max_labels * (2 * (name_words + description_words) + 12))
+
+
 def _model_grouping(ctx: RunContext, labels: list[Label], sizes: np.ndarray) -> tuple[clustering.Grouping | None, list, str]:
     """The model's grouping of the candidates (None when it gave no valid answer), its names, and the call id."""
     cfg = ctx.config
@@ -174,7 +180,8 @@ def _model_grouping(ctx: RunContext, labels: list[Label], sizes: np.ndarray) -> 
         merged_taxonomy_model(ids, cfg.max_labels, cfg.name_max_words, cfg.description_max_words),
         {"use_case": cfg.use_case, "candidates": lines, "max_labels": cfg.max_labels,
          "name_max_words": cfg.name_max_words, "description_max_words": cfg.description_max_words},
-        context=context, max_tokens=MERGE_MAX_TOKENS, attempts_cap=MERGE_ATTEMPTS,
+        context=context, max_tokens=merge_max_tokens(len(labels), cfg.max_labels, cfg.name_max_words,
+                                                     cfg.description_max_words), attempts_cap=MERGE_ATTEMPTS,
     )
     if not res.ok:
         return None, [], res.error or "no answer"

@@ -1,0 +1,337 @@
+"""`tnt update RUN NEW_CORPUS`: grow a finished run's taxonomy on new documents without starting over.
+
+1. The new documents join the run's corpus and are classified by the run's classifier; drift figures per batch
+   are compared with the run's own held-out documents (workflow/evolve/drift.py) and stored in `drift`.
+2. The documents the taxonomy does not explain (Other, uncertain, or far from every label) feed a proposal made
+   by the run's own taxonomy machinery (the summarize/propose/update graph nodes, called on a child run
+   `<run>-update<k>` whose sample is those documents alone).
+3. Proposed labels that the taxonomy lacks are added as a new taxonomy version through `Store.apply_review`
+   (action "update"): existing ids never change and the edit is in the review log like a human one.
+4. Only what is needed is pseudo-labeled (the unexplained documents plus a small stratified refresh of the
+   explained ones), the classifier is retrained with the old model's held-out documents kept out, and the report
+   compares old and new classifier on that held-out set, so a regression cannot pass silently.
+
+Every step is idempotent and the gateway cache answers repeated calls, so an interrupted update resumes for free;
+an update already done on the same documents is reported, not redone. `--review` stops after step 3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections import Counter
+from typing import Any
+
+from workflow.classify.export import classifier_to_bytes
+from workflow.classify.fit import fit_on_run, held_out_ids
+from workflow.classify.loader import from_store
+from workflow.classify.predict import predict_corpus
+from workflow.classify.train import agreement
+from workflow.config import JobConfig
+from workflow.evolve import drift
+from workflow.graph.context import RunFailed, log
+from workflow.ingest import read_corpus
+from workflow.llm.gateway import Usage
+from workflow.review.edits import _fresh_ids
+from workflow.store import OTHER_ID, Label, Store, StoreError, text_hash
+
+
+class UpdateError(ValueError):
+    """The update cannot run as asked; the message says what to do."""
+
+
+DUPLICATE_SIMILARITY = 0.92  # a proposed label this close to an existing one (name + description) is not new
+
+
+def _key(records: list[tuple[str, str, dict]]) -> str:
+    h = hashlib.sha256()
+    for d, t, _ in sorted(records, key=lambda r: r[0]):
+        h.update(f"{d}\x1f{text_hash(t)}\x1e".encode())
+    return h.hexdigest()[:32]
+
+
+def _add_usage(total: dict, usage: Usage) -> None:
+    total["calls"] += usage.calls
+    total["cached"] += usage.cached
+    total["failed"] += usage.failed
+
+
+def _novel(store: Store, config: JobConfig, proposed: list[Label], current: list[Label]) -> list[Label]:
+    """Proposed labels the taxonomy lacks: not the same name, and not a near-duplicate by embedding."""
+    names = {lb.name.lower() for lb in current}
+    fresh = [lb for lb in proposed if lb.name.lower() not in names]
+    if not fresh or not current:
+        return fresh
+    from workflow.classify.embed import get_embedder
+
+    emb = get_embedder(config.embedding_model)
+    A = emb.embed([f"{lb.name}. {lb.description}" for lb in fresh])
+    B = emb.embed([f"{lb.name}. {lb.description}" for lb in current])
+    sim = (A @ B.T).max(axis=1)
+    return [lb for lb, s in zip(fresh, sim) if s < DUPLICATE_SIMILARITY]
+
+
+def _child_cap(config: JobConfig, n_docs: int, max_new_labels: int) -> int:
+    """Most labels the proposal on n_docs unexplained documents may keep. Cluster-seeded proposal over-clusters to
+    cluster_factor x max_labels but never below MIN_CLUSTER_DOCS documents a cluster, and its merge must keep a
+    share of max_labels: a cap sized for the whole corpus (e.g. 77) on a few hundred documents would forbid any
+    real merge and leave every candidate a label. So the cap is what the documents can support."""
+    if config.proposal != "clusters":
+        return max_new_labels
+    from workflow.clustering import MIN_CLUSTER_DOCS
+
+    supported = math.ceil(n_docs / (MIN_CLUSTER_DOCS * config.cluster_factor))
+    return max(2, min(max_new_labels, supported))
+
+
+def _propose(store: Store, run_id: str, update_id: int, doc_ids: list[str], config: JobConfig,
+             show_progress: bool, usage: dict, max_new_labels: int) -> tuple[list[Label], dict[str, str]]:
+    """The run's own proposal machinery (config.proposal: cluster-seeded or minibatch, the graph's nodes in the
+    graph's order) on a child run whose phase-1 sample is the unexplained documents alone. Returns the child's
+    labels and, for cluster-seeded proposals, the documents each label was built from."""
+    from workflow.graph.build import propose, review
+    from workflow.graph.nodes.summarize import summarize
+    from workflow.graph.nodes.taxonomy import more_batches, update
+    from workflow.runner import _context
+
+    run = store.run(run_id)
+    child = f"{run_id}-update{update_id}"
+    try:
+        store.run(child)
+    except StoreError:
+        cfg = config.model_copy(update={"max_labels": _child_cap(config, len(doc_ids), max_new_labels), "levels": 1})
+        store.create_run(run["corpus"], cfg.use_case, cfg.model_dump() | {"update_of": run_id}, run_id=child)
+    if not store.sample(child, 1):
+        store.save_sample(child, 1, doc_ids, config.batch_size)
+    ctx = _context(store, child, show_progress)
+    try:
+        summarize(ctx, {})
+        state = propose(ctx, {})
+        while more_batches(ctx, state) == "update":
+            state = update(ctx, state)
+        if ctx.config.proposal == "clusters":  # the merge of over-clustered candidates is part of the proposal
+            review(ctx, state)
+        store.set_run_stage(child, "done", status="done")
+    except RunFailed as exc:
+        store.set_run_stage(child, "propose", status="failed", error=str(exc))
+        log.warning("update: no labels proposed (%s)", exc)
+        return [], {}
+    finally:
+        _add_usage(usage, ctx.gateway.usage)
+    return store.taxonomy(child)[1], store.cluster_members(child)
+
+
+def _refresh(ids: list[str], predicted: list[str], per_label: int, seed: int) -> list[str]:
+    """Up to per_label explained documents of each predicted label: keeps every old label in the new training."""
+    rng = random.Random(seed)
+    by_label: dict[str, list[str]] = {}
+    for d, lab in zip(ids, predicted):
+        by_label.setdefault(lab, []).append(d)
+    out: list[str] = []
+    for lab in sorted(by_label):
+        docs = by_label[lab]
+        out += rng.sample(docs, min(per_label, len(docs)))
+    return out
+
+
+def _accuracy(pred: dict[str, str], truth: dict[str, str]) -> dict:
+    ids = sorted(set(pred) & set(truth))
+    if not ids:
+        return {"n": 0, "accuracy": None, "macro_f1": None}
+    a = agreement([truth[d] for d in ids], [pred[d] for d in ids])
+    return {"n": len(ids), "accuracy": a["accuracy"], "macro_f1": a["macro_f1"]}
+
+
+def update_run(store: Store, run_id: str, source: str, *, text_field: str = "text", id_field: str | None = "id",
+               review: bool = False, show_progress: bool = True, label_budget: int | None = None,
+               proposal_sample: int | None = None, refresh_per_label: int = 3, max_new_labels: int | None = None,
+               drift_batch: int = 500) -> dict:
+    """Run (or continue) an update of ``run_id`` with the documents of ``source``; returns its report."""
+    from workflow.graph.nodes.label import label
+    from workflow.runner import _context
+
+    run = store.run(run_id)
+    config = JobConfig.model_validate(run["config"])
+    if config.multi_label:
+        raise UpdateError("`tnt update` supports single-label runs only")
+    records = read_corpus(source, text_field, id_field).records
+    key = _key(records)
+    existing = store.find_update(run_id, key)
+    if existing and existing["status"] == "done":
+        return existing["report"] | {"already_done": True}
+    if not existing and run["status"] != "done":
+        raise UpdateError(f"run '{run_id}' is {run['status']}; finish it first (`tnt resume {run_id}`)")
+    corpus = run["corpus"]
+    store.insert_documents(corpus, records)  # StoreError on an id clash: nothing is lost
+    new_ids = list(dict.fromkeys(d for d, _, _ in records))
+    usage = {"calls": 0, "cached": 0, "failed": 0}
+
+    if existing:
+        update_id, state = existing["update_id"], existing["state"]
+    else:
+        model_row = store.latest_model(run_id)
+        if model_row is None:
+            raise UpdateError(f"run '{run_id}' has no classifier to classify new documents with")
+        state = {"model_before": model_row["model_id"], "held_out": held_out_ids(store, run_id, config),
+                 "version_before": store.taxonomy(run_id)[0], "source": source, "n_new": len(new_ids)}
+        update_id = store.save_update(run_id, None, key, "started", state)
+    ctx = _context(store, run_id, show_progress)
+    store.set_run_stage(run_id, f"update {update_id}")
+
+    if "added" not in state:  # -- steps 1-3: drift, proposal, new taxonomy version -------------------------
+        old = from_store(store, state["model_before"])
+        base = drift.baseline(store, old, run_id, corpus, state["held_out"])
+        X = drift._vectors(store, old, corpus, new_ids)
+        figs, unexplained = drift.batched_figures(old, X, base, drift_batch)
+        store.save_drift(state["model_before"], f"update {update_id}",
+                         [(f.batch, f.n, f.other_share, f.uncertain_share, f.centroid_distance) for f in figs],
+                         base.as_dict())
+        drifted = [f.batch for f in figs if f.drifted(base)]
+        rng = random.Random(config.seed)
+        unexplained_ids = [d for d, u in zip(new_ids, unexplained) if u]
+        rng.shuffle(unexplained_ids)
+        budget = label_budget if label_budget is not None else max(20, config.label_sample // 4)
+        work = unexplained_ids[: max(1, budget // 2)]  # the other half goes where the first half points to
+        n_sample = proposal_sample if proposal_sample is not None else max(20, config.taxonomy_sample // 4)
+        added: list[Label] = []
+        if len(work) >= 5:
+            proposed, members = _propose(store, run_id, update_id, work[:n_sample], config, show_progress, usage,
+                                         max_new_labels or config.max_labels)
+            _, current = store.taxonomy(run_id)
+            novel = _novel(store, config, proposed, current)[: max_new_labels or config.max_labels]
+            new_id = dict(zip([lb.label_id for lb in novel], _fresh_ids(store, run_id, len(novel))))
+            added = [Label(new_id[lb.label_id], lb.name, lb.description) for lb in novel]
+            if added:
+                store.apply_review(run_id, action="update", reviewer="tnt update", labels=[*current, *added],
+                                   details={"update_id": update_id, "source": source,
+                                            "added": [{"label_id": a.label_id, "name": a.name} for a in added]})
+                # a new label sits where the documents it was built from are (labeling shortlists use this)
+                store.add_cluster_members(run_id, {d: new_id[lid] for d, lid in members.items() if lid in new_id})
+        idx = old.classify(X)[0]
+        explained = [(d, old.labels[i]) for d, i, u in zip(new_ids, idx.tolist(), unexplained) if not u]
+        refresh = _refresh([d for d, _ in explained], [lab for _, lab in explained], refresh_per_label, config.seed)
+        state |= {"added": [a.label_id for a in added], "to_label": work + refresh, "budget": budget,
+                  "reserve": unexplained_ids[len(work):budget], "n_unexplained": len(unexplained_ids),
+                  "n_refresh": len(refresh), "baseline": base.as_dict(), "drift_batches": drifted,
+                  "figures": [vars(f) for f in figs]}
+        store.save_update(run_id, update_id, key, "proposed", state)
+        if review and added:
+            store.set_run_stage(run_id, f"update {update_id}: awaiting review", status="paused")
+            return {"status": "review", "update_id": update_id, "added": state["added"],
+                    "message": f"new labels proposed: review them with `tnt review {run_id}`, then run the same "
+                               "`tnt update` again to label, retrain and report"}
+
+    # -- step 4: pseudo-label what is needed, retrain, predict, report -------------------------------------------
+    # Two rounds on one budget: half the unexplained documents first; then an interim classifier points the
+    # other half at the new documents it puts under the new labels (where examples are scarce), so the budget
+    # is spent on the new labels' documents rather than on more of the old labels' ones.
+    _label_docs(store, ctx, run_id, state["to_label"], config, label)
+    if "round2" not in state:
+        state["round2"] = _second_round(store, run_id, corpus, config, state, new_ids, show_progress)
+        store.save_update(run_id, update_id, key, "labeling", state)
+    _label_docs(store, ctx, run_id, state["round2"], config, label)
+    version = store.taxonomy(run_id)[0]
+    fitted = fit_on_run(store, run_id, corpus, config, progress=show_progress, exclude=state["held_out"])
+    if fitted is None:
+        raise UpdateError("no labeled documents to train on")
+    model_id = store.save_model(run_id, algorithm=fitted.clf.algorithm, embedding_model=fitted.embedding_model,
+                                taxonomy_version=version, metrics=fitted.metrics | {"update_id": update_id},
+                                artifact=classifier_to_bytes(fitted.clf))
+    predict_corpus(store, model_id, corpus, run_id, show_progress=show_progress)
+    if state["added"] and store.parents(run_id):
+        from workflow.graph.nodes.hierarchy import build_hierarchy
+
+        build_hierarchy(store, ctx.gateway, run_id, config, only=state["added"])
+    _add_usage(usage, ctx.gateway.usage)
+    report = _report(store, run_id, update_id, state, model_id, usage, store.find_update(run_id, key)["created_at"])
+    _sync_graph(store, run_id, model_id)
+    store.save_update(run_id, update_id, key, "done", state, report)
+    store.set_run_stage(run_id, "done", status="done")
+    return report
+
+
+def _label_docs(store: Store, ctx: Any, run_id: str, doc_ids: list[str], config: JobConfig, label: Any) -> None:
+    """Pseudo-label documents with the latest taxonomy through the graph's label node (phase-2 sample grows)."""
+    phase2 = store.sample(run_id, 2)
+    have = set(phase2)
+    extra = [d for d in doc_ids if d not in have]
+    if extra:
+        store.save_sample(run_id, 2, phase2 + extra, config.batch_size)
+    label(ctx, {"approved_version": store.taxonomy(run_id)[0]})
+
+
+def _second_round(store: Store, run_id: str, corpus: str, config: JobConfig, state: dict, new_ids: list[str],
+                  show_progress: bool) -> list[str]:
+    """The rest of the budget: unlabeled new documents an interim classifier (trained now, no model call) puts
+    under a new label, most confident first and taking turns between labels; then more unexplained ones."""
+    from workflow.classify.loader import ServingModel
+    from workflow.classify.train import TrainingError
+
+    labeled = set(store.training_labels(run_id))
+    n = max(0, state["budget"] - (len(state["to_label"]) - state["n_refresh"]))
+    picked: list[str] = []
+    if state["added"] and n:
+        try:
+            fitted = fit_on_run(store, run_id, corpus, config, progress=False, exclude=state["held_out"])
+        except TrainingError:
+            fitted = None
+        if fitted is not None:
+            interim = ServingModel(fitted.clf, list(fitted.clf.labels), fitted.embedding_model, "interim", [])
+            pool = [d for d in new_ids if d not in labeled]
+            X = drift._vectors(store, interim, corpus, pool)
+            idx, prob, _ = interim.classify(X)
+            added = set(state["added"])
+            queues: dict[str, list[tuple[float, str]]] = {}
+            for d, i, p in zip(pool, idx.tolist(), prob.tolist()):
+                if interim.labels[i] in added:
+                    queues.setdefault(interim.labels[i], []).append((-p, d))
+            for q in queues.values():
+                q.sort()
+            while len(picked) < n and any(queues.values()):
+                for lab in sorted(queues):
+                    if queues[lab] and len(picked) < n:
+                        picked.append(queues[lab].pop(0)[1])
+    taken = set(picked) | labeled
+    picked += [d for d in state["reserve"] if d not in taken][: n - len(picked)]
+    return picked
+
+
+def _report(store: Store, run_id: str, update_id: int, state: dict, model_id: str, usage: dict, started: Any) -> dict:
+    before, after = store.predictions(state["model_before"]), store.predictions(model_id)
+    truth = store.training_labels(run_id)
+    held = {d: truth[d] for d in state["held_out"] if d in truth}
+    moved = Counter((before[d], after[d]) for d in before if d in after and before[d] != after[d])
+    names = {lb.label_id: lb.name for lb in store.taxonomy(run_id)[1]} | {OTHER_ID: "Other"}
+    llm = store.label_counts(run_id, "llm")
+    pred = store.prediction_counts(model_id)
+    return {
+        "status": "done", "update_id": update_id, "model_before": state["model_before"], "model_after": model_id,
+        "n_new": state["n_new"], "n_unexplained": state["n_unexplained"], "n_labeled": len(state["to_label"]) + len(state.get("round2", [])), "n_second_round": len(state.get("round2", [])),
+        "n_refresh": state["n_refresh"], "drift_batches": state["drift_batches"], "baseline": state["baseline"],
+        "figures": state["figures"],
+        "added": [{"label_id": a, "name": names.get(a, a), "llm_docs": llm.get(a, 0), "predicted": pred.get(a, 0)}
+                  for a in state["added"]],
+        "moved": sum(moved.values()),
+        "top_moves": [{"from": names.get(a, a), "to": names.get(b, b), "n": n} for (a, b), n in moved.most_common(5)],
+        "held_out": {"old": _accuracy({d: before[d] for d in held if d in before}, held),
+                     "new": _accuracy({d: after[d] for d in held if d in after}, held)},
+        "calls": store.calls_since([run_id, f"{run_id}-update{update_id}"], started),
+        "cached_this_time": usage["cached"],
+    }
+
+
+def _sync_graph(store: Store, run_id: str, model_id: str) -> None:
+    """Tell the run's checkpoint about the new version and model, so `tnt resume` does not redo the update."""
+    from workflow.graph.build import build_graph, open_checkpointer
+    from workflow.runner import _context
+
+    cfg: dict[str, Any] = {"configurable": {"thread_id": run_id}}
+    with open_checkpointer(store.path) as saver:
+        graph = build_graph(_context(store, run_id, False), saver)
+        if graph.get_state(cfg).values:
+            graph.update_state(cfg, {"approved_version": store.taxonomy(run_id)[0], "model_id": model_id},
+                               as_node="hierarchy")
+
+
+__all__ = ["UpdateError", "update_run"]
