@@ -244,7 +244,7 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
             )
         from workflow.classify.noise import label_noise_line
 
-        noise_line = label_noise_line(m.get("label_noise"))
+        noise_line = label_noise_line(m.get("label_noise"), teacher)
         if noise_line:
             out.print(noise_line)
     from workflow.evolve.cli import print_drift

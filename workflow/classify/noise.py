@@ -146,13 +146,13 @@ def find_suspects(proba: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndar
     return suspect, suggested, "cleanlab find_label_issues(filter_by='both')"
 
 
-def label_noise_line(summary: dict | None) -> str | None:
+def label_noise_line(summary: dict | None, teacher: str = "LLM") -> str | None:
     """The run summary's line on the teacher's estimated error rate (None when training did not estimate it)."""
     if not summary:
         return None
     if summary.get("estimated_rate") is None:
         why = summary.get("skipped") or "noise-aware training is off"
-        return f"estimated label noise of the LLM labels: not estimated ({why})"
+        return f"estimated label noise of the {teacher} labels: not estimated ({why})"
     rate, n = summary["estimated_rate"], summary.get("n", 0)
-    return (f"estimated label noise of the LLM labels: {rate:.1%} ({summary.get('flagged', 0)} of {n} training "
+    return (f"estimated label noise of the {teacher} labels: {rate:.1%} ({summary.get('flagged', 0)} of {n} training "
             f"labels look wrong; {summary.get('down_weighted', 0)} count less than half in the classifier's fit)")
