@@ -92,6 +92,9 @@ def run(
     max_parents: int = typer.Option(8, "--max-parents", help="Most parents with --levels 2."),
     structured_output: str = typer.Option("auto", "--structured-output", help="How to ask the server for JSON: "
                                           "auto|json_schema|json_object|tools|prompt (auto steps down when refused)."),
+    embedder: str = typer.Option("minilm-int8", "--embedder", help="Embeddings for clusters, shortlists and the "
+                                 "classifier: minilm-int8 (bundled), st:/path/to/sentence-transformers-dir, or "
+                                 "litellm:<provider model> (e.g. litellm:text-embedding-3-small)."),
 ) -> None:
     """Ingest a corpus and run the whole job: taxonomy, pseudo-labels, classifier, predictions."""
     _setup_logging(verbose)
@@ -107,11 +110,13 @@ def run(
             label_sample=label_sample, max_labels=max_labels, concurrency=concurrency, max_cost=max_cost, seed=seed,
             auto_approve=auto_approve, timeout_s=timeout, max_attempts=max_attempts, multi_label=multi_label,
             max_labels_per_doc=max_labels_per_doc, proposal=proposal, shortlist=shortlist, teacher=teacher,
-            levels=levels, max_parents=max_parents, structured_output=structured_output,
+            levels=levels, max_parents=max_parents, structured_output=structured_output, embedding_model=embedder,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
-        fail(f"invalid option {'.'.join(map(str, first['loc']))}: {first['msg']}")
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        flag = {"embedding_model": "embedder", "timeout_s": "timeout"}.get(field, field).replace("_", "-")
+        fail(f"invalid option --{flag}: {first['msg']}")
     try:
         report = read_corpus(corpus, text_field, id_field)  # validate before touching the database
     except InputError as exc:

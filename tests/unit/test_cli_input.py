@@ -83,3 +83,28 @@ def test_reingesting_changed_text_under_the_same_id_is_refused(tmp_path, db):
     tnt("run", a, *args)
     res = tnt("run", b, *args)
     assert res.exit_code == 2 and "already has a document with id '1'" in res.output
+
+
+def test_unknown_embedder_is_refused_naming_the_flag(tmp_path, db):
+    path = write(tmp_path, "c.jsonl", '{"id": 1, "text": "card lost"}\n')
+    res = tnt("run", path, "--use-case", "support intents", "--db", db, "--model", "scripted/keywords", "-q",
+              "--embedder", "bogus")
+    assert res.exit_code == 2, res.output
+    assert "invalid option --embedder" in res.output and "litellm:" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_embedder_flag_reaches_the_run_and_a_missing_model_is_one_clear_error(tmp_path, db):
+    import duckdb
+
+    path = write(tmp_path, "c.jsonl", "".join(json.dumps({"id": i, "text": f"my card number {i} was lost"}) + "\n"
+                                          for i in range(12)))
+    missing = tmp_path / "no-such-model"
+    res = tnt("run", path, "--use-case", "support intents", "--db", db, "--model", "scripted/keywords", "-q",
+              "--embedder", f"st:{missing}", "--taxonomy-sample", "10", "--label-sample", "10")
+    assert res.exit_code != 0
+    assert f"no sentence-transformers model directory at {missing}" in res.output
+    assert "Traceback" not in res.output
+    with duckdb.connect(db, read_only=True) as con:
+        (config,) = con.execute("SELECT config FROM runs").fetchone()
+    assert json.loads(config)["embedding_model"] == f"st:{missing}"
