@@ -57,6 +57,12 @@ def _part_proba(z: np.ndarray, part: dict, k: int) -> np.ndarray:
         return z
     if part["kind"] == "ovr":  # one-vs-rest: an independent sigmoid per label
         return 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
+    if part["kind"] == "temperature":  # sklearn's _TemperatureScaling: binary decisions x become logits (-x, x)
+        z = part["beta"] * (np.hstack([-z, z]) if z.shape[1] == 1 else z).astype(np.float64)
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        return z
     if part["kind"] == "binary":
         p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
         return np.stack([1.0 - p1, p1], axis=1)
@@ -117,13 +123,22 @@ def linear_heads(clf: TrainedClassifier) -> LinearHeads | None:
     if isinstance(est, CalibratedClassifierCV):
         Ws, bs, parts, start = [], [], [], 0
         for cc in est.calibrated_classifiers_:
-            if cc.method not in ("sigmoid", "isotonic"):
+            if cc.method not in ("sigmoid", "isotonic", "temperature"):
                 return None
             lin = _linear(cc.estimator)
             if lin is None:
                 return None
             W, b = lin
             n = W.shape[1]
+            if cc.method == "temperature":  # softmax(beta * logits); one model over every class (ensemble=False)
+                if len(cc.estimator.classes_) != k:
+                    return None
+                parts.append({"kind": "temperature", "cols": slice(start, start + n),
+                              "beta": float(cc.calibrators[0].beta_)})
+                Ws.append(W)
+                bs.append(b)
+                start += n
+                continue
             class_idx = np.searchsorted(cc.classes, cc.estimator.classes_)
             if k == 2:
                 class_idx = class_idx[1:] if len(class_idx) > 1 else class_idx + 1
