@@ -9,6 +9,7 @@ import json
 import pytest
 
 from workflow.classify.recheck import budget
+from workflow.cli import recheck_line
 from workflow.llm import scripted
 from workflow.llm.responses import recheck_model
 from workflow.runner import execute
@@ -95,6 +96,15 @@ def test_recheck_stores_its_own_answers_and_training_learns_them(corpus, db, new
                            correction=(flipped, human_label))
         assert store.training_labels(run_id)[flipped] == human_label
         assert _rows(store, run_id, "recheck")[flipped]["label_id"] == rec[flipped]["label_id"]  # kept, outranked
+        # resuming after the correction retrains on it; the recheck budget is spent, so no new call
+        before = scripted.calls["noisy_teacher"]
+        n_models = lambda: store.query("SELECT count(*) AS n FROM models WHERE run_id = ?", [run_id])[0]["n"]  # noqa: E731
+        assert n_models() == 1
+        assert execute(store, run_id, show_progress=False).status == "done"
+        assert scripted.calls["noisy_teacher"] == before and n_models() == 2
+        line = recheck_line(store.recheck_counts(run_id), RECHECK, 120, "LLM")
+        assert line.startswith(f"recheck (--recheck 0.25): 30 of 120 LLM labels asked again: {counts['flipped']} "
+                               f"flipped to the classifier's alternative, {counts['kept']} kept;")
 
         # rerunning the same job: zero new model calls, the same answers from the cache
         before = scripted.calls["noisy_teacher"]
