@@ -85,8 +85,9 @@ def run_one(kind: str, args: argparse.Namespace, data: dict) -> dict:
         store.insert_documents("b77", [(d, t, {}) for d, t in zip(doc_ids, texts)])
         store.save_embeddings(get_embedder(EMBEDDER).name, [text_hash(t) for t in texts], X)
         run_id = store.create_run("b77", config.use_case, config.model_dump())
-        version = store.save_taxonomy(run_id, [Label(i, n.replace("_", " "), f"Customers asking about {n.replace('_', ' ')}.")
-                                               for i, n in zip(ids, intents)], "review")
+        names = [n.replace("_", " ") for n in intents]
+        version = store.save_taxonomy(run_id, [Label(i, n, f"Customers asking about {n}.") for i, n in zip(ids, names)],
+                                      "review")
         with store.transaction() as con:
             con.executemany(
                 "INSERT INTO assignments BY NAME SELECT ? AS run_id, ? AS doc_id, 'llm' AS source, ? AS label_id, "
@@ -116,7 +117,8 @@ def run_one(kind: str, args: argparse.Namespace, data: dict) -> dict:
     index = {d: i for i, d in enumerate(doc_ids)}
     picked = np.array([index[d] for d in rows], dtype=int)
     wrong = flipped[picked]
-    flips = [(index[d], r["label_id"]) for d, r in rows.items() if r["status"] == "ok" and r["label_id"] == r["offered_ids"][1]]
+    flips = [(index[d], r["label_id"]) for d, r in rows.items()
+             if r["status"] == "ok" and r["label_id"] == r["offered_ids"][1]]
     good_flips = sum(ids[y[i]] == lab for i, lab in flips)
     teacher_after = float(np.mean([after[d] == ids[c] for d, c in zip(doc_ids, y)]))
     return {

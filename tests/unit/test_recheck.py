@@ -98,7 +98,9 @@ def test_recheck_stores_its_own_answers_and_training_learns_them(corpus, db, new
         assert _rows(store, run_id, "recheck")[flipped]["label_id"] == rec[flipped]["label_id"]  # kept, outranked
         # resuming after the correction retrains on it; the recheck budget is spent, so no new call
         before = scripted.calls["noisy_teacher"]
-        n_models = lambda: store.query("SELECT count(*) AS n FROM models WHERE run_id = ?", [run_id])[0]["n"]  # noqa: E731
+        def n_models() -> int:
+            return store.query("SELECT count(*) AS n FROM models WHERE run_id = ?", [run_id])[0]["n"]
+
         assert n_models() == 1
         assert execute(store, run_id, show_progress=False).status == "done"
         assert scripted.calls["noisy_teacher"] == before and n_models() == 2

@@ -1,6 +1,7 @@
 """The LangGraph state machine: sample -> summarize -> propose -> update* -> review -> approve (interrupt) ->
 label -> recheck (with --recheck) -> train -> predict -> hierarchy (with --levels 2). Checkpointed per run id in a
-SQLite file beside the database, so a run killed at any point resumes at the step it was in (and the LLM cache makes the re-entered step free)."""
+SQLite file beside the database, so a run killed at any point resumes at the step it was in (and the LLM cache makes
+the re-entered step free)."""
 
 from __future__ import annotations
 
