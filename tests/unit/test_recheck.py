@@ -207,3 +207,17 @@ def test_multi_label_runs_skip_the_recheck_with_a_log_line(corpus, db, new_run, 
             assert execute(store, run_id, show_progress=False).status == "done"
         assert "--recheck skipped" in caplog.text and "multi-label" in caplog.text
         assert store.recheck_counts(run_id)["rechecked"] == 0
+
+
+def test_with_the_nearest_teacher_the_model_chooses_between_the_nearest_label_and_the_alternative(corpus, db, new_run):
+    with Store(db) as store:
+        run_id = new_run(store, corpus, **{**JOB, "model": "scripted/keywords", "teacher": "nearest"})
+        assert execute(store, run_id, show_progress=False).status == "done"
+        nearest, rec = _rows(store, run_id, "llm"), _rows(store, run_id, "recheck")
+        assert all(r["call_id"] is None for r in nearest.values())  # the nearest teacher made no label call
+        assert len(rec) == 30 and all(r["call_id"] for r in rec.values())
+        assert all(r["offered_ids"][0] == nearest[d]["label_id"] and r["label_id"] in r["offered_ids"]
+                   for d, r in rec.items())
+        calls = store.query("SELECT step, count(*) AS n FROM llm_calls WHERE run_id = ? AND step IN ('label', "
+                            "'recheck') GROUP BY step", [run_id])
+        assert {r["step"]: r["n"] for r in calls} == {"recheck": 30}
