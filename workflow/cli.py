@@ -76,6 +76,9 @@ def run(
     teacher: str = typer.Option("auto", help="Whose labels the classifier learns from: llm (the paper), nearest "
                                 "(each document's nearest label by embedding, no label calls), auto (nearest for "
                                 "the embedded local model, llm otherwise)."),
+    recheck: float = typer.Option(0.0, "--recheck", min=0.0, max=1.0, help="Share of the teacher's labels, most "
+                                  "suspect first (noise estimate), asked again once: the label or the classifier's "
+                                  "alternative; training learns the answer (0: off)."),
     multi_label: bool = typer.Option(False, "--multi-label", help="Let a document have several labels (the LLM "
                                      "lists all that apply; the classifier is one-vs-rest)."),
     max_labels_per_doc: int = typer.Option(3, help="Most labels per document with --multi-label."),
@@ -111,6 +114,7 @@ def run(
             auto_approve=auto_approve, timeout_s=timeout, max_attempts=max_attempts, multi_label=multi_label,
             max_labels_per_doc=max_labels_per_doc, proposal=proposal, shortlist=shortlist, teacher=teacher,
             levels=levels, max_parents=max_parents, structured_output=structured_output, embedding_model=embedder,
+            recheck=recheck,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -233,6 +237,8 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
         + (f"; failed: {failed['summaries']} summaries, {failed['labels']} labels (retried by `tnt resume`)"
            if any(failed.values()) else "")
     )
+    if config is not None and config.recheck > 0:
+        out.print(recheck_line(store.recheck_counts(run_id), config.recheck, labeled, teacher), highlight=False)
     if model:
         m = model["metrics"]
         head = (f"classifier {model['model_id']} ({model['algorithm']} on {model['embedding_model']}): held-out vs "
@@ -260,6 +266,17 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
         f"predictions (run_id = '{run_id}', status {run['status']})",
         highlight=False,
     )
+
+
+def recheck_line(counts: dict[str, int], fraction: float, labeled: int, teacher: str) -> str:
+    """The run summary's line on `--recheck`: how many labels went back to the model and what came of it."""
+    head = f"recheck (--recheck {fraction:g}): "
+    if not counts["rechecked"]:
+        return head + f"no {teacher} label rechecked (see the log: skipped, or nothing to recheck yet)"
+    return (head + f"{counts['rechecked']} of {labeled} {teacher} labels asked again: {counts['flipped']} flipped to "
+            f"the classifier's alternative, {counts['kept']} kept"
+            + (f", {counts['failed']} failed (their label stays)" if counts["failed"] else "")
+            + "; the classifier learns the answers (human corrections still win)")
 
 
 @app.command()

@@ -54,6 +54,9 @@ class JobConfig(BaseModel):
     algorithms: list[str] = ["logreg"]
     test_size: float = Field(0.2, gt=0, lt=1)
     noise_aware: bool = Field(True, description="estimate the LLM labels' noise and leave suspects out of the fit")
+    recheck: float = Field(0.0, ge=0, le=1, description="share of the teacher's labels, most suspect first by "
+                           "the noise estimate, sent back to the label model once with two choices: the label they "
+                           "have and the classifier's alternative (0: off)")
     auto_approve: bool = True
     levels: int = Field(1, ge=1, le=2, description="2: group the final labels under at most max_parents parents")
     max_parents: int = Field(8, ge=2, le=50, description="most level-2 parents of a two-level taxonomy")
@@ -87,5 +90,6 @@ class JobConfig(BaseModel):
 
     def model_for(self, step: str) -> str:
         """The model for a step: a step-specific model wins over the general one."""
-        specific = {"summarize": self.summary_model, "taxonomy": self.taxonomy_model, "label": self.label_model}
+        specific = {"summarize": self.summary_model, "taxonomy": self.taxonomy_model, "label": self.label_model,
+                    "recheck": self.label_model}
         return specific.get(step) or self.model

@@ -3,7 +3,8 @@ and the corpus's text lengths, priced with litellm's local price map.
 
 The graph's call pattern is fixed: one summary per long phase-1 document (only those shown to the model with
 cluster-seeded proposal), one naming call per cluster plus a merge (or one taxonomy call per minibatch plus a
-review), one label call per phase-2 document. Token counts use the same 4-characters-per-token rule as the
+review), one label call per phase-2 document, and with `--recheck` that share of them asked once more (none
+below the noise estimate's minimum of labels). Token counts use the same 4-characters-per-token rule as the
 prompts' clipping, on the real templates, so the estimate moves when a prompt or a setting changes. Retries of
 failed or invalid answers are not included (see `tnt eval` for measured calls per document).
 """
@@ -104,6 +105,13 @@ def estimate_run(config: JobConfig, texts: Sequence[str]) -> list[PhaseEstimate]
              taxonomy + 60),
             label,
         ]
+    if config.recheck > 0 and not config.multi_label:  # at most this many: skipped below the noise estimate's minimum
+        from workflow.classify.noise import MIN_SAMPLES
+        from workflow.classify.recheck import budget
+
+        n_recheck = budget(config.recheck, n2) if n2 >= MIN_SAMPLES else 0
+        phases.append(("recheck", n_recheck, _template_tokens("recheck", choices="") + uc + 2 * label_line + mean_doc,
+                       45))
     out = []
     for step, calls, prompt_per_call, completion_per_call in phases:
         model = config.model_for(step)

@@ -88,7 +88,11 @@ ALTER TABLE predictions ADD COLUMN IF NOT EXISTS label_ids VARCHAR[];
 ALTER TABLE assignments ADD COLUMN IF NOT EXISTS nearest_id VARCHAR;
 ALTER TABLE labels ADD COLUMN IF NOT EXISTS parent_id VARCHAR;
 ALTER TABLE labels ADD COLUMN IF NOT EXISTS level INTEGER;
+ALTER TABLE assignments ADD COLUMN IF NOT EXISTS offered_ids VARCHAR[];
 """
+# Recheck (`--recheck`): a source 'recheck' row is the model's second answer for a suspect label, beside (never over)
+# its 'llm' row; `offered_ids` = [the label it had, the classifier's alternative], the only two it could choose.
+# Training labels: human > recheck > llm (TRAINING_SOURCES).
 # Hierarchy (issue 12): a leaf label's `parent_id` names a level-2 row of the same taxonomy version (level = 2);
 # leaves have level NULL or 1, so every reader of leaves (labeling, training) keeps seeing only leaves.
 
@@ -352,7 +356,8 @@ class Store:
             self._insert_labels(con, run_id, version, labels, parents or ())
             if repoint:
                 con.execute(
-                    "UPDATE assignments SET taxonomy_version = ? WHERE run_id = ? AND source IN ('llm', 'human') "
+                    "UPDATE assignments SET taxonomy_version = ? WHERE run_id = ? "
+                    "AND source IN ('llm', 'recheck', 'human') "
                     "AND status = 'ok'", [version, run_id],
                 )
             if members is not None:
@@ -466,16 +471,18 @@ class Store:
         call_id: str | None = None,
         label_ids: Sequence[str] | None = None,
         nearest_id: str | None = None,
+        offered_ids: Sequence[str] | None = None,
     ) -> None:
         """``label_ids``: all labels of a multi-label answer, ``label_id`` first (None for single-label runs).
         ``nearest_id``: the label nearest the document by embedding; where it differs from the LLM's, the review
-        queue looks first."""
+        queue looks first. ``offered_ids``: a recheck's two choices, [original, alternative]."""
         self._exec(
             "INSERT OR REPLACE INTO assignments BY NAME SELECT ? AS run_id, ? AS doc_id, ? AS source, ? AS label_id, "
             "? AS taxonomy_version, ? AS rationale, ? AS confidence, ? AS status, ? AS call_id, ? AS created_at, "
-            "?::VARCHAR[] AS label_ids, ? AS nearest_id",
+            "?::VARCHAR[] AS label_ids, ? AS nearest_id, ?::VARCHAR[] AS offered_ids",
             [run_id, doc_id, source, label_id, taxonomy_version, rationale, confidence, status, call_id, now(),
-             list(label_ids) if label_ids is not None else None, nearest_id],
+             list(label_ids) if label_ids is not None else None, nearest_id,
+             list(offered_ids) if offered_ids is not None else None],
         )
 
     def assignments(self, run_id: str, source: str = "llm", taxonomy_version: int | None = None) -> dict[str, str]:
@@ -488,14 +495,30 @@ class Store:
         return dict(self._rows(sql, params))
 
     def training_labels(self, run_id: str) -> dict[str, str]:
-        """Labels to train on: a human correction wins over the LLM's label for the same document."""
+        """Labels to train on: a human correction wins over a recheck answer, which wins over the LLM's label."""
         rows = self._rows(
             "SELECT doc_id, label_id FROM assignments WHERE run_id = ? AND status = 'ok' "
-            "AND source IN ('llm', 'human') "
-            "QUALIFY row_number() OVER (PARTITION BY doc_id ORDER BY source = 'human' DESC) = 1",
+            "AND source IN ('llm', 'recheck', 'human') "
+            "QUALIFY row_number() OVER (PARTITION BY doc_id "
+            "ORDER BY CASE source WHEN 'human' THEN 0 WHEN 'recheck' THEN 1 ELSE 2 END) = 1",
             [run_id],
         )
         return dict(rows)
+
+    def rechecks(self, run_id: str) -> dict[str, dict]:
+        """Per rechecked document: its recheck row (label_id, status, offered_ids, rationale, call_id)."""
+        rows = self.query(
+            "SELECT doc_id, label_id, status, offered_ids, rationale, call_id FROM assignments "
+            "WHERE run_id = ? AND source = 'recheck'", [run_id])
+        return {r.pop("doc_id"): r for r in rows}
+
+    def recheck_counts(self, run_id: str) -> dict[str, int]:
+        """How many labels went back to the model, and how many answers flipped to the alternative or kept."""
+        row = self._one(
+            "SELECT count(*), count(*) FILTER (status = 'ok' AND label_id = offered_ids[2]), "
+            "count(*) FILTER (status = 'ok' AND label_id = offered_ids[1]), count(*) FILTER (status <> 'ok') "
+            "FROM assignments WHERE run_id = ? AND source = 'recheck'", [run_id])
+        return dict(zip(("rechecked", "flipped", "kept", "failed"), row))
 
     def training_label_sets(self, run_id: str) -> dict[str, list[str]]:
         """Multi-label training targets: the LLM's label set, or a human correction's single label."""
@@ -705,7 +728,7 @@ class Store:
                     labels = [lb if lb.parent_id else Label(lb.label_id, lb.name, lb.description, had.get(lb.label_id))
                               for lb in labels]
                 self._insert_labels(con, run_id, version, labels, parents)
-                live = "run_id = ? AND source IN ('llm', 'human') AND status = 'ok'"
+                live = "run_id = ? AND source IN ('llm', 'recheck', 'human') AND status = 'ok'"
                 for src, dst in (merge or {}).items():
                     con.execute(f"UPDATE assignments SET label_id = ? WHERE {live} AND label_id = ?", [dst, run_id, src])
                     con.execute("UPDATE assignments SET nearest_id = ? WHERE run_id = ? AND nearest_id = ?",
@@ -727,14 +750,17 @@ class Store:
                     [run_id, list(stale_labels), keep, list(stale_labels), keep],
                 )
                 con.execute(
-                    "UPDATE assignments SET taxonomy_version = ? WHERE run_id = ? AND source IN ('llm', 'human') "
+                    "UPDATE assignments SET taxonomy_version = ? WHERE run_id = ? "
+                    "AND source IN ('llm', 'recheck', 'human') "
                     "AND status <> 'stale'",
                     [version, run_id],
                 )
             if correction is not None:
                 doc_id, label_id = correction
                 con.execute(
-                    "INSERT OR REPLACE INTO assignments VALUES (?, ?, 'human', ?, ?, ?, 1.0, 'ok', NULL, ?, NULL, NULL)",
+                    "INSERT OR REPLACE INTO assignments BY NAME SELECT ? AS run_id, ? AS doc_id, 'human' AS source, "
+                    "? AS label_id, ? AS taxonomy_version, ? AS rationale, 1.0 AS confidence, 'ok' AS status, "
+                    "? AS created_at",
                     [run_id, doc_id, label_id, version, f"corrected by {reviewer}", stamp],
                 )
             review_id = con.execute(

@@ -1,6 +1,7 @@
 """The LangGraph state machine: sample -> summarize -> propose -> update* -> review -> approve (interrupt) ->
-label -> train -> predict -> hierarchy (with --levels 2). Checkpointed per run id in a SQLite file beside the database, so a run killed at any
-point resumes at the step it was in (and the LLM cache makes the re-entered step free)."""
+label -> recheck (with --recheck) -> train -> predict -> hierarchy (with --levels 2). Checkpointed per run id in a
+SQLite file beside the database, so a run killed at any point resumes at the step it was in (and the LLM cache makes
+the re-entered step free)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from workflow.graph.nodes import clusters, taxonomy
 from workflow.graph.nodes.approve import approve
 from workflow.graph.nodes.hierarchy import hierarchy
 from workflow.graph.nodes.label import label
+from workflow.graph.nodes.recheck import recheck
 from workflow.graph.nodes.sample import sample
 from workflow.graph.nodes.summarize import summarize
 from workflow.graph.nodes.taxonomy import more_batches, update
@@ -34,8 +36,8 @@ def review(ctx: RunContext, state: RunState) -> RunState:
 
 
 STEPS = [("sample", sample), ("summarize", summarize), ("propose", propose), ("update", update),
-         ("review", review), ("approve", approve), ("label", label), ("train", train), ("predict", predict),
-         ("hierarchy", hierarchy)]
+         ("review", review), ("approve", approve), ("label", label), ("recheck", recheck), ("train", train),
+         ("predict", predict), ("hierarchy", hierarchy)]
 
 
 def checkpoint_path(db_path: str) -> Path:
@@ -62,7 +64,8 @@ def build_graph(ctx: RunContext, checkpointer: SqliteSaver):
     g.add_conditional_edges("update", partial(more_batches, ctx), ["update", "review"])
     g.add_edge("review", "approve")
     g.add_edge("approve", "label")
-    g.add_edge("label", "train")
+    g.add_edge("label", "recheck")  # a no-op unless the run asked for --recheck
+    g.add_edge("recheck", "train")
     g.add_edge("train", "predict")
     g.add_edge("predict", "hierarchy")  # a no-op unless the run asked for --levels 2
     g.add_edge("hierarchy", END)

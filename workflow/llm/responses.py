@@ -146,13 +146,13 @@ def _checked_name(names: dict[str, str], chosen: str | None, name: str) -> str:
     return names.get(chosen, name)  # type: ignore[arg-type]
 
 
-def _label_choices(label_ids: list[str], label_names: list[str]) -> list[dict]:
+def _label_choices(label_ids: list[str], label_names: list[str], with_other: bool = True) -> list[dict]:
     """Each label (and 'other') as one {"name", "id"} JSON-schema choice, so an id cannot get another's name. The
     name comes first: a model decoding under the schema then chooses by the words of the name, not by the digits
     of an id (small models otherwise prefer whichever id is most probable after "L", usually L1)."""
     return [
         {"type": "object", "properties": {"name": {"const": n}, "id": {"const": i}}, "required": ["name", "id"]}
-        for i, n in [*zip(label_ids, label_names), ("other", "Other")]
+        for i, n in [*zip(label_ids, label_names), *([("other", "Other")] if with_other else [])]
     ]
 
 
@@ -179,6 +179,29 @@ def assignment_model(label_ids: list[str], label_names: list[str] | None = None)
         "Assignment",
         __base__=base,
         label_id=(Literal[allowed], ...),  # type: ignore[valid-type]
+        rationale=(str, Field(max_length=300, json_schema_extra={"maxLength": RATIONALE_CHARS})),
+    )
+
+
+def recheck_model(label_ids: list[str], label_names: list[str]) -> type[_AssignmentBase]:
+    """The recheck answer (`--recheck`): exactly one of the two offered labels, nothing else (no automatic 'other':
+    it is a choice only when it is one of the two). Same coupled {name, id} schema and name check as the label step,
+    so a document cannot talk the answer into a third label."""
+    if len(set(label_ids)) != 2 or len(label_names) != 2:
+        raise ValueError(f"a recheck offers exactly two different labels, got {label_ids}")
+    choices = _label_choices(label_ids, label_names, with_other=False)
+
+    def coupled(schema: dict) -> None:
+        props = schema["properties"]
+        rest = {k: v for k, v in props.items() if k not in ("label_id", "label_name")}
+        schema["properties"] = {"label": {"anyOf": choices}, **rest}
+        schema["required"] = ["label", *[r for r in schema.get("required", []) if r in rest]]
+
+    base = type("CoupledRecheck", (_AssignmentBase,), {"model_config": ConfigDict(json_schema_extra=coupled)})
+    return create_model(  # type: ignore[call-overload]
+        "Recheck",
+        __base__=base,
+        label_id=(Literal[tuple(label_ids)], ...),  # type: ignore[valid-type]
         rationale=(str, Field(max_length=300, json_schema_extra={"maxLength": RATIONALE_CHARS})),
     )
 

@@ -30,7 +30,7 @@ STOPWORDS = set(
 # Which prompt a request comes from, by the name of its response schema (for servers that answer like a script).
 PROMPT_OF_SCHEMA = {"Summary": "summarize", "ProposedTaxonomy": "propose", "UpdatedTaxonomy": "update",
                     "ReviewedTaxonomy": "review", "Assignment": "label", "MultiAssignment": "label_multi",
-                    "ClusterName": "name_cluster", "MergedTaxonomy": "merge_labels"}
+                    "ClusterName": "name_cluster", "MergedTaxonomy": "merge_labels", "Recheck": "recheck"}
 
 _scripts: dict[str, Responder] = {}
 _lock = threading.Lock()
@@ -126,9 +126,26 @@ def keywords(prompt_name: str, messages: list[dict[str, str]], schema: dict) -> 
                     {"label_id": label_id, "label_name": name, "rationale": "Mentions the keyword.", "confidence": "high"}
                 )
         return json.dumps({"label_id": "other", "label_name": "Other", "rationale": "No keyword.", "confidence": "low"})
+    if prompt_name == "recheck":
+        return json.dumps(recheck_choice(user, lambda i, n, doc: n.split()[0].lower() in doc))
     if prompt_name in ("hierarchy_propose", "hierarchy_assign"):
         return _hierarchy(prompt_name, user)
     return json.dumps({})
+
+
+def offered_choices(user: str) -> list[tuple[str, str]]:
+    """(id, name) of the labels a recheck prompt offers, in the order shown."""
+    return [(m.group(1), m.group(2).strip()) for m in re.finditer(r"^(L\d+|other): (.+?) - ", user, flags=re.M)]
+
+
+def recheck_choice(user: str, fits: Callable[[str, str, set[str]], bool]) -> dict:
+    """A recheck answer: the first offered label that ``fits(id, name, document words)``, else Other when offered,
+    else the first offered (keywords: the label whose name's first word the document contains)."""
+    offered = offered_choices(user)
+    doc = set(_words(_between(user, "document")))
+    pick = next(((i, n) for i, n in offered if fits(i, n, doc)), None) or next(
+        ((i, n) for i, n in offered if i == "other"), offered[0] if offered else ("other", "Other"))
+    return {"label": {"name": pick[1], "id": pick[0]}, "rationale": "Keyword check.", "confidence": "medium"}
 
 
 def _hierarchy(prompt_name: str, user: str) -> str:
