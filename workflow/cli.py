@@ -68,6 +68,10 @@ def run(
     batch_size: int = typer.Option(200, help="Summaries per taxonomy minibatch."),
     taxonomy_sample: int = typer.Option(600, help="Documents summarised for taxonomy generation."),
     label_sample: int = typer.Option(1000, help="Documents pseudo-labeled by the LLM."),
+    label_selection: str = typer.Option("random", "--label-selection", help="Which documents the LLM labels: "
+                                        "random (the paper), or active (a random quarter of --label-sample, then "
+                                        "rounds of the documents a fast classifier is least sure of, spread out). "
+                                        "Same number of labels either way."),
     max_labels: int = typer.Option(10, help="Most labels in the taxonomy."),
     proposal: str = typer.Option("clusters", help="clusters: embed and over-cluster the taxonomy sample; the model "
                                  "names and merges clusters. minibatch: the model writes the taxonomy from minibatches "
@@ -107,6 +111,7 @@ def run(
             label_sample=label_sample, max_labels=max_labels, concurrency=concurrency, max_cost=max_cost, seed=seed,
             auto_approve=auto_approve, timeout_s=timeout, max_attempts=max_attempts, multi_label=multi_label,
             max_labels_per_doc=max_labels_per_doc, proposal=proposal, shortlist=shortlist, teacher=teacher,
+            label_selection=label_selection,
             levels=levels, max_parents=max_parents, structured_output=structured_output,
         )
     except ValidationError as exc:
