@@ -67,7 +67,22 @@ def main(argv: list[str] | None = None) -> None:
                     help="method:budget points also trained with the product's train_single_label ('' for none)")
     ap.add_argument("--json", help="also write the rows to this JSON file")
     ap.add_argument("--plot", default=str(Path(__file__).with_name("bench_active.png")), help="PNG path ('' for none)")
+    ap.add_argument("--replot", help="comma-separated --json files of earlier runs: print their table and plot them "
+                    "together (e.g. the gold and noisy teachers run separately)")
     args = ap.parse_args(argv)
+    if args.replot:
+        rows = [r for f in args.replot.split(",") for r in json.loads(Path(f).read_text())]
+        budgets = sorted({r["labels"] for r in rows})
+        print("| teacher | selection | labels | teacher accuracy | fast model accuracy | product training accuracy |")
+        print("|---|---|---:|---:|---:|---:|")
+        for r in rows:
+            prod = "-" if r["product_accuracy"] is None else f"{r['product_accuracy']:.3f}"
+            print(f"| {r['teacher']} | {r['method']} | {r['labels']} | {r['teacher_accuracy']:.3f} | "
+                  f"{r['fast_accuracy']:.3f} | {prod} |")
+        if args.plot:
+            plot(rows, budgets, args.plot)
+            print(f"plot: {args.plot}")
+        return
 
     from workflow.classify.fit import train_single_label
     from workflow.config import JobConfig

@@ -233,6 +233,12 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
         + (f"; failed: {failed['summaries']} summaries, {failed['labels']} labels (retried by `tnt resume`)"
            if any(failed.values()) else "")
     )
+    rounds = [r for r in store.sample_rounds(run_id, 2).values() if r is not None]
+    if any(rounds):  # --label-selection active
+        sizes = [rounds.count(r) for r in range(max(rounds) + 1)]
+        out.print(f"label selection: active, {sizes[0]} documents at random then {len(sizes) - 1} rounds of the most "
+                  f"uncertain ({', '.join(map(str, sizes[1:]))}); per document in samples.round. The held-out figures "
+                  "below are on these harder documents, not a random sample")
     if model:
         m = model["metrics"]
         head = (f"classifier {model['model_id']} ({model['algorithm']} on {model['embedding_model']}): held-out vs "
