@@ -71,7 +71,13 @@ def main(argv: list[str] | None = None) -> None:
                     "together (e.g. the gold and noisy teachers run separately)")
     args = ap.parse_args(argv)
     if args.replot:
-        rows = [r for f in args.replot.split(",") for r in json.loads(Path(f).read_text())]
+        merged: dict[tuple, dict] = {}  # the same point from two runs is the same selection: keep any product figure
+        for r in (r for f in args.replot.split(",") for r in json.loads(Path(f).read_text())):
+            key = (r["teacher"], r["method"], r["labels"])
+            if key in merged and r["product_accuracy"] is None:
+                continue
+            merged[key] = r if key not in merged else {**merged[key], "product_accuracy": r["product_accuracy"]}
+        rows = sorted(merged.values(), key=lambda r: (r["teacher"] != "gold", r["labels"], r["method"] != "random"))
         budgets = sorted({r["labels"] for r in rows})
         print("| teacher | selection | labels | teacher accuracy | fast model accuracy | product training accuracy |")
         print("|---|---|---:|---:|---:|---:|")
@@ -173,6 +179,7 @@ def plot(rows: list[dict], budgets: list[int], path: str) -> None:
                 ax.scatter(*zip(*prod), marker="*", s=140, color=colour, edgecolor="black", zorder=3,
                            label=f"{method}, {teacher} teacher (product training)")
     ax.set_xscale("log")
+    ax.minorticks_off()
     ax.set_xticks(budgets, [str(b) for b in budgets])
     ax.set_xlabel("documents labelled by the teacher")
     ax.set_ylabel("accuracy on the clean BANKING77 test split")
