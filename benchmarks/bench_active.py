@@ -167,7 +167,7 @@ def plot(rows: list[dict], budgets: list[int], path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for teacher, style in (("gold", "-"), ("noisy", "--")):
+    for teacher, style, mark in (("gold", "-", "*"), ("noisy", "--", "D")):
         for method, colour in (("random", "tab:grey"), ("active", "tab:blue")):
             pts = sorted((r["labels"], r["fast_accuracy"]) for r in rows
                          if r["teacher"] == teacher and r["method"] == method)
@@ -176,7 +176,7 @@ def plot(rows: list[dict], budgets: list[int], path: str) -> None:
             prod = [(r["labels"], r["product_accuracy"]) for r in rows if r["teacher"] == teacher
                     and r["method"] == method and r["product_accuracy"] is not None]
             if prod:
-                ax.scatter(*zip(*prod), marker="*", s=140, color=colour, edgecolor="black", zorder=3,
+                ax.scatter(*zip(*prod), marker=mark, s=140 if mark == "*" else 60, color=colour, edgecolor="black", zorder=3,
                            label=f"{method}, {teacher} teacher (product training)")
     ax.set_xscale("log")
     ax.minorticks_off()
