@@ -68,6 +68,10 @@ def run(
     batch_size: int = typer.Option(200, help="Summaries per taxonomy minibatch."),
     taxonomy_sample: int = typer.Option(600, help="Documents summarised for taxonomy generation."),
     label_sample: int = typer.Option(1000, help="Documents pseudo-labeled by the LLM."),
+    label_selection: str = typer.Option("random", "--label-selection", help="Which documents the LLM labels: "
+                                        "random (the paper), or active (a random quarter of --label-sample, then "
+                                        "rounds of the documents a fast classifier is least sure of, spread out). "
+                                        "Same number of labels either way."),
     max_labels: int = typer.Option(10, help="Most labels in the taxonomy."),
     proposal: str = typer.Option("clusters", help="clusters: embed and over-cluster the taxonomy sample; the model "
                                  "names and merges clusters. minibatch: the model writes the taxonomy from minibatches "
@@ -113,8 +117,8 @@ def run(
             label_sample=label_sample, max_labels=max_labels, concurrency=concurrency, max_cost=max_cost, seed=seed,
             auto_approve=auto_approve, timeout_s=timeout, max_attempts=max_attempts, multi_label=multi_label,
             max_labels_per_doc=max_labels_per_doc, proposal=proposal, shortlist=shortlist, teacher=teacher,
-            levels=levels, max_parents=max_parents, structured_output=structured_output, embedding_model=embedder,
-            recheck=recheck,
+            label_selection=label_selection, levels=levels, max_parents=max_parents,
+            structured_output=structured_output, embedding_model=embedder, recheck=recheck,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -237,6 +241,12 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
         + (f"; failed: {failed['summaries']} summaries, {failed['labels']} labels (retried by `tnt resume`)"
            if any(failed.values()) else "")
     )
+    rounds = [r for r in store.sample_rounds(run_id, 2).values() if r is not None]
+    if any(rounds):  # --label-selection active
+        sizes = [rounds.count(r) for r in range(max(rounds) + 1)]
+        out.print(f"label selection: active, {sizes[0]} documents at random then {len(sizes) - 1} rounds of the most "
+                  f"uncertain ({', '.join(map(str, sizes[1:]))}); per document in samples.round. The held-out figures "
+                  "below are on these harder documents, not a random sample")
     if config is not None and config.recheck > 0:
         out.print(recheck_line(store.recheck_counts(run_id), config.recheck, labeled, teacher), highlight=False)
     if model:

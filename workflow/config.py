@@ -34,6 +34,10 @@ class JobConfig(BaseModel):
         "auto", description="whose labels the classifier learns from: the LLM's (the paper), or each document's "
         "nearest label by embedding (no label calls); auto: nearest for the embedded local model, which labels worse "
         "than its own embeddings (benchmarks/README.md), the LLM's for any other model")
+    label_selection: Literal["random", "active"] = Field(
+        "random", description="which documents the LLM labels: a random sample (the paper), or a random quarter "
+        "then rounds of the documents a fast classifier on the labels so far is least sure of, spread over the "
+        "embedding space (workflow/classify/active.py); the same number of labels either way")
     multi_label: bool = Field(False, description="the LLM may give a document several labels; one-vs-rest classifier")
     max_labels_per_doc: int = Field(3, ge=2, le=10, description="most labels per document in multi-label mode")
     name_max_words: int = Field(10, ge=1)

@@ -89,12 +89,16 @@ ALTER TABLE assignments ADD COLUMN IF NOT EXISTS nearest_id VARCHAR;
 ALTER TABLE labels ADD COLUMN IF NOT EXISTS parent_id VARCHAR;
 ALTER TABLE labels ADD COLUMN IF NOT EXISTS level INTEGER;
 ALTER TABLE assignments ADD COLUMN IF NOT EXISTS offered_ids VARCHAR[];
+ALTER TABLE samples ADD COLUMN IF NOT EXISTS round INTEGER;
 """
 # Recheck (`--recheck`): a source 'recheck' row is the model's second answer for a suspect label, beside (never over)
 # its 'llm' row; `offered_ids` = [the label it had, the classifier's alternative], the only two it could choose.
 # Training labels: human > recheck > llm (TRAINING_SOURCES).
 # Hierarchy (issue 12): a leaf label's `parent_id` names a level-2 row of the same taxonomy version (level = 2);
 # leaves have level NULL or 1, so every reader of leaves (labeling, training) keeps seeing only leaves.
+# Active label selection (issue 11): `samples.round` is the selection round that picked a phase-2 document (0: the
+# random seed set, or the whole random sample; 1...: rounds chosen by the classifier's uncertainty; NULL: drawn
+# before rounds existed, or added by `tnt update`).
 
 
 class StoreError(RuntimeError):
@@ -286,13 +290,28 @@ class Store:
 
     # -- samples -----------------------------------------------------------------------------------------------
 
-    def save_sample(self, run_id: str, phase: int, doc_ids: Sequence[str], batch_size: int) -> None:
+    def save_sample(self, run_id: str, phase: int, doc_ids: Sequence[str], batch_size: int,
+                    round: int | None = 0) -> None:
         """Write a sample once: a resumed run must reuse the very same documents."""
-        rows = [(run_id, phase, d, i // batch_size) for i, d in enumerate(doc_ids)]
+        rows = [(run_id, phase, d, i // batch_size, round) for i, d in enumerate(doc_ids)]
         with self.transaction() as con:
             con.execute("DELETE FROM samples WHERE run_id = ? AND phase = ?", [run_id, phase])
             if rows:
-                con.executemany("INSERT INTO samples VALUES (?, ?, ?, ?)", rows)
+                con.executemany("INSERT INTO samples (run_id, phase, doc_id, batch, round) VALUES (?, ?, ?, ?, ?)",
+                                rows)
+
+    def extend_sample(self, run_id: str, phase: int, doc_ids: Sequence[str], batch_size: int,
+                      round: int | None) -> None:
+        """Append documents to a sample (an active-selection round, or `tnt update`'s extra documents), keeping the
+        rows already there and their rounds; documents already in the sample are skipped."""
+        with self.transaction() as con:
+            have = {r[0] for r in con.execute("SELECT doc_id FROM samples WHERE run_id = ? AND phase = ?",
+                                              [run_id, phase]).fetchall()}
+            start = len(have)
+            fresh = [d for d in dict.fromkeys(doc_ids) if d not in have]
+            if fresh:
+                con.executemany("INSERT INTO samples (run_id, phase, doc_id, batch, round) VALUES (?, ?, ?, ?, ?)",
+                                [(run_id, phase, d, (start + i) // batch_size, round) for i, d in enumerate(fresh)])
 
     def sample(self, run_id: str, phase: int, batch: int | None = None) -> list[str]:
         sql = "SELECT doc_id FROM samples WHERE run_id = ? AND phase = ?"
@@ -301,6 +320,11 @@ class Store:
             sql += " AND batch = ?"
             params.append(batch)
         return [r[0] for r in self._rows(sql + " ORDER BY batch, rowid", params)]
+
+    def sample_rounds(self, run_id: str, phase: int = 2) -> dict[str, int | None]:
+        """The selection round that picked each sampled document (see `samples.round`), in sample order."""
+        return dict(self._rows("SELECT doc_id, round FROM samples WHERE run_id = ? AND phase = ? ORDER BY batch, rowid",
+                               [run_id, phase]))
 
     def n_batches(self, run_id: str, phase: int) -> int:
         return self._one(

@@ -253,11 +253,7 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
 
 def _label_docs(store: Store, ctx: Any, run_id: str, doc_ids: list[str], config: JobConfig, label: Any) -> None:
     """Pseudo-label documents with the latest taxonomy through the graph's label node (phase-2 sample grows)."""
-    phase2 = store.sample(run_id, 2)
-    have = set(phase2)
-    extra = [d for d in doc_ids if d not in have]
-    if extra:
-        store.save_sample(run_id, 2, phase2 + extra, config.batch_size)
+    store.extend_sample(run_id, 2, doc_ids, config.batch_size, round=None)  # earlier rows keep their rounds
     label(ctx, {"approved_version": store.taxonomy(run_id)[0]})
 
 

@@ -5,6 +5,7 @@ every label that applies (the first is stored as label_id, all of them as label_
 from __future__ import annotations
 
 from workflow.graph.context import RunContext, RunFailed
+from workflow.graph.nodes.active import next_round
 from workflow.graph.nodes.shortlist import shortlists
 from workflow.graph.nodes.taxonomy import format_taxonomy
 from workflow.graph.nodes.text import clip
@@ -12,14 +13,24 @@ from workflow.graph.state import RunState
 from workflow.llm.gateway import CallResult, Request
 from workflow.llm.prompts import fence
 from workflow.llm.responses import CONFIDENCE_SCORE, assignment_model, multi_assignment_model
+from workflow.store import Label
 
 
 def label(ctx: RunContext, state: RunState) -> RunState:
     ctx.stage("label")
-    cfg, store = ctx.config, ctx.store
-    version, labels = store.taxonomy(ctx.run_id, state.get("approved_version"))
+    version, labels = ctx.store.taxonomy(ctx.run_id, state.get("approved_version"))
     if not labels:
         raise RunFailed("the approved taxonomy has no labels")
+    _label_sample(ctx, version, labels, "label")
+    if ctx.config.label_selection == "active":  # rounds until --label-sample is spent (stored rounds are reused)
+        while (picked := next_round(ctx, version)) is not None:
+            _label_sample(ctx, version, labels, f"label (round {picked[0]})")
+    return {}
+
+
+def _label_sample(ctx: RunContext, version: int, labels: list[Label], description: str) -> None:
+    """Label the phase-2 documents that have no ok label for this taxonomy version yet."""
+    cfg, store = ctx.config, ctx.store
     done = store.assignments(ctx.run_id, "llm", taxonomy_version=version)
     todo = [d for d in store.sample(ctx.run_id, 2) if d not in done]
     names = {lb.label_id: lb.name for lb in labels} | {"other": "Other"}
@@ -29,7 +40,7 @@ def label(ctx: RunContext, state: RunState) -> RunState:
     nearest = {d.doc_id: o[0].label_id for d, o in zip(docs, offered)}
     if cfg.label_teacher() == "nearest":
         _save_nearest(ctx, version, nearest)
-        return {}
+        return
     models: dict[tuple[str, ...], type] = {}
 
     def response_model(req: Request) -> type:
@@ -59,8 +70,7 @@ def label(ctx: RunContext, state: RunState) -> RunState:
 
     max_tokens = 160 + (40 * cfg.max_labels_per_doc if cfg.multi_label else 0)
     ctx.gateway.map("label", cfg.model_for("label"), "label_multi" if cfg.multi_label else "label", response_model,
-                    requests, save, description="label", max_tokens=max_tokens)
-    return {}
+                    requests, save, description=description, max_tokens=max_tokens)
 
 
 def _save_nearest(ctx: RunContext, version: int, nearest: dict[str, str]) -> None:
