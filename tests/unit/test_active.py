@@ -184,4 +184,4 @@ def test_old_database_gets_the_round_column(tmp_path):
 def test_unknown_selection_is_a_clear_usage_error(corpus, db):
     res = CliRunner().invoke(app, ["run", str(corpus), "-u", "support intents", "--db", db, "--model",
                                    "scripted/keywords", "--label-selection", "smart", "-q"])
-    assert res.exit_code == 2 and "label_selection" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 2 and "invalid option --label-selection" in res.output and "Traceback" not in res.output
