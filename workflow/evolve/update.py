@@ -11,7 +11,8 @@
 4. Only what is needed is pseudo-labeled, in rounds on one budget: first the documents each new label was built
    from (its seeds), then, LABEL_ROUNDS times, the new documents that an interim classifier (retrained on what is
    labeled so far, no model call) puts under a new label, most confident first; the most novel unexplained
-   documents fill what is left; plus a small stratified refresh of the explained ones. The classifier is retrained
+   documents fill what is left; a small stratified refresh of the explained ones (at most a quarter of the
+   budget) comes out of the same budget, so the update costs at most budget label calls. The classifier is retrained
    with the old model's held-out documents kept out, and the report compares old and new classifier on that
    held-out set, so a regression cannot pass silently.
 
@@ -204,7 +205,16 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
         pool = list(unexplained_ids)  # the proposal sees a random sample: rarer kinds stay in view
         random.Random(config.seed).shuffle(pool)
         budget = label_budget if label_budget is not None else max(20, config.label_sample // 4)
-        n_sample = proposal_sample if proposal_sample is not None else max(20, config.taxonomy_sample // 4)
+        # proposing costs naming calls only (no labels), so it sees more documents than are labeled: a kind of
+        # document too rare in a small sample gets no cluster of its own and no label
+        n_sample = proposal_sample if proposal_sample is not None else max(20, config.taxonomy_sample // 2)
+        idx = old.classify(X)[0]
+        unexplained = set(unexplained_ids)
+        explained = [(d, old.labels[i]) for d, i in zip(new_ids, idx.tolist()) if d not in unexplained]
+        refresh = _refresh([d for d, _ in explained], [lab for _, lab in explained], refresh_per_label, config.seed)
+        if len(refresh) > budget // 4:  # the refresh is part of the budget, and the smaller part
+            refresh = sorted(random.Random(config.seed).sample(refresh, budget // 4))
+        spend = max(1, round((budget - len(refresh)) * SEED_SHARE))
         added: list[Label] = []
         seeds: list[str] = []
         if len(pool) >= 5:
@@ -221,13 +231,9 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
                 # a new label sits where the documents it was built from are (labeling shortlists use this)
                 placed = {d: new_id[lid] for d, lid in members.items() if lid in new_id}
                 store.add_cluster_members(run_id, placed)
-                seeds = _seeds([d for d in pool[:n_sample] if d in placed], placed, max(1, round(budget * SEED_SHARE)))
+                seeds = _seeds([d for d in pool[:n_sample] if d in placed], placed, spend)
         # nothing added: the most novel documents are labeled instead (old labels or Other may still fit them)
-        work = seeds or unexplained_ids[: max(1, round(budget * SEED_SHARE))]
-        idx = old.classify(X)[0]
-        unexplained = set(unexplained_ids)
-        explained = [(d, old.labels[i]) for d, i in zip(new_ids, idx.tolist()) if d not in unexplained]
-        refresh = _refresh([d for d, _ in explained], [lab for _, lab in explained], refresh_per_label, config.seed)
+        work = seeds or unexplained_ids[:spend]
         taken = set(work)
         state |= {"added": [a.label_id for a in added], "to_label": work + refresh, "budget": budget,
                   "reserve": [d for d in unexplained_ids if d not in taken][:budget],
@@ -317,7 +323,7 @@ def _next_round(store: Store, run_id: str, corpus: str, config: JobConfig, state
     from workflow.classify.train import TrainingError
 
     labeled = set(store.training_labels(run_id))
-    used = len(state["to_label"]) - state["n_refresh"] + sum(len(r) for r in state["rounds"])
+    used = len(state["to_label"]) + sum(len(r) for r in state["rounds"])  # the refresh included
     n = math.ceil(max(0, state["budget"] - used) / max(1, rounds_left))
     picked: list[str] = []
     if state["added"] and n:
