@@ -8,10 +8,12 @@ documents that look at least as unusual):
 * the cosine similarity to the nearest training document (k=1 nearest neighbour): an unseen kind sits away from
   every document the classifier learnt from, even where a linear model is confident by extrapolation.
 
-On BANKING77 with 17 held-back intents (benchmarks/bench_update.py) each score alone ranks new-intent documents
-first about as well as the other (precision ~0.75 in the top 500 of 3000) and they disagree on many documents, so
-the update takes a document as unexplained when either p-value is small (Bonferroni: min p-value x 2 < alpha),
-and ranks documents by the combined p-value.
+On BANKING77 with 17 held-back intents (benchmarks/bench_update.py, 3000 new documents, 1000 of new intents) each
+score alone ranks new-intent documents first about as well as the other (precision ~0.75 in the top 500) and they
+disagree on many documents, so the update takes a document as unexplained when either p-value is small
+(Bonferroni: min p-value x 2 < alpha) and ranks documents by the combined p-value: 1119 flagged, precision 0.65,
+recall 0.72, where the former rule (Other, conformal set not of size one, or farther from every label centroid
+than 95% of held-out documents) flagged 707 at precision 0.67, recall 0.47.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 from workflow.classify.loader import ServingModel
 from workflow.store import OTHER_ID
 
-ALPHA = 0.2  # a document less typical than 90% of held-out documents on either score is unexplained
+ALPHA = 0.2  # Bonferroni over two scores: less typical than 90% of held-out documents on either one
 
 
 def _unit(X: np.ndarray) -> np.ndarray:
