@@ -165,10 +165,11 @@ def test_cluster_seeded_proposal_places_new_labels_at_their_documents(db_copy):
         child = f"{run_id}-update{report['update_id']}"
         assert {"name_cluster", "merge_labels"} <= _prompts(store, child)
         assert not {"propose", "update"} & _prompts(store, child)
-        # the cap fits the few documents proposed from (10 here: 2 clusters), not the run's max_labels (6)
+        # the cap fits the few documents proposed from, not the run's max_labels (6)
         n = len(store.sample(child, 1))
-        assert JobConfig.model_validate(store.run(child)["config"]).max_labels == max(2, -(-n // 12.5)) < 6
-        assert 1 <= len(report["added"]) <= 2
+        cap = JobConfig.model_validate(store.run(child)["config"]).max_labels
+        assert cap == max(2, -(-n // 12.5)) < 6
+        assert 1 <= len(report["added"]) <= cap
         # each added label sits where the unexplained documents it was built from are (labeling shortlists)
         members = store.cluster_members(run_id)
         added = {a["label_id"] for a in report["added"]}
@@ -194,3 +195,29 @@ def test_minibatch_runs_update_with_minibatch_proposals(tmp_path: Path):
         assert "propose" in _prompts(store, child) and "name_cluster" not in _prompts(store, child)
         _, after = store.taxonomy(run_id)
         assert after[: len(before)] == before and len(after) == len(before) + len(report["added"]) > len(before)
+
+
+def test_seeds_take_turns_between_new_labels():
+    from workflow.evolve.update import _seeds
+
+    label_of = {"a1": "L7", "a2": "L7", "a3": "L7", "b1": "L8", "c1": "L9", "c2": "L9"}
+    order = ["a1", "a2", "a3", "b1", "c1", "c2"]
+    assert _seeds(order, label_of, 4) == ["a1", "b1", "c1", "a2"]
+    assert _seeds(order, label_of, 10) == ["a1", "b1", "c1", "a2", "c2", "a3"]
+    assert _seeds([], {}, 3) == []
+
+
+def test_budget_goes_first_to_the_new_labels_seed_documents(db_copy):
+    db, run_id, new = db_copy
+    with Store(db) as store:
+        report = update_run(store, run_id, str(new), show_progress=False, label_budget=30, refresh_per_label=0)
+        state = store.find_update(run_id, store.query("SELECT source_key FROM updates")[0]["source_key"])["state"]
+        added = {a["label_id"] for a in report["added"]}
+        members = store.cluster_members(run_id)
+        seeds = state["to_label"][: report["n_seeds"]]
+        # seeds are documents the new labels were built from, every new label gets one before any gets two
+        assert seeds and all(members[d] in added for d in seeds)
+        assert len({members[d] for d in seeds[: len(added)]}) == min(len(added), len(seeds))
+        # the budget is spent, not exceeded: seeds + interim-classifier rounds
+        assert report["n_labeled"] == len(seeds) + sum(report["n_rounds"]) <= 30
+        assert len(report["n_rounds"]) == 2 and not set(seeds) & {d for r in state["rounds"] for d in r}

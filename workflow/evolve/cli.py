@@ -68,9 +68,10 @@ def update_cmd(
     text_field: str = typer.Option("text", help="Field holding the document text."),
     id_field: str = typer.Option("id", help="Field holding a unique document id."),
     label_budget: Optional[int] = typer.Option(None, "--label-budget", min=1,
-                                               help="Most unexplained documents pseudo-labeled (default: label_sample/4)."),
+                                               help="Most new documents pseudo-labeled: the refresh (at most a quarter), the new labels' seed "
+                                                    "documents, then those an interim classifier puts under new labels (default: label_sample/4)."),
     proposal_sample: Optional[int] = typer.Option(None, "--proposal-sample", min=1,
-                                                  help="Unexplained documents summarised for proposals (default: taxonomy_sample/4)."),
+                                                  help="Unexplained documents the new labels are proposed from (default: taxonomy_sample/2)."),
     refresh_per_label: int = typer.Option(3, "--refresh-per-label", min=0,
                                           help="Explained documents per label re-labeled as a refresh."),
     max_new_labels: Optional[int] = typer.Option(None, "--max-new-labels", min=1, help="Most labels added."),

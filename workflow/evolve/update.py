@@ -2,14 +2,19 @@
 
 1. The new documents join the run's corpus and are classified by the run's classifier; drift figures per batch
    are compared with the run's own held-out documents (workflow/evolve/drift.py) and stored in `drift`.
-2. The documents the taxonomy does not explain (Other, uncertain, or far from every label) feed a proposal made
-   by the run's own taxonomy machinery (the summarize/propose/update graph nodes, called on a child run
-   `<run>-update<k>` whose sample is those documents alone).
+2. The documents the taxonomy does not explain (workflow/evolve/novelty.py: predicted Other, or less typical than
+   most of the run's held-out documents by the classifier's confidence or by the distance to the nearest training
+   document) feed a proposal made by the run's own taxonomy machinery (the summarize/propose/update graph nodes,
+   called on a child run `<run>-update<k>` whose sample is those documents alone).
 3. Proposed labels that the taxonomy lacks are added as a new taxonomy version through `Store.apply_review`
    (action "update"): existing ids never change and the edit is in the review log like a human one.
-4. Only what is needed is pseudo-labeled (the unexplained documents plus a small stratified refresh of the
-   explained ones), the classifier is retrained with the old model's held-out documents kept out, and the report
-   compares old and new classifier on that held-out set, so a regression cannot pass silently.
+4. Only what is needed is pseudo-labeled, in rounds on one budget: first the documents each new label was built
+   from (its seeds), then, LABEL_ROUNDS times, the new documents that an interim classifier (retrained on what is
+   labeled so far, no model call) puts under a new label, most confident first; the most novel unexplained
+   documents fill what is left; a small stratified refresh of the explained ones (at most a quarter of the
+   budget) comes out of the same budget, so the update costs at most budget label calls. The classifier is retrained
+   with the old model's held-out documents kept out, and the report compares old and new classifier on that
+   held-out set, so a regression cannot pass silently.
 
 Every step is idempotent and the gateway cache answers repeated calls, so an interrupted update resumes for free;
 an update already done on the same documents is reported, not redone. `--review` stops after step 3.
@@ -20,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import re
 from collections import Counter
 from typing import Any
 
@@ -29,7 +35,7 @@ from workflow.classify.loader import from_store
 from workflow.classify.predict import predict_corpus
 from workflow.classify.train import agreement
 from workflow.config import JobConfig
-from workflow.evolve import drift
+from workflow.evolve import drift, novelty
 from workflow.graph.context import RunFailed, log
 from workflow.ingest import read_corpus
 from workflow.llm.gateway import Usage
@@ -42,6 +48,8 @@ class UpdateError(ValueError):
 
 
 DUPLICATE_SIMILARITY = 0.92  # a proposed label this close to an existing one (name + description) is not new
+SEED_SHARE = 1 / 3  # of the label budget, for the documents the new labels were built from
+LABEL_ROUNDS = 2  # interim classifiers that point the rest of the budget at the new labels' documents
 
 
 def _key(records: list[tuple[str, str, dict]]) -> str:
@@ -57,10 +65,15 @@ def _add_usage(total: dict, usage: Usage) -> None:
     total["failed"] += usage.failed
 
 
+def _bare(name: str) -> str:
+    return re.sub(r"(\s*\([^()]*\))+\s*$", "", name).strip().lower() or name.lower()
+
+
 def _novel(store: Store, config: JobConfig, proposed: list[Label], current: list[Label]) -> list[Label]:
-    """Proposed labels the taxonomy lacks: not the same name, and not a near-duplicate by embedding."""
-    names = {lb.name.lower() for lb in current}
-    fresh = [lb for lb in proposed if lb.name.lower() not in names]
+    """Proposed labels the taxonomy lacks: not the same name (a "(keyword)" that tells twin clusters apart does not
+    count), and not a near-duplicate by embedding."""
+    names = {_bare(lb.name) for lb in current}
+    fresh = [lb for lb in proposed if _bare(lb.name) not in names]
     if not fresh or not current:
         return fresh
     from workflow.classify.embed import get_embedder
@@ -183,20 +196,29 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
         old = from_store(store, state["model_before"])
         base = drift.baseline(store, old, run_id, corpus, state["held_out"])
         X = drift._vectors(store, old, corpus, new_ids)
-        figs, unexplained = drift.batched_figures(old, X, base, drift_batch)
+        figs, _ = drift.batched_figures(old, X, base, drift_batch)
         store.save_drift(state["model_before"], f"update {update_id}",
                          [(f.batch, f.n, f.other_share, f.uncertain_share, f.centroid_distance) for f in figs],
                          base.as_dict())
         drifted = [f.batch for f in figs if f.drifted(base)]
-        rng = random.Random(config.seed)
-        unexplained_ids = [d for d, u in zip(new_ids, unexplained) if u]
-        rng.shuffle(unexplained_ids)
+        unexplained_ids = novelty.ranked(new_ids, _novelty(store, old, run_id, corpus, state["held_out"], X))
+        pool = list(unexplained_ids)  # the proposal sees a random sample: rarer kinds stay in view
+        random.Random(config.seed).shuffle(pool)
         budget = label_budget if label_budget is not None else max(20, config.label_sample // 4)
-        work = unexplained_ids[: max(1, budget // 2)]  # the other half goes where the first half points to
-        n_sample = proposal_sample if proposal_sample is not None else max(20, config.taxonomy_sample // 4)
+        # proposing costs naming calls only (no labels), so it sees more documents than are labeled: a kind of
+        # document too rare in a small sample gets no cluster of its own and no label
+        n_sample = proposal_sample if proposal_sample is not None else max(20, config.taxonomy_sample // 2)
+        idx = old.classify(X)[0]
+        unexplained = set(unexplained_ids)
+        explained = [(d, old.labels[i]) for d, i in zip(new_ids, idx.tolist()) if d not in unexplained]
+        refresh = _refresh([d for d, _ in explained], [lab for _, lab in explained], refresh_per_label, config.seed)
+        if len(refresh) > budget // 4:  # the refresh is part of the budget, and the smaller part
+            refresh = sorted(random.Random(config.seed).sample(refresh, budget // 4))
+        spend = max(1, round((budget - len(refresh)) * SEED_SHARE))
         added: list[Label] = []
-        if len(work) >= 5:
-            proposed, members = _propose(store, run_id, update_id, work[:n_sample], config, show_progress, usage,
+        seeds: list[str] = []
+        if len(pool) >= 5:
+            proposed, members = _propose(store, run_id, update_id, pool[:n_sample], config, show_progress, usage,
                                          max_new_labels or config.max_labels)
             _, current = store.taxonomy(run_id)
             novel = _novel(store, config, proposed, current)[: max_new_labels or config.max_labels]
@@ -207,12 +229,15 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
                                    details={"update_id": update_id, "source": source,
                                             "added": [{"label_id": a.label_id, "name": a.name} for a in added]})
                 # a new label sits where the documents it was built from are (labeling shortlists use this)
-                store.add_cluster_members(run_id, {d: new_id[lid] for d, lid in members.items() if lid in new_id})
-        idx = old.classify(X)[0]
-        explained = [(d, old.labels[i]) for d, i, u in zip(new_ids, idx.tolist(), unexplained) if not u]
-        refresh = _refresh([d for d, _ in explained], [lab for _, lab in explained], refresh_per_label, config.seed)
+                placed = {d: new_id[lid] for d, lid in members.items() if lid in new_id}
+                store.add_cluster_members(run_id, placed)
+                seeds = _seeds([d for d in pool[:n_sample] if d in placed], placed, spend)
+        # nothing added: the most novel documents are labeled instead (old labels or Other may still fit them)
+        work = seeds or unexplained_ids[:spend]
+        taken = set(work)
         state |= {"added": [a.label_id for a in added], "to_label": work + refresh, "budget": budget,
-                  "reserve": unexplained_ids[len(work):budget], "n_unexplained": len(unexplained_ids),
+                  "reserve": [d for d in unexplained_ids if d not in taken][:budget],
+                  "n_unexplained": len(unexplained_ids), "n_seeds": len(seeds),
                   "n_refresh": len(refresh), "baseline": base.as_dict(), "drift_batches": drifted,
                   "figures": [vars(f) for f in figs]}
         store.save_update(run_id, update_id, key, "proposed", state)
@@ -223,14 +248,17 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
                                "`tnt update` again to label, retrain and report"}
 
     # -- step 4: pseudo-label what is needed, retrain, predict, report -------------------------------------------
-    # Two rounds on one budget: half the unexplained documents first; then an interim classifier points the
-    # other half at the new documents it puts under the new labels (where examples are scarce), so the budget
-    # is spent on the new labels' documents rather than on more of the old labels' ones.
+    # Rounds on one budget: the new labels' seeds first; then interim classifiers (no model call) point the rest
+    # at the new documents they put under the new labels, where examples are scarce, rather than at more of the
+    # old labels' documents. Each round's documents are stored before labeling: a resumed update labels the same.
     _label_docs(store, ctx, run_id, state["to_label"], config, label)
-    if "round2" not in state:
-        state["round2"] = _second_round(store, run_id, corpus, config, state, new_ids, show_progress)
-        store.save_update(run_id, update_id, key, "labeling", state)
-    _label_docs(store, ctx, run_id, state["round2"], config, label)
+    if "rounds" not in state:
+        state["rounds"] = [state.pop("round2")] if "round2" in state else []  # an update begun by an older tnt
+    for r in range(LABEL_ROUNDS):
+        if len(state["rounds"]) <= r:
+            state["rounds"].append(_next_round(store, run_id, corpus, config, state, new_ids, LABEL_ROUNDS - r))
+            store.save_update(run_id, update_id, key, "labeling", state)
+        _label_docs(store, ctx, run_id, state["rounds"][r], config, label)
     version = store.taxonomy(run_id)[0]
     fitted = fit_on_run(store, run_id, corpus, config, progress=show_progress, exclude=state["held_out"])
     if fitted is None:
@@ -257,15 +285,42 @@ def _label_docs(store: Store, ctx: Any, run_id: str, doc_ids: list[str], config:
     label(ctx, {"approved_version": store.taxonomy(run_id)[0]})
 
 
-def _second_round(store: Store, run_id: str, corpus: str, config: JobConfig, state: dict, new_ids: list[str],
-                  show_progress: bool) -> list[str]:
-    """The rest of the budget: unlabeled new documents an interim classifier (trained now, no model call) puts
-    under a new label, most confident first and taking turns between labels; then more unexplained ones."""
+def _novelty(store: Store, model: Any, run_id: str, corpus: str, held_out: list[str], X: Any) -> novelty.Novelty:
+    """Novelty of the new documents' vectors X, against the run's training documents and calibrated on its
+    held-out ones (the split the old classifier never trained on)."""
+    labels = store.training_labels(run_id)
+    held = [d for d in held_out if d in labels]
+    train = sorted(set(labels) - set(held))
+    return novelty.score(model, X, drift._vectors(store, model, corpus, train),
+                         drift._vectors(store, model, corpus, held))
+
+
+def _seeds(doc_ids: list[str], label_of: dict[str, str], n: int) -> list[str]:
+    """Up to n of the documents the new labels were built from, taking turns between labels (in doc_ids' order
+    within a label), so that every new label gets examples before any gets many."""
+    queues: dict[str, list[str]] = {}
+    for d in doc_ids:
+        queues.setdefault(label_of[d], []).append(d)
+    out: list[str] = []
+    while len(out) < n and any(queues.values()):
+        for lab in sorted(queues):
+            if queues[lab] and len(out) < n:
+                out.append(queues[lab].pop(0))
+    return out
+
+
+def _next_round(store: Store, run_id: str, corpus: str, config: JobConfig, state: dict, new_ids: list[str],
+                rounds_left: int) -> list[str]:
+    """Documents for the next labeling round: a share of what is left of the budget (all of it in the last
+    round). First unlabeled new documents an interim classifier (trained now on what is labeled, no model call)
+    puts under a new label, most confident first and taking turns between labels; then the most novel of the
+    unexplained ones."""
     from workflow.classify.loader import ServingModel
     from workflow.classify.train import TrainingError
 
     labeled = set(store.training_labels(run_id))
-    n = max(0, state["budget"] - (len(state["to_label"]) - state["n_refresh"]))
+    used = len(state["to_label"]) + sum(len(r) for r in state["rounds"])  # the refresh included
+    n = math.ceil(max(0, state["budget"] - used) / max(1, rounds_left))
     picked: list[str] = []
     if state["added"] and n:
         try:
@@ -303,7 +358,8 @@ def _report(store: Store, run_id: str, update_id: int, state: dict, model_id: st
     pred = store.prediction_counts(model_id)
     return {
         "status": "done", "update_id": update_id, "model_before": state["model_before"], "model_after": model_id,
-        "n_new": state["n_new"], "n_unexplained": state["n_unexplained"], "n_labeled": len(state["to_label"]) + len(state.get("round2", [])), "n_second_round": len(state.get("round2", [])),
+        "n_new": state["n_new"], "n_unexplained": state["n_unexplained"], "n_labeled": len(state["to_label"]) + sum(len(r) for r in state["rounds"]),
+        "n_seeds": state.get("n_seeds", 0), "n_rounds": [len(r) for r in state["rounds"]],
         "n_refresh": state["n_refresh"], "drift_batches": state["drift_batches"], "baseline": state["baseline"],
         "figures": state["figures"],
         "added": [{"label_id": a, "name": names.get(a, a), "llm_docs": llm.get(a, 0), "predicted": pred.get(a, 0)}
