@@ -18,7 +18,7 @@ import numpy as np
 
 NOISE_C_TIMES_N = 100.0  # C * documents: sklearn's C scales the summed loss, so this keeps the per-document penalty
 NOISE_C_RANGE = (0.05, 1.0)  # strong regularisation on thousands of labels (no memorised noise), milder on 100
-NOISE_FOLDS = 5  # not 3: each fold model sees 80% of the labels; +0.2-0.8 points at 20% noise (benchmarks/README.md)
+NOISE_FOLDS = 3
 MIN_SAMPLES = 50  # below this the out-of-fold estimate is too noisy to act on
 MIN_PER_CLASS = 3  # every class needs a document in each fold
 MIN_WEIGHT = 0.05  # the least a document counts in the final fit (never zero: the estimate can be wrong)
