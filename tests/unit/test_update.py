@@ -221,21 +221,3 @@ def test_budget_goes_first_to_the_new_labels_seed_documents(db_copy):
         # the budget is spent, not exceeded: seeds + interim-classifier rounds
         assert report["n_labeled"] == len(seeds) + sum(report["n_rounds"]) <= 30
         assert len(report["n_rounds"]) == 2 and not set(seeds) & {d for r in state["rounds"] for d in r}
-
-
-def test_rounds_draw_at_random_within_a_label_not_the_most_confident():
-    """The interim classifier's most confident documents of a new label are its most typical; taught only those, the
-    classifier leaves the label's edge to a near-twin old label. The draw must spread over the whole label."""
-    from workflow.evolve.update import _draw
-
-    pool = [f"a{i:03d}" for i in range(100)] + [f"b{i:03d}" for i in range(100)] + ["o1", "o2"]
-    predicted = ["L7"] * 100 + ["L8"] * 100 + ["L1", "L1"]  # pool order = most confident first, per label
-    picks = _draw(pool, predicted, {"L7", "L8"}, 20, "0:0")
-    assert len(picks) == 20 and len(set(picks)) == 20
-    assert not {"o1", "o2"} & set(picks)  # only documents under a new label
-    assert sum(p.startswith("a") for p in picks) == 10  # turns between labels
-    ranks = [int(p[1:]) for p in picks]
-    assert 25 <= sum(ranks) / len(ranks) <= 75  # most-confident-first would average 4.5
-    assert _draw(pool, predicted, {"L7", "L8"}, 20, "0:0") == picks  # seeded: a resumed update picks the same
-    assert _draw(pool, predicted, {"L7", "L8"}, 20, "0:1") != picks  # the next round draws afresh
-    assert _draw(pool, predicted, {"L9"}, 5, "0:0") == []

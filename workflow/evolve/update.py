@@ -10,8 +10,8 @@
    (action "update"): existing ids never change and the edit is in the review log like a human one.
 4. Only what is needed is pseudo-labeled, in rounds on one budget: first the documents each new label was built
    from (its seeds), then, LABEL_ROUNDS times, the new documents that an interim classifier (retrained on what is
-   labeled so far, no model call) puts under a new label, drawn at random (not its most typical); the most novel
-   unexplained documents fill what is left; a small stratified refresh of the explained ones (at most a quarter of the
+   labeled so far, no model call) puts under a new label, most confident first; the most novel unexplained
+   documents fill what is left; a small stratified refresh of the explained ones (at most a quarter of the
    budget) comes out of the same budget, so the update costs at most budget label calls. The classifier is retrained
    with the old model's held-out documents kept out, and the report compares old and new classifier on that
    held-out set, so a regression cannot pass silently.
@@ -313,13 +313,8 @@ def _next_round(store: Store, run_id: str, corpus: str, config: JobConfig, state
                 rounds_left: int) -> list[str]:
     """Documents for the next labeling round: a share of what is left of the budget (all of it in the last
     round). First unlabeled new documents an interim classifier (trained now on what is labeled, no model call)
-    puts under a new label, drawn at random within a label and taking turns between labels; then the most novel of
-    the unexplained ones.
-
-    Random, not most confident first: the most confident documents of a label are its most typical, and a
-    classifier taught only typical examples never learns the boundary with a near-twin old label. On BANKING77
-    gold labels (22 per new intent, 33 per old one) the 22 most central documents of each new intent put 68% of
-    its test documents under it, 22 random ones 79-81% (benchmarks/README.md, bench_update)."""
+    puts under a new label, most confident first and taking turns between labels; then the most novel of the
+    unexplained ones."""
     from workflow.classify.loader import ServingModel
     from workflow.classify.train import TrainingError
 
@@ -336,25 +331,21 @@ def _next_round(store: Store, run_id: str, corpus: str, config: JobConfig, state
             interim = ServingModel(fitted.clf, list(fitted.clf.labels), fitted.embedding_model, "interim", [])
             pool = [d for d in new_ids if d not in labeled]
             X = drift._vectors(store, interim, corpus, pool)
-            idx, _, _ = interim.classify(X)
-            predicted = [interim.labels[i] for i in idx.tolist()]
-            picked = _draw(pool, predicted, set(state["added"]), n, f"{config.seed}:{len(state['rounds'])}")
+            idx, prob, _ = interim.classify(X)
+            added = set(state["added"])
+            queues: dict[str, list[tuple[float, str]]] = {}
+            for d, i, p in zip(pool, idx.tolist(), prob.tolist()):
+                if interim.labels[i] in added:
+                    queues.setdefault(interim.labels[i], []).append((-p, d))
+            for q in queues.values():
+                q.sort()
+            while len(picked) < n and any(queues.values()):
+                for lab in sorted(queues):
+                    if queues[lab] and len(picked) < n:
+                        picked.append(queues[lab].pop(0)[1])
     taken = set(picked) | labeled
     picked += [d for d in state["reserve"] if d not in taken][: n - len(picked)]
     return picked
-
-
-def _draw(doc_ids: list[str], predicted: list[str], labels: set[str], n: int, seed: str) -> list[str]:
-    """Up to n of the documents predicted under one of ``labels``: a seeded random draw within each label (the
-    same on a resumed update), taking turns between labels."""
-    queues: dict[str, list[str]] = {}
-    for d, lab in zip(doc_ids, predicted):
-        if lab in labels:
-            queues.setdefault(lab, []).append(d)
-    rng = random.Random(seed)
-    for lab in sorted(queues):
-        rng.shuffle(queues[lab])
-    return _seeds([d for lab in sorted(queues) for d in queues[lab]], dict(zip(doc_ids, predicted)), n)
 
 
 def _report(store: Store, run_id: str, update_id: int, state: dict, model_id: str, usage: dict, started: Any) -> dict:
