@@ -342,4 +342,8 @@ def main() -> None:  # pragma: no cover
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # `python -m workflow.cli` runs this file as __main__, but the command modules above register on the importable
+    # `workflow.cli`, a second copy of this module: its app has every command.
+    from workflow.cli import main as _main
+
+    sys.exit(_main())

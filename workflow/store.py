@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -907,10 +908,7 @@ class Store:
             finally:
                 self.con.unregister("_tnt_batch")
 
-    _TNT_TABLES = frozenset(
-        {"meta", "runs", "documents", "samples", "summaries", "taxonomies", "labels", "llm_calls", "assignments",
-         "embeddings", "models", "predictions", "eval_results", "reviews", "drift", "updates"}
-    )
+    _TNT_TABLES = frozenset(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA))  # a new table is covered
 
     @staticmethod
     def _quote_ident(name: str) -> str:

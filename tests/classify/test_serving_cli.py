@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from workflow.classify.embed import get_embedder
 from workflow.classify.export import load_artifact
 from workflow.cli import app
-from workflow.store import Store
+from workflow.store import Store, StoreError
 
 runner = CliRunner()
 
@@ -104,6 +104,20 @@ def test_predict_into_a_table_refuses_to_clobber(trained, tmp_path):
         rows = store.query("SELECT count(*) AS n, count(DISTINCT doc_id) AS d FROM preds_t")[0]
         assert rows == {"n": 120, "d": 120}
         store._exec("DROP TABLE preds_t")
+
+
+
+def test_every_table_tnt_creates_is_refused_as_an_output_table(tmp_path):
+    """A hand-kept list of tnt's tables missed the ones added later (label_members, structured_modes): `--output
+    label_members --overwrite` would have replaced a table of the run with predictions."""
+    with Store(tmp_path / "t.duckdb") as store:
+        created = {r["table_name"] for r in store.query("SELECT table_name FROM duckdb_tables()")}
+        assert {"label_members", "structured_modes", "documents"} <= created
+        for table in created:
+            with pytest.raises(StoreError, match="tnt's own tables"):
+                store.create_prediction_table(table, overwrite=True)
+            with pytest.raises(StoreError, match="tnt's own tables"):
+                store.create_prediction_table(table.upper(), overwrite=True)
 
 
 def test_predict_from_precomputed_vectors_and_duckdb_table(trained, tmp_path):

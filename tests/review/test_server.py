@@ -76,7 +76,7 @@ def test_queue_lists_suspects_with_accept_buttons(server):
 
 
 def _tnt() -> str:
-    """The installed console script (python -m workflow.cli would register subcommands on another app object)."""
+    """The installed console script, as a user runs it."""
     import shutil
     import sys
     from pathlib import Path

@@ -108,3 +108,17 @@ def test_embedder_flag_reaches_the_run_and_a_missing_model_is_one_clear_error(tm
     with duckdb.connect(db, read_only=True) as con:
         (config,) = con.execute("SELECT config FROM runs").fetchone()
     assert json.loads(config)["embedding_model"] == f"st:{missing}"
+
+
+def test_python_dash_m_workflow_cli_knows_every_command(tmp_path: Path):
+    """`python -m workflow.cli` used to list only run/resume/status: the other commands registered on the importable
+    module, not on the copy Python runs as __main__."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "workflow.cli", "--help"], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120, env={"PATH": "", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                                                         "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert out.returncode == 0, out.stderr
+    for command in ("run", "train", "predict", "export", "eval", "review", "update"):
+        assert f" {command} " in out.stdout, out.stdout
