@@ -124,3 +124,28 @@ def test_run_summary_reports_the_estimated_label_noise(corpus, db, new_run, caps
         assert "not estimated (" in text
     else:
         assert f"{noise['estimated_rate']:.1%}" in text and f"of {noise['n']} training labels look wrong" in text
+
+
+def test_a_right_label_between_two_classes_keeps_most_of_its_weight() -> None:
+    """Documents between two classes, labeled with the side they are on: the other documents explain their label
+    about as well as the neighbouring one. They must not count like the flipped labels, whose given label is far
+    from the best."""
+    from workflow.classify.noise import confidence_weights
+
+    rng = np.random.default_rng(0)
+    a, b = np.zeros(DIM), np.zeros(DIM)
+    a[0], b[1] = 1.0, 1.0
+    X = np.concatenate([a + rng.normal(0, 0.25, (150, DIM)), b + rng.normal(0, 0.25, (150, DIM)),
+                        (a + b) / 2 + rng.normal(0, 0.05, (40, DIM))]).astype(np.float32)
+    y = np.array([0] * 150 + [1] * 150 + [0] * 20 + [1] * 20)
+    y[X[:, 0] - X[:, 1] < 0] = 1  # every label is right: the side of the boundary it is on
+    y[X[:, 0] - X[:, 1] >= 0] = 0
+    flipped = np.zeros(len(y), dtype=bool)
+    flipped[rng.choice(300, 30, replace=False)] = True  # wrong labels among the clear-cut documents only
+    noisy = np.where(flipped, 1 - y, y)
+    est = estimate_noise(X, noisy, seed=0)
+    boundary = np.arange(len(y)) >= 300
+    assert np.median(est.weight[boundary]) > 0.9  # against the class self-confidence they counted ~0.7
+    assert np.median(est.weight[flipped]) < 0.3
+    proba = np.array([[0.45, 0.40, 0.15], [0.02, 0.70, 0.28]])
+    assert confidence_weights(proba, np.array([1, 0])).round(3).tolist() == [0.889, 0.05]
