@@ -106,7 +106,6 @@ def test_predict_into_a_table_refuses_to_clobber(trained, tmp_path):
         store._exec("DROP TABLE preds_t")
 
 
-
 def test_every_table_tnt_creates_is_refused_as_an_output_table(tmp_path):
     """A hand-kept list of tnt's tables missed the ones added later (label_members, structured_modes): `--output
     label_members --overwrite` would have replaced a table of the run with predictions."""

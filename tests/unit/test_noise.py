@@ -137,9 +137,7 @@ def test_a_right_label_between_two_classes_keeps_most_of_its_weight() -> None:
     a[0], b[1] = 1.0, 1.0
     X = np.concatenate([a + rng.normal(0, 0.25, (150, DIM)), b + rng.normal(0, 0.25, (150, DIM)),
                         (a + b) / 2 + rng.normal(0, 0.05, (40, DIM))]).astype(np.float32)
-    y = np.array([0] * 150 + [1] * 150 + [0] * 20 + [1] * 20)
-    y[X[:, 0] - X[:, 1] < 0] = 1  # every label is right: the side of the boundary it is on
-    y[X[:, 0] - X[:, 1] >= 0] = 0
+    y = (X[:, 0] < X[:, 1]).astype(int)  # every label is right: the side of the boundary it is on
     flipped = np.zeros(len(y), dtype=bool)
     flipped[rng.choice(300, 30, replace=False)] = True  # wrong labels among the clear-cut documents only
     noisy = np.where(flipped, 1 - y, y)
