@@ -156,6 +156,18 @@ def _label_choices(label_ids: list[str], label_names: list[str], with_other: boo
     ]
 
 
+def _coupled_base(name: str, choices: list[dict]) -> type[_AssignmentBase]:
+    """_AssignmentBase whose JSON schema replaces label_id/label_name by one "label" property: one of ``choices``."""
+
+    def coupled(schema: dict) -> None:
+        props = schema["properties"]
+        rest = {k: v for k, v in props.items() if k not in ("label_id", "label_name")}
+        schema["properties"] = {"label": {"anyOf": choices}, **rest}
+        schema["required"] = ["label", *[r for r in schema.get("required", []) if r in rest]]
+
+    return type(name, (_AssignmentBase,), {"model_config": ConfigDict(json_schema_extra=coupled)})
+
+
 def assignment_model(label_ids: list[str], label_names: list[str] | None = None) -> type[_AssignmentBase]:
     """An Assignment model whose label_id is an enum of this taxonomy's ids plus 'other'.
 
@@ -166,15 +178,7 @@ def assignment_model(label_ids: list[str], label_names: list[str] | None = None)
     allowed = tuple([*label_ids, "other"])
     base: type[_AssignmentBase] = _AssignmentBase
     if label_names:
-        choices = _label_choices(label_ids, label_names)
-
-        def coupled(schema: dict) -> None:
-            props = schema["properties"]
-            rest = {k: v for k, v in props.items() if k not in ("label_id", "label_name")}
-            schema["properties"] = {"label": {"anyOf": choices}, **rest}
-            schema["required"] = ["label", *[r for r in schema.get("required", []) if r in rest]]
-
-        base = type("CoupledAssignment", (_AssignmentBase,), {"model_config": ConfigDict(json_schema_extra=coupled)})
+        base = _coupled_base("CoupledAssignment", _label_choices(label_ids, label_names))
     return create_model(  # type: ignore[call-overload]
         "Assignment",
         __base__=base,
@@ -189,15 +193,7 @@ def recheck_model(label_ids: list[str], label_names: list[str]) -> type[_Assignm
     so a document cannot talk the answer into a third label."""
     if len(set(label_ids)) != 2 or len(label_names) != 2:
         raise ValueError(f"a recheck offers exactly two different labels, got {label_ids}")
-    choices = _label_choices(label_ids, label_names, with_other=False)
-
-    def coupled(schema: dict) -> None:
-        props = schema["properties"]
-        rest = {k: v for k, v in props.items() if k not in ("label_id", "label_name")}
-        schema["properties"] = {"label": {"anyOf": choices}, **rest}
-        schema["required"] = ["label", *[r for r in schema.get("required", []) if r in rest]]
-
-    base = type("CoupledRecheck", (_AssignmentBase,), {"model_config": ConfigDict(json_schema_extra=coupled)})
+    base = _coupled_base("CoupledRecheck", _label_choices(label_ids, label_names, with_other=False))
     return create_model(  # type: ignore[call-overload]
         "Recheck",
         __base__=base,
