@@ -49,20 +49,20 @@ class LinearHeads:
         return out
 
 
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
 def _part_proba(z: np.ndarray, part: dict, k: int) -> np.ndarray:
     if part["kind"] == "softmax":
-        z = z - z.max(axis=1, keepdims=True)
-        np.exp(z, out=z)
-        z /= z.sum(axis=1, keepdims=True)
-        return z
+        return _softmax(z)
     if part["kind"] == "ovr":  # one-vs-rest: an independent sigmoid per label
         return 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
     if part["kind"] == "temperature":  # sklearn's _TemperatureScaling: binary decisions x become logits (-x, x)
-        z = part["beta"] * (np.hstack([-z, z]) if z.shape[1] == 1 else z).astype(np.float64)
-        z -= z.max(axis=1, keepdims=True)
-        np.exp(z, out=z)
-        z /= z.sum(axis=1, keepdims=True)
-        return z
+        return _softmax(part["beta"] * (np.hstack([-z, z]) if z.shape[1] == 1 else z).astype(np.float64))
     if part["kind"] == "binary":
         p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
         return np.stack([1.0 - p1, p1], axis=1)
