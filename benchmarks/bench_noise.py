@@ -116,6 +116,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--kinds", default="uniform,confusable")
     ap.add_argument("--train-n", type=int, default=3000, help="subsample the training split to at most this")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", help="several seeds, e.g. 0,1,2 (overrides --seed): each draws its own subsample, "
+                    "noise and splits, and a summary prints the mean per row (one seed's split moves accuracy by "
+                    "about a point)")
     ap.add_argument("--no-noise-aware", action="store_true", help="train without the noise estimate and "
                     "re-weighting (JobConfig.noise_aware=False; the comparison for the product's default)")
     ap.add_argument("--no-mislabel", action="store_true", help="skip the mislabel-queue recall")
@@ -130,8 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     from workflow.classify.fit import train_single_label
     from workflow.config import JobConfig
 
-    config = JobConfig(use_case="bench_noise: BANKING77 intents",  # every other training setting at its default
-                       noise_aware=not args.no_noise_aware)
+    seeds = [int(v) for v in args.seeds.split(",")] if args.seeds else [args.seed]
 
     rank = None if args.no_mislabel else rank_suspects_fn(args.wait_mislabel)
     if rank is None and not args.no_mislabel:
@@ -142,15 +144,17 @@ def main(argv: list[str] | None = None) -> None:
     X_tr_all, X_te_all = cached_embeddings(tr_texts, "train"), cached_embeddings(te_texts, "test")
     print(f"BANKING77: train {len(tr_texts)}, test {len(te_texts)}; embeddings {EMBEDDER} dim {X_tr_all.shape[1]}; "
           f"train subsampled to <= {args.train_n}; trained by train_single_label with JobConfig() defaults "
-          f"(algorithms {config.algorithms}, C grid {train_mod.LOGREG_C_GRID}, noise-aware {config.noise_aware}); "
+          f"(algorithms {JobConfig(use_case='bench_noise').algorithms}, C grid {train_mod.LOGREG_C_GRID}, noise-aware {not args.no_noise_aware}); "
           f"scored on the clean test split", flush=True)
 
     rows = []
-    header = f"{'classes':>7} {'kind':>10} {'noise':>5} {'n_train':>7} {'n_test':>6} {'teacher':>7} {'acc':>6} {'vs clean':>8} {'est.noise':>9} " \
+    header = f"{'seed':>4} {'classes':>7} {'kind':>10} {'noise':>5} {'n_train':>7} {'n_test':>6} {'teacher':>7} {'acc':>6} {'vs clean':>8} {'est.noise':>9} " \
              f"{'top10%':>6} {'top20%':>6} {'secs':>5}"
     print(header, flush=True)
-    for k in [int(v) for v in args.classes.split(",")]:
-        rng = np.random.default_rng(args.seed)
+    for seed, k in [(sd, int(v)) for sd in seeds for v in args.classes.split(",")]:
+        # every other training setting at its default
+        config = JobConfig(use_case="bench_noise: BANKING77 intents", noise_aware=not args.no_noise_aware, seed=seed)
+        rng = np.random.default_rng(seed)
         keep = pick_classes(tr_labels, k, rng)
         code = {c: i for i, c in enumerate(keep)}
         tr_idx = np.array([i for i, lab in enumerate(tr_labels) if lab in code])
@@ -166,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
                 if rate == 0 and kind != args.kinds.split(",")[0]:
                     continue  # zero noise is the same experiment for every kind
                 started = time.perf_counter()
-                noisy, flipped = corrupt(y, X, rate, kind, np.random.default_rng(args.seed + 1))
+                noisy, flipped = corrupt(y, X, rate, kind, np.random.default_rng(seed + 1))
                 clf, metrics = train_single_label(X, [str(v) for v in noisy], config)
                 est = (metrics.get("label_noise") or {}).get("estimated_rate")
                 pred, _ = clf.predict(Xt)
@@ -174,23 +178,41 @@ def main(argv: list[str] | None = None) -> None:
                 clean_acc = acc if rate == 0 else clean_acc
                 top10 = top20 = None
                 if rank is not None and flipped.any():
-                    order = [s.index for s in rank(X, [str(v) for v in noisy], llm_confidence=None, seed=args.seed, folds=5)]
+                    order = [s.index for s in rank(X, [str(v) for v in noisy], llm_confidence=None, seed=seed, folds=5)]
                     pos = np.empty(len(order), dtype=int)
                     pos[np.array(order)] = np.arange(len(order))
                     caught = pos[flipped]
                     top10 = float(np.mean(caught < 0.1 * len(y)))
                     top20 = float(np.mean(caught < 0.2 * len(y)))
                 secs = time.perf_counter() - started
-                row = {"classes": k, "kind": kind if rate else "-", "noise": rate, "n_train": len(y), "n_test": len(yt),
+                row = {"seed": seed, "classes": k, "kind": kind if rate else "-", "noise": rate, "n_train": len(y), "n_test": len(yt),
                        "teacher_accuracy": float(np.mean(noisy == y)), "accuracy": acc,
                        "estimated_noise": est, "model": metrics.get("model"), "vs_clean": acc / clean_acc if clean_acc else None,
                        "errors_in_top10pct": top10, "errors_in_top20pct": top20, "seconds": secs}
                 rows.append(row)
                 fmt = lambda v: f"{v:6.1%}" if v is not None else f"{'-':>6}"  # noqa: E731
-                print(f"{k:>7} {row['kind']:>10} {rate:>5.0%} {len(y):>7} {len(yt):>6} {row['teacher_accuracy']:7.3f} {acc:6.3f} "
+                print(f"{seed:>4} {k:>7} {row['kind']:>10} {rate:>5.0%} {len(y):>7} {len(yt):>6} {row['teacher_accuracy']:7.3f} {acc:6.3f} "
                       f"{row['vs_clean'] or 0:8.3f} {fmt(est):>9} {fmt(top10)} {fmt(top20)} {secs:5.1f}", flush=True)
+    if len(seeds) > 1:
+        print_means(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+def print_means(rows: list[dict]) -> None:
+    """Mean accuracy per (classes, kind, noise) over the seeds, and the mean gap to the same seeds' clean rows."""
+    clean = {(r["seed"], r["classes"]): r["accuracy"] for r in rows if r["noise"] == 0}
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["classes"], r["kind"], r["noise"]), []).append(r)
+    print(f"\nmean over seeds {sorted({r['seed'] for r in rows})}:")
+    print(f"{'classes':>7} {'kind':>10} {'noise':>5} {'teacher':>7} {'acc':>6} {'min':>6} {'max':>6} {'below clean':>11}")
+    for (k, kind, rate), rs in groups.items():
+        acc = [r["accuracy"] for r in rs]
+        gaps = [100 * (clean[(r["seed"], k)] - r["accuracy"]) for r in rs if (r["seed"], k) in clean]
+        gap = f"{np.mean(gaps):.1f} pts" if rate and gaps else "-"
+        print(f"{k:>7} {kind:>10} {rate:>5.0%} {np.mean([r['teacher_accuracy'] for r in rs]):7.3f} {np.mean(acc):6.3f} "
+              f"{min(acc):6.3f} {max(acc):6.3f} {gap:>11}", flush=True)
 
 
 if __name__ == "__main__":

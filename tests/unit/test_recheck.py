@@ -85,7 +85,7 @@ def test_recheck_stores_its_own_answers_and_training_learns_them(corpus, db, new
         assert all(training[d] == r["label_id"] for d, r in rec.items())
         assert all(training[d] == r["label_id"] for d, r in llm.items() if d not in rec)
         m = store.model(run_id=run_id)["metrics"]  # the classifier was fit on exactly those labels
-        assert m["labels"] == sorted(set(training.values())) and m["n_train"] + m["n_calibration"] + m["n_test"] == 120
+        assert m["labels"] == sorted(set(training.values())) and m["n_train"] + m["n_test"] == 120
         flipped = next(d for d, r in rec.items() if r["label_id"] != r["offered_ids"][0])
         calls = store.query("SELECT count(*) AS n FROM llm_calls WHERE run_id = ? AND step = 'recheck'", [run_id])
         assert calls[0]["n"] == 30
