@@ -128,7 +128,9 @@ def main(argv: list[str] | None = None) -> None:
                 fast = accuracy(fast_classifier(X[idx], teacher[idx], args.seed).predict(Xt), te_labels)
                 prod = None
                 if (method, b) in product:
-                    clf, _ = train_single_label(X[idx], [str(v) for v in teacher[idx]], config)
+                    # as `tnt run` does: with active selection, the seed round's random rows score model selection
+                    drawn = np.arange(b) < round_sizes(b)[0] if method == "active" else None
+                    clf, _ = train_single_label(X[idx], [str(v) for v in teacher[idx]], config, representative=drawn)
                     prod = accuracy(clf.predict(Xt)[0], te_labels)
                 row = {"teacher": teacher_name, "method": method, "labels": b,
                        "teacher_accuracy": float(np.mean(teacher[idx] == gold[idx])), "fast_accuracy": fast,

@@ -246,7 +246,8 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
         sizes = [rounds.count(r) for r in range(max(rounds) + 1)]
         out.print(f"label selection: active, {sizes[0]} documents at random then {len(sizes) - 1} rounds of the most "
                   f"uncertain ({', '.join(map(str, sizes[1:]))}); per document in samples.round. The held-out figures "
-                  "below are on these harder documents, not a random sample")
+                  "below are mostly on these harder documents; the randomly drawn ones chose the classifier's "
+                  "regularisation")
     if config is not None and config.recheck > 0:
         out.print(recheck_line(store.recheck_counts(run_id), config.recheck, labeled, teacher), highlight=False)
     if model:
@@ -262,6 +263,8 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
             out.print(
                 head + f"labels accuracy {_metric(m, 'accuracy')}, macro-F1 {_metric(m, 'macro_f1')}, "
                 f"Cohen's kappa {_metric(m, 'cohen_kappa')} (n_test={m.get('n_test')})"
+                + (f"; on the {m['random_rows']['n']} of them drawn at random: accuracy "
+                   f"{_metric(m['random_rows'], 'accuracy')}" if m.get("random_rows") else "")
             )
         from workflow.classify.noise import label_noise_line
 

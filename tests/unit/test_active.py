@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from workflow.classify.active import margins, round_sizes, select_batch
+from workflow.classify.fit import drawn_at_random
 from workflow.cli import app
 from workflow.config import JobConfig
 from workflow.estimate import estimate_run
@@ -112,6 +113,10 @@ def test_active_run_spends_the_budget_in_recorded_rounds_and_resumes_the_same(co
         assert set(store.sample(random_run, 2)) != set(rounds)  # later rounds chose differently
         model = store.model(run_id=run_id)
         assert model["metrics"]["n_train"] + model["metrics"]["n_test"] <= 60
+        # the seed round is the classifier's random sample (too small here to score model selection on)
+        drawn = drawn_at_random(store, run_id, sorted(labelled))
+        assert sum(drawn) == 15 and drawn_at_random(store, random_run, store.sample(random_run, 2)) is None
+        assert 0 <= model["metrics"]["random_rows"]["n"] <= 15
 
     # killed after round 2 was chosen, before it was labelled: resume labels it and goes on, asking nothing twice
     real = label_node.next_round

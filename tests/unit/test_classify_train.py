@@ -181,3 +181,23 @@ def test_calibration_never_changes_the_winning_label_and_improves_log_loss() -> 
     new = slice(1500, None)  # documents neither model saw, labelled by the same teacher
     assert log_loss(noisy[new], cal.predict_proba(X[new]), labels=cal.labels) < \
         log_loss(noisy[new], raw.predict_proba(X[new]), labels=raw.labels)
+
+
+def test_active_labels_score_model_selection_on_the_randomly_drawn_rows_only() -> None:
+    X, y = blobs(500, 4, std=3.0, seed=5)
+    rng = np.random.default_rng(0)
+    drawn = np.zeros(500, dtype=bool)
+    drawn[rng.choice(500, 150, replace=False)] = True
+    # the chosen rows carry labels no model can predict: scored on them, every candidate is near chance
+    y = [lab if keep else f"L{rng.integers(4)}" for lab, keep in zip(y, drawn)]
+    _, plain = train_classifier(X, y, noise_aware=False)
+    _, m = train_classifier(X, y, noise_aware=False, representative=drawn)
+    assert "randomly drawn" not in plain["selection"] and "scored on the" in m["selection"]
+    assert min(m["candidate_scores"].values()) > max(plain["candidate_scores"].values()) + 0.1
+    assert 0 < m["random_rows"]["n"] < m["n_test"] and m["random_rows"]["accuracy"] > m["accuracy"]
+    # too few drawn rows to score on: every row scores, and the figure is still reported
+    few = drawn & (np.cumsum(drawn) <= 20)
+    _, m = train_classifier(X, y, noise_aware=False, representative=few)
+    assert "randomly drawn" not in m["selection"] and m["random_rows"]["n"] <= 20
+    with pytest.raises(ValueError, match="representative"):
+        train_classifier(X, y, representative=drawn[:-1])

@@ -43,18 +43,30 @@ def fit_on_run(store: Store, run_id: str, corpus: str, config: JobConfig, *,
         clf, metrics = train_multilabel(X, y, seed=config.seed, test_size=config.test_size)
     else:
         human = store.assignments(run_id, source="human")
-        clf, metrics = train_single_label(X, y, config, algorithms=algorithms, trusted=[d in human for d in doc_ids])
+        clf, metrics = train_single_label(X, y, config, algorithms=algorithms, trusted=[d in human for d in doc_ids],
+                                          representative=drawn_at_random(store, run_id, doc_ids))
     return Fitted(clf, metrics, embedder.name, len(labels))
 
 
 def train_single_label(X: Any, y: Sequence[str], config: JobConfig, *,
                        algorithms: Sequence[str] | None = None,
                        noise_aware: bool | None = None,
-                       trusted: Sequence[bool] | None = None) -> tuple[TrainedClassifier, dict[str, Any]]:
+                       trusted: Sequence[bool] | None = None,
+                       representative: Sequence[bool] | None = None) -> tuple[TrainedClassifier, dict[str, Any]]:
     """The product's single-label training with a job's settings (benchmarks call this too, so they measure it)."""
     return train_classifier(X, y, algorithms=tuple(algorithms or config.algorithms), seed=config.seed,
                             test_size=config.test_size,
-                            noise_aware=config.noise_aware if noise_aware is None else noise_aware, trusted=trusted)
+                            noise_aware=config.noise_aware if noise_aware is None else noise_aware, trusted=trusted,
+                            representative=representative)
+
+
+def drawn_at_random(store: Store, run_id: str, doc_ids: Sequence[str]) -> list[bool] | None:
+    """Which labeled documents were drawn at random (the seed round 0), when active selection chose the others;
+    None when there were no chosen rounds (every document is then a random draw, or was added by `tnt update`)."""
+    rounds = store.sample_rounds(run_id, 2)
+    if not any(r is not None and r > 0 for r in rounds.values()):
+        return None
+    return [rounds.get(d) == 0 for d in doc_ids]
 
 
 def held_out_ids(store: Store, run_id: str, config: JobConfig) -> list[str]:
