@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from workflow.classify.active import margins, round_sizes, select_batch
 from workflow.classify.fit import drawn_at_random
-from workflow.cli import app
+from workflow.cli import app, print_summary
 from workflow.config import JobConfig
 from workflow.estimate import estimate_run
 from workflow.graph.nodes import label as label_node
@@ -90,7 +90,7 @@ def _label_calls(store: Store, run_id: str) -> int:
 
 
 def test_active_run_spends_the_budget_in_recorded_rounds_and_resumes_the_same(corpus, db, new_run, tmp_path,
-                                                                              monkeypatch):
+                                                                              monkeypatch, capsys):
     # reference: an uninterrupted active run
     with Store(db) as store:
         run_id = new_run(store, corpus, label_selection="active")
@@ -117,6 +117,10 @@ def test_active_run_spends_the_budget_in_recorded_rounds_and_resumes_the_same(co
         drawn = drawn_at_random(store, run_id, sorted(labelled))
         assert sum(drawn) == 15 and drawn_at_random(store, random_run, store.sample(random_run, 2)) is None
         assert 0 <= model["metrics"]["random_rows"]["n"] <= 15
+        capsys.readouterr()
+        print_summary(store, run_id)
+        text = " ".join(capsys.readouterr().out.split())
+        assert f"on the {model['metrics']['random_rows']['n']} of them drawn at random: accuracy" in text
 
     # killed after round 2 was chosen, before it was labelled: resume labels it and goes on, asking nothing twice
     real = label_node.next_round
