@@ -103,7 +103,9 @@ def test_artifact_round_trip(tmp_path: Path, trained) -> None:
     assert manifest["embedding_model"] == "minilm-int8" and manifest["embedding_dim"] == 16
     assert manifest["format_version"] == 1 and manifest["tnt_version"] and manifest["created_at"]
     assert [t["label_id"] for t in taxonomy] == ["L0", "L1", "L2"] and taxonomy[2]["description"] == ""
-    assert json.loads((out / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["accuracy"] == metrics["accuracy"]
+    assert "test_rows" in metrics and "test_rows" not in written  # no rows or corpus ids of the run's documents
     card = (out / "README.md").read_text()
     assert "Feature requests" in card and "Invoices \\| refunds" in card
     assert "pseudo-labels" in card and "load_artifact" in card

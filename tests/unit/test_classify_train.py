@@ -201,3 +201,15 @@ def test_active_labels_score_model_selection_on_the_randomly_drawn_rows_only() -
     assert "randomly drawn" not in m["selection"] and m["random_rows"]["n"] <= 20
     with pytest.raises(ValueError, match="representative"):
         train_classifier(X, y, representative=drawn[:-1])
+
+
+def test_a_fixed_test_split_is_kept_and_a_label_only_it_has_trains() -> None:
+    X, y = blobs(300, 3, std=1.0)
+    y[0] = "only-here"  # a label no other row has: held out, it could never be predicted
+    fixed = np.zeros(300, dtype=bool)
+    fixed[:60] = True
+    clf, m = train_classifier(X, y, test_rows=fixed)
+    assert m["test_rows"] == list(range(1, 60)) and m["n_test"] == 59 and m["n_train"] == 241
+    assert "only-here" in clf.labels and m["train_label_counts"]["only-here"] == 1
+    _, drawn = train_classifier(X, y)
+    assert drawn["test_rows"] != m["test_rows"] and len(drawn["test_rows"]) == drawn["n_test"]

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import SCRIPTED_JOB, sample_rows
+from workflow.classify.fit import held_out_ids
 from workflow.cli import app
 from workflow.config import JobConfig
 from workflow.evolve.update import UpdateError, update_run
@@ -50,6 +51,10 @@ def db_copy(finished, tmp_path: Path) -> tuple[str, str, Path]:
     return str(dst), run_id, new
 
 
+def config_of(store: Store, run_id: str) -> JobConfig:
+    return JobConfig.model_validate(store.run(run_id)["config"])
+
+
 def test_update_adds_labels_and_keeps_every_old_id(db_copy):
     db, run_id, new = db_copy
     with Store(db) as store:
@@ -77,6 +82,11 @@ def test_update_adds_labels_and_keeps_every_old_id(db_copy):
         model = store.latest_model(run_id)
         assert model["model_id"] == report["model_after"] != report["model_before"]
         assert report["held_out"]["old"]["n"] == report["held_out"]["new"]["n"] > 0
+        # the new model's test split is the old model's held-out set, stored with it; every labeled new document
+        # trains (none is held out), and drift baselines and the next update read that same set
+        old_held = held_out_ids(store, run_id, config_of(store, run_id), report["model_before"])
+        assert model["metrics"]["held_out_ids"] == old_held == held_out_ids(store, run_id, config_of(store, run_id))
+        assert not set(old_held) & labeled_new and model["metrics"]["n_test"] == len(old_held)
         # drift figures per batch of new documents, against the held-out baseline
         rows = store.drift(run_id)
         assert rows and rows[0]["model_id"] == report["model_before"] and rows[0]["baseline"]["n"] > 0

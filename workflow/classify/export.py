@@ -223,6 +223,8 @@ def write_artifact(
         "model_sha256": _sha256(model_bytes),
         "libraries": _lib_versions(),
     }
+    # which of the run's documents were held out is the run's business: an artifact carries no corpus ids
+    metrics = {k: v for k, v in metrics.items() if k not in ("held_out_ids", "test_rows")}
     out_dir.mkdir(parents=True, exist_ok=True)
     _atomic_write(out_dir / MODEL_FILE, model_bytes)
     _atomic_write(out_dir / TAXONOMY_FILE, _dumps(tax))

@@ -23,16 +23,17 @@ class Fitted:
 
 def fit_on_run(store: Store, run_id: str, corpus: str, config: JobConfig, *,
                algorithms: Sequence[str] | None = None, progress: bool = True,
-               exclude: Sequence[str] = ()) -> Fitted | None:
+               held_out: Sequence[str] | None = None) -> Fitted | None:
     """None when the run has no labeled documents yet. Human corrections win over LLM labels; a multi-label run
     trains one-vs-rest on label sets (``algorithms`` then does not apply). Raises TrainingError when the labels
-    cannot train a classifier, EmbeddingUnavailable when the embedder cannot load. ``exclude``: documents kept out
-    of training (`tnt update` keeps the old model's held-out set out, to compare old and new on it fairly)."""
+    cannot train a classifier, EmbeddingUnavailable when the embedder cannot load.
+
+    ``held_out``: the documents that form the test split instead of a seeded draw (`tnt update` keeps the old
+    model's, so old and new are compared on the same documents and every document it labels trains). A
+    single-label model's held-out ids go into ``metrics["held_out_ids"]``: drift baselines and later updates
+    read them there (`held_out_ids`)."""
     multi = config.multi_label
     labels: dict[str, Any] = store.training_label_sets(run_id) if multi else store.training_labels(run_id)
-    if exclude:
-        drop = set(exclude)
-        labels = {d: lab for d, lab in labels.items() if d not in drop}
     if not labels:
         return None
     doc_ids = sorted(labels)
@@ -43,8 +44,11 @@ def fit_on_run(store: Store, run_id: str, corpus: str, config: JobConfig, *,
         clf, metrics = train_multilabel(X, y, seed=config.seed, test_size=config.test_size)
     else:
         human = store.assignments(run_id, source="human")
+        fixed = None if held_out is None else set(held_out)
         clf, metrics = train_single_label(X, y, config, algorithms=algorithms, trusted=[d in human for d in doc_ids],
-                                          representative=drawn_at_random(store, run_id, doc_ids))
+                                          representative=drawn_at_random(store, run_id, doc_ids),
+                                          test_rows=None if fixed is None else [d in fixed for d in doc_ids])
+        metrics["held_out_ids"] = [doc_ids[i] for i in metrics.pop("test_rows")]
     return Fitted(clf, metrics, embedder.name, len(labels))
 
 
@@ -52,12 +56,13 @@ def train_single_label(X: Any, y: Sequence[str], config: JobConfig, *,
                        algorithms: Sequence[str] | None = None,
                        noise_aware: bool | None = None,
                        trusted: Sequence[bool] | None = None,
-                       representative: Sequence[bool] | None = None) -> tuple[TrainedClassifier, dict[str, Any]]:
+                       representative: Sequence[bool] | None = None,
+                       test_rows: Sequence[bool] | None = None) -> tuple[TrainedClassifier, dict[str, Any]]:
     """The product's single-label training with a job's settings (benchmarks call this too, so they measure it)."""
     return train_classifier(X, y, algorithms=tuple(algorithms or config.algorithms), seed=config.seed,
                             test_size=config.test_size,
                             noise_aware=config.noise_aware if noise_aware is None else noise_aware, trusted=trusted,
-                            representative=representative)
+                            representative=representative, test_rows=test_rows)
 
 
 def drawn_at_random(store: Store, run_id: str, doc_ids: Sequence[str]) -> list[bool] | None:
@@ -69,13 +74,18 @@ def drawn_at_random(store: Store, run_id: str, doc_ids: Sequence[str]) -> list[b
     return [rounds.get(d) == 0 for d in doc_ids]
 
 
-def held_out_ids(store: Store, run_id: str, config: JobConfig) -> list[str]:
-    """The documents a model trained now by `fit_on_run` holds out as its test split (single-label runs): the
-    same sorted ids, labels and seeded split that `train_classifier` uses. Empty when there is no test split."""
+def held_out_ids(store: Store, run_id: str, config: JobConfig, model_id: str | None = None) -> list[str]:
+    """The documents a run's model (the latest, or ``model_id``) holds out as its test split (single-label runs):
+    the ids stored with it, or for a model trained before they were stored, the same sorted ids, labels and seeded
+    split that `train_classifier` draws. Empty when there is no test split."""
     import numpy as np
 
     from workflow.classify.train import _split
 
+    row = store.model(model_id) if model_id else store.latest_model(run_id)
+    stored = (row or {}).get("metrics", {}).get("held_out_ids")
+    if stored is not None:
+        return sorted(stored)
     labels = store.training_labels(run_id)
     doc_ids = sorted(labels)
     if not doc_ids:

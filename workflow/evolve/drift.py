@@ -133,7 +133,7 @@ class Monitor:
 
 def monitor_for(store: Store, model: ServingModel) -> Monitor | None:
     """A drift monitor for a stored single-label model (None for an artifact or a multi-label model). The
-    baseline is the model's held-out split, recomputed from the run's labels."""
+    baseline is the model's held-out split."""
     from workflow.classify.fit import held_out_ids
     from workflow.config import JobConfig
 
@@ -145,5 +145,5 @@ def monitor_for(store: Store, model: ServingModel) -> Monitor | None:
     config = JobConfig.model_validate(run["config"])
     if config.multi_label:
         return None
-    held = held_out_ids(store, row["run_id"], config)
+    held = held_out_ids(store, row["run_id"], config, row["model_id"])
     return Monitor(model, baseline(store, model, row["run_id"], run["corpus"], held))

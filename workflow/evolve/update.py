@@ -186,7 +186,8 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
         model_row = store.latest_model(run_id)
         if model_row is None:
             raise UpdateError(f"run '{run_id}' has no classifier to classify new documents with")
-        state = {"model_before": model_row["model_id"], "held_out": held_out_ids(store, run_id, config),
+        state = {"model_before": model_row["model_id"],
+                 "held_out": held_out_ids(store, run_id, config, model_row["model_id"]),
                  "version_before": store.taxonomy(run_id)[0], "source": source, "n_new": len(new_ids)}
         update_id = store.save_update(run_id, None, key, "started", state)
     ctx = _context(store, run_id, show_progress)
@@ -260,7 +261,7 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
             store.save_update(run_id, update_id, key, "labeling", state)
         _label_docs(store, ctx, run_id, state["rounds"][r], config, label)
     version = store.taxonomy(run_id)[0]
-    fitted = fit_on_run(store, run_id, corpus, config, progress=show_progress, exclude=state["held_out"])
+    fitted = fit_on_run(store, run_id, corpus, config, progress=show_progress, held_out=state["held_out"])
     if fitted is None:
         raise UpdateError("no labeled documents to train on")
     model_id = store.save_model(run_id, algorithm=fitted.clf.algorithm, embedding_model=fitted.embedding_model,
@@ -324,7 +325,7 @@ def _next_round(store: Store, run_id: str, corpus: str, config: JobConfig, state
     picked: list[str] = []
     if state["added"] and n:
         try:
-            fitted = fit_on_run(store, run_id, corpus, config, progress=False, exclude=state["held_out"])
+            fitted = fit_on_run(store, run_id, corpus, config, progress=False, held_out=state["held_out"])
         except TrainingError:
             fitted = None
         if fitted is not None:
