@@ -100,6 +100,9 @@ ALTER TABLE samples ADD COLUMN IF NOT EXISTS round INTEGER;
 # Active label selection (issue 11): `samples.round` is the selection round that picked a phase-2 document (0: the
 # random seed set, or the whole random sample; 1...: rounds chosen by the classifier's uncertainty; NULL: drawn
 # before rounds existed, or added by `tnt update`).
+# Models: `metrics.held_out_ids` lists the documents a single-label model held out (its test split, which also set
+# its conformal threshold); drift baselines and `tnt update` read it. Models trained before it was stored have the
+# seeded split recomputed (`workflow.classify.fit.held_out_ids`).
 
 
 class StoreError(RuntimeError):
