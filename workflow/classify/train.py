@@ -395,33 +395,33 @@ def train_classifier(
     if len(test_idx) == 0:
         notes.append("too little data for a held-out test split; test metrics are missing")
 
-    fit_idx = train_idx
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", UserWarning)  # e.g. "least populated class" in tiny CV folds
         warnings.simplefilter("ignore", FitFailedWarning)  # a fold with one class scores NaN (error_score)
-        trust = None if trusted is None else np.asarray(trusted, dtype=bool)[fit_idx]
-        noise = estimate_noise(X[fit_idx], yc[fit_idx], seed=seed, trusted=trust) if noise_aware else None
+        trust = None if trusted is None else np.asarray(trusted, dtype=bool)[train_idx]
+        noise = estimate_noise(X[train_idx], yc[train_idx], seed=seed, trusted=trust) if noise_aware else None
         weight = noise.weight if noise is not None and noise.skipped is None else None
-        cands = _candidates(algorithms, yc[fit_idx], seed, notes)
+        cands = _candidates(algorithms, yc[train_idx], seed, notes)
         rep = None if representative is None else np.asarray(representative, dtype=bool)
-        best, cand_scores, selection = _select(cands, X[fit_idx], yc[fit_idx], seed, weight,
-                                               None if rep is None else rep[fit_idx])
-        estimator, calibration = _fit(best, X[fit_idx], yc[fit_idx], calibrate, weight)
+        best, cand_scores, selection = _select(cands, X[train_idx], yc[train_idx], seed, weight,
+                                               None if rep is None else rep[train_idx])
+        estimator, calibration = _fit(best, X[train_idx], yc[train_idx], calibrate, weight)
 
     clf = TrainedClassifier(estimator, labels, best.algorithm, calibration["applied"], None, alpha)
+    test_proba = clf.predict_proba(X[test_idx])  # sets the threshold, and every held-out figure below
     if alpha is not None:
-        clf.conformal_threshold = split_conformal_threshold(clf.predict_proba(X[test_idx]), yc[test_idx], alpha)
+        clf.conformal_threshold = split_conformal_threshold(test_proba, yc[test_idx], alpha)
         if len(test_idx) < math.ceil(1 / alpha) - 1:
             notes.append(f"conformal: {len(test_idx)} held-out examples are too few to calibrate prediction sets "
                          f"at alpha={alpha}; threshold=1.0, so every prediction set holds all labels")
 
     metrics: dict[str, Any] = {
-        "n_train": int(len(fit_idx)),
+        "n_train": int(len(train_idx)),
         "n_test": int(len(test_idx)),
         "test_rows": sorted(int(i) for i in test_idx),
         "labels": labels,
-        "train_label_counts": {labels[k]: int(v) for k, v in enumerate(np.bincount(yc[fit_idx], minlength=len(labels)))},
+        "train_label_counts": {labels[k]: int(v) for k, v in enumerate(np.bincount(yc[train_idx], minlength=len(labels)))},
         "algorithm": best.algorithm,
         "model": best.name,
         "selection": selection,
@@ -430,21 +430,23 @@ def train_classifier(
         "notes": notes,
         "label_noise": noise.summary() if noise is not None else {"method": "none", "estimated_rate": None},
     }
-    metrics.update(_evaluate(clf, X[test_idx], [labels[i] for i in yc[test_idx]]))
+    metrics.update(_evaluate(clf, test_proba, yc[test_idx]))
     if rep is not None:  # the held-out rows at large are the harder, chosen ones: their accuracy understates
-        drawn = test_idx[rep[test_idx]]
-        pred = clf.predict(X[drawn])[0] if len(drawn) else []
-        metrics["random_rows"] = {"n": int(len(drawn)), "accuracy": float(np.mean(
-            [p == labels[t] for p, t in zip(pred, yc[drawn])])) if len(drawn) else None}
+        drawn = rep[test_idx]
+        pred = [labels[i] for i in test_proba[drawn].argmax(axis=1)]
+        metrics["random_rows"] = {"n": int(drawn.sum()),
+                                  "accuracy": agreement([labels[i] for i in yc[test_idx][drawn]], pred)["accuracy"]}
     return clf, metrics
 
 
-def _evaluate(clf: TrainedClassifier, X: np.ndarray, y: list[str]) -> dict:
-    """Held-out agreement with the LLM labels, per-label scores, confusions and conformal stats."""
-    if not y:
+def _evaluate(clf: TrainedClassifier, proba: np.ndarray, truth: np.ndarray) -> dict:
+    """Held-out agreement with the LLM labels, per-label scores, confusions and conformal stats, from the held-out
+    rows' probabilities and label codes."""
+    if not len(truth):
         return {"accuracy": None, "macro_f1": None, "cohen_kappa": None, "per_label": {},
                 "confusion_top": [], "conformal": _conformal_summary(clf, None, None)}
-    pred, _ = clf.predict(X)
+    y = [clf.labels[i] for i in truth]
+    pred = [clf.labels[i] for i in proba.argmax(axis=1)]
     agree = agreement(y, pred)
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=clf.labels, zero_division=0)
     per_label = {
@@ -461,22 +463,19 @@ def _evaluate(clf: TrainedClassifier, X: np.ndarray, y: list[str]) -> dict:
         "cohen_kappa": agree["cohen_kappa"],
         "per_label": per_label,
         "confusion_top": [{"true": t, "pred": q, "count": c} for t, q, c in pairs[:10]],
-        "conformal": _conformal_summary(clf, X, y),
+        "conformal": _conformal_summary(clf, proba, truth),
     }
 
 
-def _conformal_summary(clf: TrainedClassifier, X: np.ndarray | None, y: list[str] | None) -> dict:
+def _conformal_summary(clf: TrainedClassifier, proba: np.ndarray | None, truth: np.ndarray | None) -> dict:
     """Set sizes under the threshold the classifier ships with; coverage cross-fitted, because that threshold was
     set on these same labels (each half of them calibrates a threshold that is scored on the other half)."""
     out: dict[str, Any] = {"alpha": clf.alpha, "threshold": clf.conformal_threshold}
-    if clf.conformal_threshold is None or X is None or not y:
+    if clf.conformal_threshold is None or proba is None or truth is None or not len(truth):
         return out | {"coverage": None, "mean_set_size": None, "uncertain_share": None}
-    proba = clf.predict_proba(X)
-    code = {lab: i for i, lab in enumerate(clf.labels)}
-    truth = np.array([code[t] for t in y])
     sizes = ((1.0 - proba) <= clf.conformal_threshold).sum(axis=1)
-    covered = np.zeros(len(y), dtype=bool)
-    halves = np.array_split(np.random.default_rng(0).permutation(len(y)), 2)
+    covered = np.zeros(len(truth), dtype=bool)
+    halves = np.array_split(np.random.default_rng(0).permutation(len(truth)), 2)
     for cal, held in ((halves[0], halves[1]), (halves[1], halves[0])):
         t = split_conformal_threshold(proba[cal], truth[cal], clf.alpha)
         covered[held] = 1.0 - proba[held, truth[held]] <= t
