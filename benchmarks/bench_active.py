@@ -8,7 +8,8 @@ the candidate pool is the first POOL_FACTOR x b documents of the shuffle, as in 
 Accuracy is on the clean test split. Every point is scored with the fast logistic regression the active rounds use
 (workflow.classify.active.fast_classifier: seconds); the points named by --product-points are also trained with the
 product's own training function (workflow.classify.fit.train_single_label, default JobConfig: CV for C, calibration,
-noise-aware weights, held-out and conformal splits), which takes minutes each on a 2-core machine.
+noise-aware weights, held-out and conformal splits; an active point also self-trains on its candidate pool, as
+`tnt run --label-selection active` does), which takes a minute or more each on a 2-core machine.
 
     python benchmarks/bench_active.py                                   # gold + noisy, 250..2000, pool = train split
     python benchmarks/bench_active.py --teachers gold --budgets 250,1000 --product-points ""   # quick look
@@ -39,17 +40,23 @@ def active_sample(X: np.ndarray, teacher: np.ndarray, order: np.ndarray, budget:
     sizes = round_sizes(budget)
     chosen = list(order[: sizes[0]])
     for r, k in enumerate(sizes[1:], start=1):
-        taken, seen = set(chosen), {texts[i] for i in chosen}
-        pool = []
-        for i in order[: POOL_FACTOR * budget]:  # the product's pool: unlabelled, one document per distinct text
-            if i not in taken and texts[i] not in seen:
-                seen.add(texts[i])
-                pool.append(i)
-        pool_idx = np.array(pool, dtype=np.int64)
+        pool_idx = candidates(order, chosen, texts, budget)
         lab = np.array(chosen)
         rows = select_batch(X[lab], teacher[lab], X[pool_idx], k, seed=seed + r)
         chosen += pool_idx[rows].tolist()
     return np.array(chosen)
+
+
+def candidates(order: np.ndarray, chosen: list[int] | np.ndarray, texts: list[str], budget: int) -> np.ndarray:
+    """The product's candidate pool (graph/nodes/active.candidate_pool): the first POOL_FACTOR x budget documents
+    of the shuffle, unlabelled, one per distinct text. An active run's classifier also self-trains on it."""
+    taken, seen = {int(i) for i in chosen}, {texts[i] for i in chosen}
+    pool = []
+    for i in order[: POOL_FACTOR * budget]:
+        if int(i) not in taken and texts[i] not in seen:
+            seen.add(texts[i])
+            pool.append(int(i))
+    return np.array(pool, dtype=np.int64)
 
 
 def accuracy(pred: list[str] | np.ndarray, truth: list[str]) -> float:
@@ -129,8 +136,11 @@ def main(argv: list[str] | None = None) -> None:
                 prod = None
                 if (method, b) in product:
                     # as `tnt run` does: with active selection, the seed round's random rows score model selection
+                    # and its classifier self-trains on the candidate pool it embedded (a random run has none)
                     drawn = np.arange(b) < round_sizes(b)[0] if method == "active" else None
-                    clf, _ = train_single_label(X[idx], [str(v) for v in teacher[idx]], config, representative=drawn)
+                    pool = X[candidates(order, idx, texts, b)] if method == "active" else None
+                    clf, _ = train_single_label(X[idx], [str(v) for v in teacher[idx]], config, representative=drawn,
+                                                unlabeled=pool)
                     prod = accuracy(clf.predict(Xt)[0], te_labels)
                 row = {"teacher": teacher_name, "method": method, "labels": b,
                        "teacher_accuracy": float(np.mean(teacher[idx] == gold[idx])), "fast_accuracy": fast,

@@ -271,6 +271,10 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
         noise_line = label_noise_line(m.get("label_noise"), teacher)
         if noise_line:
             out.print(noise_line)
+        if m.get("self_training"):
+            st = m["self_training"]
+            out.print(f"self-training: {st['added']} of {st['unlabeled']} unlabeled documents joined the fit under the "
+                      f"classifier's own label (probability >= {st['min_probability']:g}; no model calls)")
     from workflow.evolve.cli import print_drift
 
     print_drift(store, run_id)

@@ -14,6 +14,7 @@ from workflow.cli import app, print_summary
 from workflow.config import JobConfig
 from workflow.estimate import estimate_run
 from workflow.graph.nodes import label as label_node
+from workflow.graph.nodes.active import candidate_pool
 from workflow.graph.nodes.sample import sample
 from workflow.llm import scripted
 from workflow.runner import _context, execute
@@ -117,10 +118,16 @@ def test_active_run_spends_the_budget_in_recorded_rounds_and_resumes_the_same(co
         drawn = drawn_at_random(store, run_id, sorted(labelled))
         assert sum(drawn) == 15 and drawn_at_random(store, random_run, store.sample(random_run, 2)) is None
         assert 0 <= model["metrics"]["random_rows"]["n"] <= 15
+        # the candidate pool is embedded already: the classifier learns from the candidates it is sure of
+        pool = candidate_pool(store, "c", JobConfig.model_validate(store.run(run_id)["config"]), set(rounds))
+        assert pool and not set(pool) & set(labelled)
+        assert model["metrics"]["self_training"]["unlabeled"] == len(pool)
         capsys.readouterr()
         print_summary(store, run_id)
         text = " ".join(capsys.readouterr().out.split())
         assert f"on the {model['metrics']['random_rows']['n']} of them drawn at random: accuracy" in text
+        st = model["metrics"]["self_training"]
+        assert f"self-training: {st['added']} of {st['unlabeled']} unlabeled documents joined the fit" in text
 
     # killed after round 2 was chosen, before it was labelled: resume labels it and goes on, asking nothing twice
     real = label_node.next_round

@@ -109,6 +109,10 @@ def test_artifact_round_trip(tmp_path: Path, trained) -> None:
     card = (out / "README.md").read_text()
     assert "Feature requests" in card and "Invoices \\| refunds" in card
     assert "pseudo-labels" in card and "load_artifact" in card
+    assert "self-training" not in card  # trained on labels alone
+    self_trained = {**metrics, "self_training": {"unlabeled": 50, "added": 40, "min_probability": 0.7}}
+    card = (write(tmp_path / "st", trained, metrics=self_trained) / "README.md").read_text()
+    assert "- self-training: 40 unlabeled documents joined the fit" in card
 
 
 def test_no_pickle_anywhere(tmp_path: Path, trained) -> None:

@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -14,7 +15,7 @@ from tests.conftest import SCRIPTED_JOB, sample_rows
 from workflow.classify.fit import held_out_ids
 from workflow.cli import app
 from workflow.config import JobConfig
-from workflow.evolve.update import UpdateError, update_run
+from workflow.evolve.update import LABEL_ROUNDS, UpdateError, update_run
 from workflow.ingest import read_corpus
 from workflow.llm import scripted
 from workflow.runner import execute
@@ -87,6 +88,9 @@ def test_update_adds_labels_and_keeps_every_old_id(db_copy):
         old_held = held_out_ids(store, run_id, config_of(store, run_id), report["model_before"])
         assert model["metrics"]["held_out_ids"] == old_held == held_out_ids(store, run_id, config_of(store, run_id))
         assert not set(old_held) & labeled_new and model["metrics"]["n_test"] == len(old_held)
+        # the new documents left unlabeled teach the final fit where it is sure of them (self-training)
+        assert model["metrics"]["self_training"]["unlabeled"] == len(new_ids - labeled_new)
+        assert "self_training" not in store.model(report["model_before"])["metrics"]  # a random run embeds no pool
         # drift figures per batch of new documents, against the held-out baseline
         rows = store.drift(run_id)
         assert rows and rows[0]["model_id"] == report["model_before"] and rows[0]["baseline"]["n"] > 0
@@ -217,6 +221,27 @@ def test_seeds_take_turns_between_new_labels():
     assert _seeds([], {}, 3) == []
 
 
+def test_interim_rounds_pick_the_border_of_a_new_label_not_its_core():
+    """Of documents whose top two labels include a new one, the least sure; a document sure of a new label, or
+    unsure only between old labels, is not picked."""
+    from workflow.evolve.update import _border_rows
+
+    labels = ["L1", "L2", "L9"]  # L9 is new
+    P = np.array([
+        [0.05, 0.05, 0.90],  # 0: the core of the new label
+        [0.48, 0.04, 0.48],  # 1: on the border of old L1 and new L9
+        [0.50, 0.46, 0.04],  # 2: unsure, but between two old labels
+        [0.04, 0.41, 0.55],  # 3: near the border of old L2 and new L9
+        [0.90, 0.05, 0.05],  # 4: old, sure
+    ])
+    X = np.eye(5)
+    assert _border_rows(P, labels, {"L9"}, X, 2).tolist() == [1, 3]
+    assert sorted(_border_rows(P, labels, {"L9"}, X, 10).tolist()) == [0, 1, 3]  # never a row without a new label
+    assert _border_rows(P, labels, {"L9"}, X, 0).tolist() == []
+    assert _border_rows(P, labels, set(), X, 3).tolist() == []
+    assert _border_rows(P[:0], labels, {"L9"}, X[:0], 3).tolist() == []
+
+
 def test_budget_goes_first_to_the_new_labels_seed_documents(db_copy):
     db, run_id, new = db_copy
     with Store(db) as store:
@@ -230,4 +255,4 @@ def test_budget_goes_first_to_the_new_labels_seed_documents(db_copy):
         assert len({members[d] for d in seeds[: len(added)]}) == min(len(added), len(seeds))
         # the budget is spent, not exceeded: seeds + interim-classifier rounds
         assert report["n_labeled"] == len(seeds) + sum(report["n_rounds"]) <= 30
-        assert len(report["n_rounds"]) == 2 and not set(seeds) & {d for r in state["rounds"] for d in r}
+        assert len(report["n_rounds"]) == LABEL_ROUNDS and not set(seeds) & {d for r in state["rounds"] for d in r}

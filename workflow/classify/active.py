@@ -61,7 +61,15 @@ def select_batch(X_labeled: np.ndarray, y_labeled: list[str] | np.ndarray, X_poo
     k = max(0, min(k, n))
     if k == 0:
         return np.zeros(0, dtype=np.int64)
-    margin = margins(X_labeled, y_labeled, X_pool, seed)
+    return diverse_uncertain(X_pool, margins(X_labeled, y_labeled, X_pool, seed), k, seed=seed)
+
+
+def diverse_uncertain(X_pool: np.ndarray, margin: np.ndarray, k: int, *, seed: int = 0) -> np.ndarray:
+    """Indices of ``k`` pool rows among the most uncertain (smallest ``margin``), one per k-means group of them."""
+    n = len(X_pool)
+    k = max(0, min(k, n))
+    if k == 0:
+        return np.zeros(0, dtype=np.int64)
     order = np.lexsort((np.arange(n), margin))  # most uncertain first, ties by position
     if k == n:
         return order

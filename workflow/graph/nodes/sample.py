@@ -13,7 +13,7 @@ def sample(ctx: RunContext, state: RunState) -> RunState:
     store, cfg = ctx.store, ctx.config
     if store.sample(ctx.run_id, 1):
         return {"batch": 1}
-    phase1, rest = shuffled_split(ctx)
+    phase1, rest = shuffled_split(store, ctx.corpus, cfg)
     # Phase 2 should be fresh documents; on a small corpus it reuses phase-1 documents rather than shrink.
     phase2 = rest[: cfg.label_sample]
     if len(phase2) < cfg.label_sample:
