@@ -264,7 +264,8 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
                 head + f"labels accuracy {_metric(m, 'accuracy')}, macro-F1 {_metric(m, 'macro_f1')}, "
                 f"Cohen's kappa {_metric(m, 'cohen_kappa')} (n_test={m.get('n_test')})"
                 + (f"; on the {m['random_rows']['n']} of them drawn at random: accuracy "
-                   f"{_metric(m['random_rows'], 'accuracy')}" if m.get("random_rows") else "")
+                   f"{_metric(m['random_rows'], 'accuracy')}"
+                   if m.get("random_rows") and m["random_rows"]["n"] != m.get("n_test") else "")
             )
         from workflow.classify.noise import label_noise_line
 

@@ -195,11 +195,13 @@ def test_active_labels_score_model_selection_on_the_randomly_drawn_rows_only() -
     _, m = train_classifier(X, y, noise_aware=False, representative=drawn)
     assert "randomly drawn" not in plain["selection"] and "scored on the" in m["selection"]
     assert min(m["candidate_scores"].values()) > max(plain["candidate_scores"].values()) + 0.1
-    assert 0 < m["random_rows"]["n"] < m["n_test"] and m["random_rows"]["accuracy"] > m["accuracy"]
-    # too few drawn rows to score on: every row scores, and the figure is still reported
+    # the test split is drawn from the randomly drawn rows alone: it stands for the corpus, every chosen row trains
+    assert set(m["test_rows"]) <= set(np.flatnonzero(drawn).tolist()) and m["n_test"] == 30
+    assert m["random_rows"] == {"n": 30, "accuracy": m["accuracy"]} and m["accuracy"] > plain["accuracy"] + 0.2
+    # too few drawn rows to score on: every row scores and may be held out, and the figure is still reported
     few = drawn & (np.cumsum(drawn) <= 20)
     _, m = train_classifier(X, y, noise_aware=False, representative=few)
-    assert "randomly drawn" not in m["selection"] and m["random_rows"]["n"] <= 20
+    assert "randomly drawn" not in m["selection"] and m["random_rows"]["n"] <= 20 < m["n_test"] == 100
     with pytest.raises(ValueError, match="representative"):
         train_classifier(X, y, representative=drawn[:-1])
 

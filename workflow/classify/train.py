@@ -357,7 +357,9 @@ def train_classifier(
     those weights on every label outside the test split. The test split then serves twice: agreement metrics, and
     the split-conformal threshold (the threshold never changes a predicted label). ``trusted`` rows (human
     corrections) are never down-weighted. ``representative`` marks the rows drawn at random when the others were
-    chosen (active selection): model selection is scored on those only, and the metrics add their accuracy.
+    chosen (active selection): the test split is drawn from those alone (given SELECTION_MIN_RANDOM_ROWS of them),
+    so the held-out figures and the conformal threshold stand for the corpus and every chosen label trains; model
+    selection is scored on them too, and the metrics add their held-out accuracy.
     ``test_rows`` fixes the held-out split instead of drawing it (`tnt update` keeps the old model's, so old and new
     are compared on the same documents and every newly labeled document trains); a row whose label no other row has
     trains instead. ``metrics["test_rows"]`` lists the held-out rows either way. ``unlabeled`` rows (embedded
@@ -393,8 +395,13 @@ def train_classifier(
     yc = np.array([codes[v] for v in y_str], dtype=np.int64)
     notes: list[str] = []
 
-    if test_rows is None:
-        train_idx, test_idx = _split(np.arange(len(yc)), yc, test_size, seed)
+    rep = None if representative is None else np.asarray(representative, dtype=bool)
+    if test_rows is None:  # drawn from the randomly drawn rows when there are enough: they stand for the corpus
+        if rep is not None and rep.sum() >= SELECTION_MIN_RANDOM_ROWS:
+            _, test_idx = _split(np.flatnonzero(rep), yc, test_size, seed)
+            train_idx = np.setdiff1d(np.arange(len(yc)), test_idx)
+        else:
+            train_idx, test_idx = _split(np.arange(len(yc)), yc, test_size, seed)
     else:
         held = np.asarray(test_rows, dtype=bool)
         held &= np.isin(yc, yc[~held])  # a label seen only in held-out rows could never be predicted
@@ -410,7 +417,6 @@ def train_classifier(
         noise = estimate_noise(X[train_idx], yc[train_idx], seed=seed, trusted=trust) if noise_aware else None
         weight = noise.weight if noise is not None and noise.skipped is None else None
         cands = _candidates(algorithms, yc[train_idx], seed, notes)
-        rep = None if representative is None else np.asarray(representative, dtype=bool)
         best, cand_scores, selection = _select(cands, X[train_idx], yc[train_idx], seed, weight,
                                                None if rep is None else rep[train_idx])
         estimator, calibration = _fit(best, X[train_idx], yc[train_idx], calibrate, weight)
