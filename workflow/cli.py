@@ -244,10 +244,13 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
     rounds = [r for r in store.sample_rounds(run_id, 2).values() if r is not None]
     if any(rounds):  # --label-selection active
         sizes = [rounds.count(r) for r in range(max(rounds) + 1)]
+        m = model["metrics"] if model else {}
+        held = ("on randomly drawn documents only; they also chose the classifier's regularisation"
+                if m.get("random_rows") and m["random_rows"]["n"] == m.get("n_test") else
+                "mostly on these harder documents; the randomly drawn ones chose the classifier's regularisation")
         out.print(f"label selection: active, {sizes[0]} documents at random then {len(sizes) - 1} rounds of the most "
                   f"uncertain ({', '.join(map(str, sizes[1:]))}); per document in samples.round. The held-out figures "
-                  "below are mostly on these harder documents; the randomly drawn ones chose the classifier's "
-                  "regularisation")
+                  f"below are {held}")
     if config is not None and config.recheck > 0:
         out.print(recheck_line(store.recheck_counts(run_id), config.recheck, labeled, teacher), highlight=False)
     if model:

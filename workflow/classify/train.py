@@ -41,7 +41,8 @@ CAL_FOLDS = 3
 MLP_EARLY_STOP_MIN_PER_CLASS = 20  # early stopping makes a stratified 10% split inside every fit
 LGBM_THREADED_MIN_SAMPLES = 20000
 SELF_TRAIN_MIN_PROBABILITY = 0.7  # an unlabeled document joins the final fit under its label when this sure
-SELECTION_MIN_RANDOM_ROWS = 50  # fewer randomly drawn labels than this score model selection too noisily: all rows do
+# with fewer randomly drawn labels than this (active selection), every row may be held out and scores model selection
+SELECTION_MIN_RANDOM_ROWS = 50
 
 
 class TrainingError(ValueError):
@@ -450,7 +451,7 @@ def train_classifier(
     if self_training is not None:
         metrics["self_training"] = self_training
     metrics.update(_evaluate(clf, test_proba, yc[test_idx]))
-    if rep is not None:  # the held-out rows at large are the harder, chosen ones: their accuracy understates
+    if rep is not None:  # all held-out rows when they were drawn from the random ones; else a part of the harder mix
         drawn = rep[test_idx]
         pred = [labels[i] for i in test_proba[drawn].argmax(axis=1)]
         metrics["random_rows"] = {"n": int(drawn.sum()),
