@@ -14,9 +14,11 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from workflow.config import LOCAL_MODEL, JobConfig
+from workflow.secrets import RedactingFilter, redact
 from workflow.store import OTHER_ID, Store, StoreError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="TnT-LLM taxonomy induction and labeling.")
@@ -29,17 +31,17 @@ EXIT = {"done": 0, "paused": 0, "failed": 1, "stopped": 3}
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(redact(message) or '')}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
 def _setup_logging(verbose: bool) -> None:
     from rich.logging import RichHandler
 
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False, show_time=False)], force=True,
-    )
+    handler = RichHandler(console=err, show_path=False, show_time=False)
+    handler.addFilter(RedactingFilter())  # a provider's error may echo the key it was sent
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[handler], force=True)
     for noisy in ("LiteLLM", "litellm", "httpx", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -156,10 +158,12 @@ def resume(
     run_id: Optional[str] = typer.Argument(None, help="Run to continue (default: the latest)."),
     db: str = DB_OPT,
     max_cost: Optional[float] = typer.Option(None, help="Raise the budget of a run stopped by --max-cost."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Ask again the calls that failed or whose "
+                                      "answers were rejected (kept as they are otherwise, also by a re-run)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Continue a run that was paused for review, stopped by its budget, failed or killed."""
+    """Continue a run that was paused for review, stopped by its budget, failed, interrupted or killed."""
     _setup_logging(verbose)
     with open_store(db) as store:
         try:
@@ -168,28 +172,45 @@ def resume(
         except StoreError as exc:
             fail(str(exc))
         overrides = {"max_cost": max_cost} if max_cost is not None else None
-        _execute(store, run_id, quiet, overrides)
+        _execute(store, run_id, quiet, overrides, retry_failed=retry_failed)
 
 
-def _execute(store: Store, run_id: str, quiet: bool, overrides: dict | None = None) -> None:
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the run is marked interrupted and can be resumed."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _execute(store: Store, run_id: str, quiet: bool, overrides: dict | None = None, retry_failed: bool = False) -> None:
+    import signal
+
     from workflow.classify.embed import EmbeddingUnavailable
     from workflow.llm.transports import close_transports
     from workflow.runner import execute
 
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        outcome = execute(store, run_id, show_progress=not quiet, overrides=overrides)
-        close_transports()
+        outcome = execute(store, run_id, show_progress=not quiet, overrides=overrides, retry_failed=retry_failed)
     except EmbeddingUnavailable as exc:
         store.set_run_stage(run_id, store.run(run_id)["stage"], status="failed", error=str(exc))
         fail(str(exc), 1)
         return
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM while we record the state changes nothing
         store.set_run_stage(run_id, store.run(run_id)["stage"], status="interrupted")
-        fail(f"interrupted; continue with `tnt resume {run_id}`", 130)
+        close_transports()
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        fail(f"{what}; continue with `tnt resume {run_id}`", 143 if isinstance(exc, Terminated) else 130)
         return
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    close_transports()
     print_summary(store, run_id, outcome.usage)
     colour = {"done": "green", "paused": "yellow"}.get(outcome.status, "red")
-    err.print(f"[bold {colour}]{outcome.status}:[/] {outcome.message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold {colour}]{outcome.status}:[/] {escape(redact(outcome.message) or '')}", highlight=False,
+              soft_wrap=True)
     if outcome.status in ("stopped", "failed"):
         err.print(f"continue with `tnt resume {run_id}`", highlight=False)
     raise typer.Exit(EXIT[outcome.status])
@@ -223,13 +244,14 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
 
     labeled = sum(llm_counts.values())
     coverage = (labeled - llm_counts.get(OTHER_ID, 0)) / labeled if labeled else 0.0
-    calls = Table(title="Model calls", title_justify="left")
-    for col in ("step", "model", "calls", "failed", "tok in", "tok out", "cost $", "sec"):
+    calls = Table(title="Model calls (valid: answers used; rejected: answered, failed validation, a fallback "
+                  "was used; failed: no answer)", title_justify="left")
+    for col in ("step", "model", "calls", "valid", "rejected", "failed", "tokens", "cost $", "sec"):
         text = col in ("step", "model")
         calls.add_column(col, justify="left" if text else "right", no_wrap=col != "model", overflow="fold")
     for r in store.call_stats(run_id):
-        calls.add_row(r["step"], r["model"], str(r["calls"]), str(r["failed"]), str(r["prompt_tokens"]),
-                      str(r["completion_tokens"]), f"{r['cost']:.4f}", f"{r['latency_s']:.1f}")
+        calls.add_row(r["step"], r["model"], str(r["calls"]), str(r["ok"]), str(r["rejected"]), str(r["failed"]),
+                      f"{r['prompt_tokens'] + r['completion_tokens']:,}", f"{r['cost']:.4f}", f"{r['latency_s']:.0f}")
     out.print(calls)
     if usage is not None and getattr(usage, "cached", 0):
         out.print(f"answered from the cache: {usage.cached} calls (no model call made)")
@@ -238,8 +260,8 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
     out.print(
         (f"coverage (LLM labels not Other): {coverage:.1%} of {labeled} labeled documents" if teacher == "LLM" else
          f"{labeled} documents labeled by their nearest label (--teacher nearest: no label calls)")
-        + (f"; failed: {failed['summaries']} summaries, {failed['labels']} labels (retried by `tnt resume`)"
-           if any(failed.values()) else "")
+        + (f"; without an answer: {failed['summaries']} summaries, {failed['labels']} labels (ask again with "
+           f"`tnt resume {run_id} --retry-failed`)" if any(failed.values()) else "")
     )
     rounds = [r for r in store.sample_rounds(run_id, 2).values() if r is not None]
     if any(rounds):  # --label-selection active
@@ -321,12 +343,31 @@ def status(run_id: Optional[str] = typer.Argument(None), db: str = DB_OPT,
         if as_json:
             out.print_json(json.dumps(rows, default=str))
             return
-        t = Table(title=f"Runs in {db}", title_justify="left")
-        for col in rows[0] if rows else ["run_id"]:
-            t.add_column(col)
-        for r in rows:
-            t.add_row(*[str(v) for v in r.values()])
-        out.print(t)
+        print_runs(rows, db)
+
+
+def print_runs(rows: list[dict], db: str) -> None:
+    """One line per run that fits 80 columns (details: `tnt status RUN`); each run's error on its own lines below."""
+    from rich import box
+
+    t = Table(title=f"Runs in {db}", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    t.add_column("run", no_wrap=True)
+    t.add_column("status", no_wrap=True)
+    t.add_column("stage", overflow="fold")
+    for col in ("labels", "calls", "cost $"):
+        t.add_column(col, justify="right", no_wrap=True)
+    t.add_column("updated", no_wrap=True)
+    for r in rows:
+        calls = str(r["calls"]) + (f" ({r['rejected'] + r['failed']}!)" if r["rejected"] + r["failed"] else "")
+        t.add_row(r["run_id"], r["status"], "" if r["stage"] == r["status"] else r["stage"], str(r["labels"]), calls,
+                  f"{r['cost $']:.2f}", r["updated"][5:16])
+    out.print(t)
+    if any(r["rejected"] + r["failed"] for r in rows):
+        out.print("calls (n!): n calls were rejected by validation or failed; `tnt status RUN` shows which steps",
+                  highlight=False)
+    for r in rows:
+        if r["error"]:
+            out.print(f"{r['run_id']}: {escape(redact(r['error']) or '')}", highlight=False)
 
 
 def _run_row(store: Store, run: dict) -> dict:
@@ -335,7 +376,8 @@ def _run_row(store: Store, run: dict) -> dict:
         "run_id": run["run_id"], "corpus": run["corpus"], "stage": run["stage"], "status": run["status"],
         "summaries": len(store.summarized_ids(run["run_id"])),
         "labels": sum(store.label_counts(run["run_id"]).values()),
-        "calls": sum(s["calls"] for s in stats), "failed": sum(s["failed"] for s in stats),
+        "calls": sum(s["calls"] for s in stats), "rejected": sum(s["rejected"] for s in stats),
+        "failed": sum(s["failed"] for s in stats),
         "cost $": round(sum(s["cost"] for s in stats), 4), "updated": str(run["updated_at"])[:19],
         "error": run["error"] or "",
     }

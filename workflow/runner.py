@@ -42,24 +42,31 @@ def start(store: Store, source: str, config: JobConfig, *, show_progress: bool =
     return execute(store, run_id, show_progress=show_progress)
 
 
-def _context(store: Store, run_id: str, show_progress: bool, overrides: dict | None = None) -> RunContext:
+def _context(store: Store, run_id: str, show_progress: bool, overrides: dict | None = None,
+             retry_failed: bool = False) -> RunContext:
     run = store.run(run_id)
     config = JobConfig.model_validate({**run["config"], **(overrides or {})})
     gateway = Gateway(
         store, run_id, api_base=config.api_base, concurrency=config.concurrency, max_attempts=config.max_attempts,
         timeout_s=config.timeout_s, max_cost=config.max_cost, temperature=config.temperature, seed=config.seed,
-        show_progress=show_progress, structured_output=config.structured_output,
+        show_progress=show_progress, structured_output=config.structured_output, retry_failed=retry_failed,
     )
     return RunContext(run_id, run["corpus"], config, store, gateway, show_progress)
 
 
-def execute(store: Store, run_id: str, *, show_progress: bool = True, overrides: dict | None = None) -> Outcome:
-    """Run a run's graph from wherever its checkpoint left it until it ends, pauses for review or stops."""
-    ctx = _context(store, run_id, show_progress, overrides)
+def execute(store: Store, run_id: str, *, show_progress: bool = True, overrides: dict | None = None,
+            retry_failed: bool = False) -> Outcome:
+    """Run a run's graph from wherever its checkpoint left it until it ends, pauses for review or stops.
+
+    Calls that failed or whose answers were rejected are kept as they are (a re-run makes no model call for
+    them); ``retry_failed`` asks them again, also for a run that has finished."""
+    ctx = _context(store, run_id, show_progress, overrides, retry_failed)
     if overrides:
         store.update_run_config(run_id, ctx.config.model_dump())
     batches = max(store.n_batches(run_id, 1), ctx.config.taxonomy_sample // ctx.config.batch_size + 1)
     cfg = {"configurable": {"thread_id": run_id}, "recursion_limit": batches + 30}
+    failed = store.count_failed(run_id)
+    retry = retry_failed and any(failed.values())
     with open_checkpointer(store.path) as saver:
         graph = build_graph(ctx, saver)
         snapshot = graph.get_state(cfg)
@@ -70,8 +77,10 @@ def execute(store: Store, run_id: str, *, show_progress: bool = True, overrides:
         elif snapshot.values:
             # -- review re-entry (tnt review) ---------------------------------------------------------------
             reason = _review_changes(store, run_id, snapshot.values)
-            if not reason and not any(store.count_failed(run_id).values()):
-                return Outcome(run_id, "done", "the run had already finished", ctx.gateway.usage)
+            if not reason and not retry:
+                note = (f" ({failed['summaries']} summaries and {failed['labels']} labels failed: ask them again with "
+                        f"`tnt resume {run_id} --retry-failed`)" if any(failed.values()) else "")
+                return Outcome(run_id, "done", "the run had already finished" + note, ctx.gateway.usage)
             # Re-enter after `approve`: label re-labels only documents without an ok LLM assignment for the
             # latest version (edits re-pointed the rest), train retrains (model_id cleared), predict re-predicts.
             if reason:
@@ -82,18 +91,20 @@ def execute(store: Store, run_id: str, *, show_progress: bool = True, overrides:
             # -- end review re-entry -------------------------------------------------------------------------
         else:
             payload = {"run_id": run_id}
-        failed = store.count_failed(run_id)
-        if payload is None and any(failed.values()):
-            # Failed calls are retried on resume: re-enter at summarize. Every node skips the work it has done (ok
-            # summaries, saved taxonomy versions, the approval, ok labels), so only the failed calls are made again;
-            # a run that failed for want of summaries can then go on. New labels mean a new classifier.
-            graph.update_state(cfg, {"model_id": None} if failed["labels"] else {}, as_node="sample")
         store.set_run_stage(run_id, store.run(run_id)["stage"], status="running")
         try:
+            if retry:
+                _retry_failed_summaries(ctx)
+            if retry and payload is None and failed["labels"]:
+                # Re-enter after sample: every node skips the work it has done (saved taxonomy versions, the
+                # approval, ok labels), so only the failed label calls are made again. New labels mean a new
+                # classifier.
+                graph.update_state(cfg, {"model_id": None}, as_node="sample")
             graph.invoke(payload, cfg)
         except BudgetExceeded as exc:
-            store.set_run_stage(run_id, store.run(run_id)["stage"], status="stopped", error=str(exc))
-            return Outcome(run_id, "stopped", str(exc), ctx.gateway.usage)
+            line = exc.line(store.total_cost(run_id))  # the calls in flight have finished and are logged
+            store.set_run_stage(run_id, store.run(run_id)["stage"], status="stopped", error=line)
+            return Outcome(run_id, "stopped", line, ctx.gateway.usage)
         except (RunFailed, FatalModelError) as exc:
             store.set_run_stage(run_id, store.run(run_id)["stage"], status="failed", error=str(exc))
             return Outcome(run_id, "failed", str(exc), ctx.gateway.usage)
@@ -107,6 +118,15 @@ def execute(store: Store, run_id: str, *, show_progress: bool = True, overrides:
         )
     store.set_run_stage(run_id, "done", status="done")
     return Outcome(run_id, "done", "finished", ctx.gateway.usage)
+
+
+def _retry_failed_summaries(ctx: RunContext) -> None:
+    """Ask again the summaries that failed: the minibatch proposal reads them; the cluster proposal shows them."""
+    from workflow.graph.nodes.summarize import summarize_docs
+
+    failed = ctx.store.failed_summary_ids(ctx.run_id)
+    if failed:
+        summarize_docs(ctx, failed)
 
 
 def _review_changes(store: Store, run_id: str, values: dict) -> str | None:

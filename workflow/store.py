@@ -22,6 +22,8 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from workflow.secrets import redact
+
 SCHEMA_VERSION = 1
 OTHER_ID = "other"
 OTHER_NAME = "Other"
@@ -91,7 +93,11 @@ ALTER TABLE labels ADD COLUMN IF NOT EXISTS parent_id VARCHAR;
 ALTER TABLE labels ADD COLUMN IF NOT EXISTS level INTEGER;
 ALTER TABLE assignments ADD COLUMN IF NOT EXISTS offered_ids VARCHAR[];
 ALTER TABLE samples ADD COLUMN IF NOT EXISTS round INTEGER;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS owner VARCHAR;
 """
+# Runs: `owner` is "host:pid:start" of the process that set the run running (workflow/owner.py). A run left
+# 'running' by a process that no longer exists (SIGKILL, native crash, power cut) is marked 'interrupted' the next
+# time the database is opened for writing, so `tnt status` never shows a dead run as running.
 # Recheck (`--recheck`): a source 'recheck' row is the model's second answer for a suspect label, beside (never over)
 # its 'llm' row; `offered_ids` = [the label it had, the classifier's alternative], the only two it could choose.
 # Training labels: human > recheck > llm (TRAINING_SOURCES).
@@ -151,6 +157,7 @@ class Store:
             self.con.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
             )
+            self.reap_dead_runs()
 
     def close(self) -> None:
         with self._lock:
@@ -259,10 +266,13 @@ class Store:
     # -- runs --------------------------------------------------------------------------------------------------
 
     def create_run(self, corpus: str, use_case: str, config: dict, run_id: str | None = None) -> str:
+        from workflow.owner import this_process
+
         run_id = run_id or f"run-{now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
         self._exec(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, 'created', 'running', NULL, ?, ?)",
-            [run_id, corpus, use_case, json.dumps(config), now(), now()],
+            "INSERT INTO runs (run_id, corpus, use_case, config, stage, status, error, created_at, updated_at, owner) "
+            "VALUES (?, ?, ?, ?, 'created', 'running', NULL, ?, ?, ?)",
+            [run_id, corpus, use_case, json.dumps(config), now(), now(), this_process()],
         )
         return run_id
 
@@ -287,10 +297,27 @@ class Store:
         self._exec("UPDATE runs SET config = ?, updated_at = ? WHERE run_id = ?", [json.dumps(config), now(), run_id])
 
     def set_run_stage(self, run_id: str, stage: str, status: str = "running", error: str | None = None) -> None:
+        from workflow.owner import this_process
+
         self._exec(
-            "UPDATE runs SET stage = ?, status = ?, error = ?, updated_at = ? WHERE run_id = ?",
-            [stage, status, error, now(), run_id],
+            "UPDATE runs SET stage = ?, status = ?, error = ?, updated_at = ?, owner = ? WHERE run_id = ?",
+            [stage, status, redact(error) if error else error, now(), this_process() if status == "running" else None,
+             run_id],
         )
+
+    def reap_dead_runs(self) -> list[str]:
+        """Mark 'interrupted' every run left 'running' by a process that is gone; returns their ids."""
+        from workflow.owner import is_dead
+
+        dead = [r for r, owner in self._rows("SELECT run_id, owner FROM runs WHERE status = 'running'")
+                if is_dead(owner)]
+        for run_id in dead:
+            self._exec(
+                "UPDATE runs SET status = 'interrupted', owner = NULL, error = ?, updated_at = ? WHERE run_id = ?",
+                [f"the process running it ended without finishing (killed, crashed or lost power); continue with "
+                 f"`tnt resume {run_id}`", now(), run_id],
+            )
+        return dead
 
     # -- samples -----------------------------------------------------------------------------------------------
 
@@ -347,6 +374,10 @@ class Store:
         rows = self._rows("SELECT doc_id, summary FROM summaries WHERE run_id = ? AND status = 'ok'", [run_id])
         found = dict(rows)
         return found if doc_ids is None else {d: found[d] for d in doc_ids if d in found}
+
+    def failed_summary_ids(self, run_id: str) -> list[str]:
+        return [r[0] for r in self._rows(
+            "SELECT doc_id FROM summaries WHERE run_id = ? AND status <> 'ok' ORDER BY doc_id", [run_id])]
 
     def summarized_ids(self, run_id: str) -> set[str]:
         return {r[0] for r in self._rows("SELECT doc_id FROM summaries WHERE run_id = ? AND status = 'ok'", [run_id])}
@@ -443,12 +474,24 @@ class Store:
         )
         return row[0] if row else None
 
+    def rejected_response(self, request_hash: str) -> tuple[str, str, str] | None:
+        """(last answer text, call_id, error) of a request whose answers were all rejected by validation."""
+        row = self._one(
+            "SELECT response, call_id, error FROM llm_calls WHERE request_hash = ? AND status = 'rejected' "
+            "ORDER BY created_at DESC LIMIT 1", [request_hash],
+        )
+        if not row or row[0] is None:
+            return None
+        text = json.loads(row[0])
+        return (text, row[1], row[2]) if isinstance(text, str) else None
+
     def log_call(self, **fields: Any) -> str:
         call_id = fields.pop("call_id", None) or uuid.uuid4().hex
         cols = [
             "run_id", "step", "request_hash", "model", "prompt_name", "prompt_hash", "status", "attempts",
             "response", "error", "prompt_tokens", "completion_tokens", "cost", "latency_s",
         ]
+        fields["error"] = redact(fields.get("error"))
         values = [fields.get(c) for c in cols]
         self._exec(
             f"INSERT INTO llm_calls (call_id, {', '.join(cols)}, created_at) VALUES ({', '.join('?' * (len(cols) + 2))})",
@@ -469,7 +512,8 @@ class Store:
         where, params = ("WHERE run_id = ?", [run_id]) if run_id else ("", [])
         return self.query(
             "SELECT step, model, count(*) AS calls, count(*) FILTER (status = 'ok') AS ok, "
-            "count(*) FILTER (status <> 'ok') AS failed, coalesce(sum(prompt_tokens), 0) AS prompt_tokens, "
+            "count(*) FILTER (status = 'rejected') AS rejected, "
+            "count(*) FILTER (status NOT IN ('ok', 'rejected')) AS failed, coalesce(sum(prompt_tokens), 0) AS prompt_tokens, "
             "coalesce(sum(completion_tokens), 0) AS completion_tokens, coalesce(sum(cost), 0) AS cost, "
             f"coalesce(sum(latency_s), 0) AS latency_s FROM llm_calls {where} GROUP BY step, model ORDER BY step",
             params,

@@ -41,12 +41,46 @@ def test_invalid_output_is_retried_with_the_error_fed_back(store):
     assert row == {"status": "ok", "attempts": 2}
 
 
-def test_persistently_invalid_output_becomes_a_failed_row_not_a_crash(store):
+def test_persistently_invalid_output_becomes_a_rejected_row_not_a_crash(store):
     scripted.register_script("broken", lambda *a: '{"summary": ""}')
     res = gateway(store, max_attempts=3).call("summarize", "scripted/broken", "summarize", Summary, VARS)
-    assert not res.ok and res.status == "failed"
+    assert not res.ok and res.status == "rejected"
     row = store.query("SELECT status, attempts, error FROM llm_calls")[0]
-    assert row["status"] == "failed" and row["attempts"] == 3 and "summary" in row["error"]
+    assert row["status"] == "rejected" and row["attempts"] == 3 and "summary" in row["error"]
+
+
+def test_a_rejected_request_is_an_answer_a_rerun_reuses_unless_asked_to_retry(store):
+    """A re-run makes no model call for a request whose answers failed validation (same request, same answer);
+    `tnt resume --retry-failed` asks again; a validator that accepts the stored answer now turns it valid."""
+    scripted.register_script("rejects", lambda *a: '{"summary": ""}')
+    before = scripted.calls["rejects"]
+    assert gateway(store, max_attempts=2).call("summarize", "scripted/rejects", "summarize", Summary, VARS).status \
+        == "rejected"
+    assert scripted.calls["rejects"] == before + 2
+    again = gateway(store, max_attempts=2)
+    res = again.call("summarize", "scripted/rejects", "summarize", Summary, VARS)
+    assert res.status == "rejected" and res.error and "summary" in res.error
+    assert scripted.calls["rejects"] == before + 2 and again.usage.cached == 1 and again.usage.calls == 0
+    retry = gateway(store, max_attempts=2)
+    retry.retry_failed = True
+    assert retry.call("summarize", "scripted/rejects", "summarize", Summary, VARS).status == "rejected"
+    assert scripted.calls["rejects"] == before + 4
+
+
+def test_answers_that_never_validate_stop_the_run_within_a_few_documents(store):
+    from workflow.llm.gateway import Request
+    from workflow.llm.transports import FatalModelError
+
+    scripted.register_script("never", lambda *a: '{"summary": ""}')
+    before = scripted.calls["never"]
+    g = gateway(store, max_attempts=4, concurrency=2)
+    requests = [Request(i, {**VARS, "text": f"document number {i}"}) for i in range(60)]
+    done: list = []
+    with pytest.raises(FatalModelError, match="failed validation on 5 summarize requests in a row.*--model"):
+        g.map("summarize", "scripted/never", "summarize", Summary, requests, lambda r, res: done.append(res),
+              description="s")
+    # 5 documents in a row, and the one in flight beside the fifth: not 60 documents x 4 attempts
+    assert len(done) <= 6 and scripted.calls["never"] - before <= 6 * 4
 
 
 def test_identical_requests_are_answered_from_the_table(store):

@@ -22,6 +22,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from workflow.cores import compute_slot, usable_cores
+
 __all__ = [
     "DEFAULT_EMBEDDER",
     "Embedder",
@@ -84,11 +86,7 @@ def _default_threads() -> int:
     env = os.environ.get("TNT_EMBED_THREADS")
     if env:
         return max(1, int(env))
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 4))
+    return max(1, min(usable_cores(), 4))
 
 
 # --------------------------------------------------------------------------- minilm-int8 (ONNX)
@@ -188,7 +186,8 @@ class OnnxMiniLMEmbedder:
             mask[row, :k] = 1
             types[row, :k] = enc.type_ids
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        hidden = self.session.run([self._output], {k: v for k, v in feeds.items() if k in self._inputs})[0]
+        with compute_slot():  # never at full width beside the embedded LLM (workflow/cores.py)
+            hidden = self.session.run([self._output], {k: v for k, v in feeds.items() if k in self._inputs})[0]
         m = mask[:, :, None].astype(np.float32)
         pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
         return _l2_normalise(pooled)

@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
-from workflow.llm.failfast import FailureTracker
+from workflow.llm.failfast import FailureTracker, RejectionTracker
 from workflow.llm.prompts import load_prompt
 from workflow.llm.structured import ModeNegotiator, ModeRefused, next_mode
 from workflow.llm.transports import FatalModelError, RawResponse, TransientError, Transport, transport_for
@@ -35,6 +35,16 @@ T = TypeVar("T", bound=BaseModel)
 class BudgetExceeded(RuntimeError):
     """Raised before a call that could take the run past --max-cost; the run stops cleanly and can resume."""
 
+    def __init__(self, max_cost: float, spent: float):
+        self.max_cost, self.spent = max_cost, spent
+        super().__init__(self.line(spent))
+
+    def line(self, spent: float) -> str:
+        """The stop line with what was spent, counted once the calls in flight have finished (the llm_calls
+        total): at the moment of the stop some of them had not reported their cost yet."""
+        return (f"stopped before the budget of ${self.max_cost:.4f} would be exceeded (spent ${spent:.4f}); resume "
+                "with a higher --max-cost")
+
 
 class InvalidOutput(Exception):
     def __init__(self, message: str, raw: str):
@@ -45,7 +55,7 @@ class InvalidOutput(Exception):
 @dataclass
 class CallResult(Generic[T]):
     value: T | None
-    status: str  # ok | cached | failed
+    status: str  # ok | cached | failed | rejected (answered, but never valid; a re-run reuses the rejection)
     call_id: str | None = None
     error: str | None = None
 
@@ -67,7 +77,8 @@ class Request:
 class Usage:
     calls: int = 0
     cached: int = 0
-    failed: int = 0
+    failed: int = 0  # no answer (errors, timeouts)
+    rejected: int = 0  # answered, but no answer passed validation
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
@@ -109,17 +120,20 @@ class Gateway:
         seed: int = 0,
         show_progress: bool = True,
         structured_output: str = "auto",
+        retry_failed: bool = False,
     ):
         self.store, self.run_id = store, run_id
         self.api_base, self.concurrency, self.max_attempts = api_base, concurrency, max_attempts
         self.timeout_s, self.max_cost = timeout_s, max_cost
         self.temperature, self.seed, self.show_progress = temperature, seed, show_progress
+        self.retry_failed = retry_failed  # ask again requests whose answers were rejected before
         self.usage = Usage()
         self._lock = threading.Lock()
         self._spent = store.total_cost(run_id)
         self._reserved = 0.0
         self.modes = ModeNegotiator(store, api_base, structured_output)
         self.failures = FailureTracker()
+        self.rejections = RejectionTracker()
 
     def transport(self, model: str) -> Transport:
         return transport_for(model, api_base=self.api_base)
@@ -143,6 +157,8 @@ class Gateway:
     ) -> CallResult[T]:
         """One validated answer (or a failed row). ``attempts_cap``: fewer attempts than the run's --max-attempts,
         for callers with a fallback of their own; their failures are logged at INFO, and they report them."""
+        if self.failures.tripped:  # the run is stopping: no more calls, cached or not
+            raise FatalModelError(self.failures.tripped)
         prompt = load_prompt(prompt_name)
         messages = prompt.render(**variables)
         schema = response_model.model_json_schema()
@@ -160,6 +176,23 @@ class Gateway:
                 return CallResult(value, "cached")
             except ValidationError:
                 pass  # the validators changed since: ask again
+        elif not self.retry_failed:
+            # A request the model answered, whose answers all failed validation, is answered: the same request gets
+            # the same answer (temperature 0, fixed seed). Re-validate the last answer (validators may have changed)
+            # and reuse the rejection otherwise; `tnt resume --retry-failed` asks again.
+            rejected = self.store.rejected_response(key)
+            if rejected is not None:
+                try:
+                    value = parse_answer(response_model, rejected[0], context)
+                    with self._lock:
+                        self.usage.cached += 1
+                    return CallResult(value, "cached")
+                except (ValidationError, ValueError):
+                    with self._lock:
+                        self.usage.cached += 1
+                        self.usage.rejected += 1
+                    self._track_rejection(step, model, rejected[2] or "", attempts_cap)
+                    return CallResult(None, "rejected", rejected[1], rejected[2])
 
         transport = self.transport(model)
         estimate = self._reserve(transport, model, messages, max_tokens)
@@ -219,13 +252,15 @@ class Gateway:
             status = "ok"
         except (TransientError, InvalidOutput) as exc:
             error = f"{type(exc).__name__}: {exc}"
+            status = "rejected" if isinstance(exc, InvalidOutput) else "failed"
         finally:
             latency = time.perf_counter() - started
             with self._lock:
                 self._reserved -= estimate
                 self._spent += totals["cost"]
                 self.usage.calls += 1
-                self.usage.failed += status != "ok"
+                self.usage.failed += status == "failed"
+                self.usage.rejected += status == "rejected"
                 self.usage.prompt_tokens += totals["prompt_tokens"]
                 self.usage.completion_tokens += totals["completion_tokens"]
                 self.usage.cost += totals["cost"]
@@ -246,7 +281,22 @@ class Gateway:
         if value is None:
             log.log(logging.INFO if attempts_cap else logging.WARNING, "%s call failed after %d attempts: %s", step,
                     attempts, error)
+        if status == "ok" and not attempts_cap:
+            self.rejections.valid()
+        elif status == "rejected":
+            self._track_rejection(step, model, error or "", attempts_cap)
         return CallResult(value, status, call_id, error)
+
+    def _track_rejection(self, step: str, model: str, error: str, attempts_cap: int | None) -> None:
+        """Callers with a fallback of their own (attempts_cap: cluster names) expect rejections; for the rest, a
+        run of calls rejected in a row stops the run at the next call."""
+        if attempts_cap:
+            return
+        fix = ("choose a model that can answer in JSON with --model (or another --structured-output), or ask again "
+               "with `tnt resume --retry-failed`")
+        line = self.rejections.rejected(model, step, error, fix)
+        if line and not self.failures.tripped:
+            self.failures.tripped = line
 
     def _complete(self, transport: Transport, key: str, model: str, messages: list[dict], **kw: Any) -> RawResponse:
         """One request in the model's structured-output mode: a refused mode steps down at once (not an attempt);
@@ -317,10 +367,7 @@ class Gateway:
         estimate = transport.estimate_cost(model, sum(len(m["content"]) for m in messages) // 4 + 16, max_tokens)
         with self._lock:
             if self.max_cost is not None and self._spent + self._reserved + estimate > self.max_cost:
-                raise BudgetExceeded(
-                    f"stopping before the budget of ${self.max_cost:.4f} is exceeded "
-                    f"(spent ${self._spent:.4f}); resume with a higher --max-cost"
-                )
+                raise BudgetExceeded(self.max_cost, self._spent)
             self._reserved += estimate
         return estimate
 

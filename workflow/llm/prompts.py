@@ -18,7 +18,13 @@ _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 
 def prompts_dir() -> Path:
-    return Path(os.environ.get("TNT_PROMPTS_DIR") or Path(__file__).resolve().parents[2] / "prompts")
+    """TNT_PROMPTS_DIR, else the prompts shipped in the package (a wheel: workflow/prompts), else the checkout's
+    top-level prompts/ (a source tree or an editable install)."""
+    if os.environ.get("TNT_PROMPTS_DIR"):
+        return Path(os.environ["TNT_PROMPTS_DIR"])
+    here = Path(__file__).resolve()
+    packaged = here.parents[1] / "prompts"
+    return packaged if packaged.is_dir() else here.parents[2] / "prompts"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from workflow.classify.export import classifier_to_bytes
 from workflow.classify.fit import fit_on_run
 from workflow.classify.predict import predict_corpus
 from workflow.classify.train import TrainingError
-from workflow.graph.context import RunContext, log
+from workflow.graph.context import RunContext, RunFailed
 from workflow.graph.state import RunState
 
 
@@ -16,19 +16,29 @@ def train(ctx: RunContext, state: RunState) -> RunState:
     version = state.get("approved_version") or store.taxonomy(ctx.run_id)[0]
     if state.get("model_id"):
         return {}
+    # A run without a classifier has not done its job: it fails (resumable: `tnt resume` trains again, e.g. after
+    # `tnt resume --retry-failed` or human labels in `tnt review`), never ends "done".
     try:
         fitted = fit_on_run(store, ctx.run_id, ctx.corpus, cfg, progress=ctx.show_progress)
     except TrainingError as exc:
-        log.warning("skipping the classifier: %s", exc)
-        return {}
+        raise RunFailed(f"no classifier: {exc}; {_labels_note(store, ctx.run_id)}") from None
     if fitted is None:
-        log.warning("no labeled documents: skipping the classifier")
-        return {}
+        raise RunFailed(f"no classifier: no document got a label; {_labels_note(store, ctx.run_id)}")
     model_id = store.save_model(
         ctx.run_id, algorithm=fitted.clf.algorithm, embedding_model=fitted.embedding_model, taxonomy_version=version,
         metrics=fitted.metrics, artifact=classifier_to_bytes(fitted.clf),
     )
     return {"model_id": model_id}
+
+
+def _labels_note(store, run_id: str) -> str:
+    """What the label requests came to, and what to do about it."""
+    stats = [r for r in store.call_stats(run_id) if r["step"] == "label"]
+    rejected, failed = sum(r["rejected"] for r in stats), sum(r["failed"] for r in stats)
+    if rejected or failed:
+        return (f"{rejected} label requests were answered but failed validation and {failed} got no answer: try a "
+                "stronger --label-model, then `tnt resume --retry-failed`")
+    return "label more documents (--label-sample) or correct labels in `tnt review`, then `tnt resume`"
 
 
 def predict(ctx: RunContext, state: RunState) -> RunState:

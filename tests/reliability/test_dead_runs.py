@@ -1,0 +1,78 @@
+"""A run whose process is gone is never shown as running: SIGKILL leaves 'running' in the database, and the next
+process that opens it marks the run interrupted; SIGTERM is handled like Ctrl-C (one line, exit 143)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.conftest import SCRIPTED_CLI, USE_CASE, no_traceback, tnt_subprocess, write_jsonl
+from workflow.owner import is_dead, this_process
+from workflow.store import Store
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ARGS = ["--use-case", USE_CASE, "--model", "scripted/slow", "--batch-size", 15, "--taxonomy-sample", 30,
+        "--label-sample", 30, "--max-labels", 5, "--concurrency", 2]
+
+
+def _start_and_wait_for_calls(tmp_path: Path, rows: list[dict]) -> tuple[subprocess.Popen, Path]:
+    corpus = write_jsonl(tmp_path / "c.jsonl", rows)
+    db = tmp_path / "t.duckdb"
+    log = tmp_path / "calls.log"
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPTED_CLI), "run", str(corpus), "--db", str(db), *map(str, ARGS)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TNT_SCRIPTED_SLEEP_S": "0.2", "TNT_SCRIPTED_LOG": str(log)},
+    )
+    deadline = time.monotonic() + 120
+    while not (log.exists() and log.read_text().count("\n") >= 3):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run made no model call in 120 s"
+        time.sleep(0.05)
+    return proc, db
+
+
+def test_sigkill_leaves_an_interrupted_run_that_resumes(tmp_path, rows):
+    proc, db = _start_and_wait_for_calls(tmp_path, rows)
+    proc.kill()
+    proc.wait()
+    with Store(db, read_only=True) as store:  # what the dead process left behind
+        assert store.run(store.latest_run_id())["status"] == "running"
+    status = tnt_subprocess("status", "--db", db)
+    assert status.returncode == 0, status.stderr
+    assert "interrupted" in status.stdout and "running" not in status.stdout.replace("running it", "")
+    with Store(db, read_only=True) as store:
+        run = store.run(store.latest_run_id())
+        assert run["status"] == "interrupted" and "tnt resume" in run["error"]
+    done = tnt_subprocess("resume", "--db", db, "-q", env={"TNT_SCRIPTED_SLEEP_S": "0"})
+    assert done.returncode == 0, done.stderr
+    with Store(db, read_only=True) as store:
+        assert store.run(store.latest_run_id())["status"] == "done"
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path, rows):
+    proc, db = _start_and_wait_for_calls(tmp_path, rows)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    no_traceback(stderr)
+    assert [line for line in stderr.splitlines() if "terminated (SIGTERM)" in line and "tnt resume" in line]
+    with Store(db, read_only=True) as store:
+        assert store.run(store.latest_run_id())["status"] == "interrupted"
+
+
+def test_owner_of_a_live_or_foreign_process_is_not_dead():
+    assert not is_dead(this_process())
+    assert not is_dead(None) and not is_dead("garbage")
+    host, boot, _, start = this_process().rsplit(":", 3)
+    assert not is_dead(f"another-host:{boot}:1:{start}")  # cannot tell on another host: left alone
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert is_dead(f"{host}:{boot}:{child.pid}:1")  # gone (or a different process with its pid)
