@@ -230,27 +230,36 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
     model = store.latest_model(run_id)
     pred_counts = store.prediction_counts(model["model_id"]) if model else {}
 
-    t = Table(title=f"Taxonomy v{version} of {run_id}", title_justify="left")
-    for col in ("id", "label", "description"):
-        t.add_column(col, overflow="fold")
+    from rich import box
+
+    # Narrow terminals and pipes get 80 columns: the description goes under its label (dim) instead of a column of
+    # its own, so no column is squeezed to one word a line.
+    wide = out.width >= 120
+    t = Table(title=f"Taxonomy v{version} of {run_id}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column("id", no_wrap=True)
+    t.add_column("label" if wide else "label and description", overflow="fold", ratio=2)
+    if wide:
+        t.add_column("description", overflow="fold", ratio=3)
     config = JobConfig.model_validate(run["config"]) if run.get("config") else None
     teacher = "LLM" if config is None or config.label_teacher() == "llm" else "nearest"  # who labeled the sample
-    t.add_column(f"{teacher} labels", justify="right")
-    t.add_column("classifier", justify="right")
+    t.add_column(f"{teacher} labels", justify="right", no_wrap=True)
+    t.add_column("classifier", justify="right", no_wrap=True)
     rows = [(lb.label_id, lb.name, lb.description) for lb in labels] + [(OTHER_ID, "Other", "fits no label")]
     for lid, name, desc in rows:
-        t.add_row(lid, name, desc, str(llm_counts.get(lid, 0)), str(pred_counts.get(lid, 0)))
+        text = [escape(name), escape(desc)] if wide else [f"[bold]{escape(name)}[/]\n[dim]{escape(desc)}[/]"]
+        t.add_row(lid, *text, str(llm_counts.get(lid, 0)), str(pred_counts.get(lid, 0)))
     out.print(t)
 
     labeled = sum(llm_counts.values())
     coverage = (labeled - llm_counts.get(OTHER_ID, 0)) / labeled if labeled else 0.0
-    calls = Table(title="Model calls (valid: answers used; rejected: answered, failed validation, a fallback "
-                  "was used; failed: no answer)", title_justify="left")
-    for col in ("step", "model", "calls", "valid", "rejected", "failed", "tokens", "cost $", "sec"):
+    calls = Table(title="Model calls (valid: answer used; rejected: answered but failed validation, a fallback "
+                  "was used; failed: no answer)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("step", "model", "valid", "rejected", "failed", "tokens", "cost $", "sec"):
         text = col in ("step", "model")
-        calls.add_column(col, justify="left" if text else "right", no_wrap=col != "model", overflow="fold")
+        calls.add_column(col, justify="left" if text else "right", no_wrap=True,
+                         overflow="ellipsis" if col == "model" else "fold", ratio=1 if col == "model" else None)
     for r in store.call_stats(run_id):
-        calls.add_row(r["step"], r["model"], str(r["calls"]), str(r["ok"]), str(r["rejected"]), str(r["failed"]),
+        calls.add_row(r["step"], r["model"], str(r["ok"]), str(r["rejected"]), str(r["failed"]),
                       f"{r['prompt_tokens'] + r['completion_tokens']:,}", f"{r['cost']:.4f}", f"{r['latency_s']:.0f}")
     out.print(calls)
     if usage is not None and getattr(usage, "cached", 0):
@@ -353,21 +362,20 @@ def print_runs(rows: list[dict], db: str) -> None:
     t = Table(title=f"Runs in {db}", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
     t.add_column("run", no_wrap=True)
     t.add_column("status", no_wrap=True)
-    t.add_column("stage", overflow="fold")
     for col in ("labels", "calls", "cost $"):
         t.add_column(col, justify="right", no_wrap=True)
     t.add_column("updated", no_wrap=True)
     for r in rows:
         calls = str(r["calls"]) + (f" ({r['rejected'] + r['failed']}!)" if r["rejected"] + r["failed"] else "")
-        t.add_row(r["run_id"], r["status"], "" if r["stage"] == r["status"] else r["stage"], str(r["labels"]), calls,
-                  f"{r['cost $']:.2f}", r["updated"][5:16])
+        t.add_row(r["run_id"], r["status"], str(r["labels"]), calls, f"{r['cost $']:.2f}", r["updated"][5:16])
     out.print(t)
     if any(r["rejected"] + r["failed"] for r in rows):
         out.print("calls (n!): n calls were rejected by validation or failed; `tnt status RUN` shows which steps",
                   highlight=False)
     for r in rows:
-        if r["error"]:
-            out.print(f"{r['run_id']}: {escape(redact(r['error']) or '')}", highlight=False)
+        if r["status"] != "done":
+            error = f": {escape(redact(r['error']) or '')}" if r["error"] else ""
+            out.print(f"{r['run_id']}: {r['status']} at {r['stage']}{error}", highlight=False)
 
 
 def _run_row(store: Store, run: dict) -> dict:

@@ -43,7 +43,73 @@ def test_train_stores_a_new_model_and_reports_agreement(trained):
         assert len(rows) == before + 1
         assert json.loads(rows[-1]["metrics"])["n_human_labels"] == 1
         store._exec("DELETE FROM assignments WHERE source = 'human'")
-        store._exec("DELETE FROM models WHERE model_id = ?", [rows[-1]["model_id"]])
+    forget_models_after(trained, before)
+
+
+def forget_models_after(trained, n_models: int) -> None:
+    """Drop the models a test trained beyond the run's first ``n_models`` (and their corpus predictions), so the
+    run's latest model is the fixture's again for the other tests."""
+    with Store(trained.db) as store:
+        ids = [r["model_id"] for r in store.query("SELECT model_id FROM models WHERE run_id = ? ORDER BY created_at",
+                                                  [trained.run_id])][n_models:]
+        for model_id in ids:
+            store._exec("DELETE FROM predictions WHERE model_id = ?", [model_id])
+            store._exec("DELETE FROM models WHERE model_id = ?", [model_id])
+
+
+def _n_models(trained) -> int:
+    with Store(trained.db) as store:
+        return store.query("SELECT count(*) AS n FROM models WHERE run_id = ?", [trained.run_id])[0]["n"]
+
+
+def test_train_shows_each_candidate_with_its_selection_score_and_marks_the_chosen_one(trained):
+    """Issue 20: `tnt train` printed only the winner's held-out scores, so a user could not see why logreg won."""
+    before = _n_models(trained)
+    try:
+        res = tnt("train", trained.run_id, "--db", trained.db, "--algorithms", "logreg,mlp", "-q")
+        assert res.exit_code == 0, res.output
+        with Store(trained.db) as store:
+            m = store.model(run_id=trained.run_id)["metrics"]
+    finally:
+        forget_models_after(trained, before)
+    scores = m["candidate_scores"]
+    assert len(scores) >= 6 and "mlp(256)" in scores and "logreg(C=0.01)" in scores
+    rows = [ln for ln in res.output.splitlines() if ln.startswith("│")]  # table rows
+    for name, score in scores.items():
+        (row,) = [ln for ln in rows if f" {name} " in ln]
+        assert (f"{score:.3f}" if score is not None else "n/a") in row, row
+        assert ("<- chosen" in row) == (name == m["model"]), row
+    assert "macro-F1" in res.output and m["selection"] in " ".join(res.output.split())
+
+
+def test_train_labels_the_corpus_so_eval_scores_the_new_model(trained):
+    """Issue 20: after `tnt train`, `tnt eval` silently dropped its classifier rows (the new model had labeled
+    nothing). Now train labels the run's corpus as `tnt run` does; with --no-predict, eval says why they are
+    missing."""
+    before = _n_models(trained)
+    try:
+        res = tnt("train", trained.run_id, "--db", trained.db, "-q")
+        assert res.exit_code == 0, res.output
+        assert "labeled the 120 documents of corpus 'c'" in " ".join(res.output.split())
+        with Store(trained.db) as store:
+            new = store.model(run_id=trained.run_id)["model_id"]
+            assert new != trained.model_id and len(store.predictions(new)) == 120
+        ev = runner.invoke(app, ["eval", trained.run_id, "--db", trained.db, "--json"])
+        assert ev.exit_code == 0, ev.output
+        metrics = json.loads(ev.stdout)["metrics"]
+        assert metrics["classifier_vs_llm_accuracy"]["model_id"] == new
+        assert metrics["gold_classifier_ari"]["n"] == 120
+        assert "classifier metrics skipped" not in ev.output
+
+        res = tnt("train", trained.run_id, "--db", trained.db, "--no-predict", "-q")
+        assert res.exit_code == 0, res.output
+        assert "--no-predict" in res.output  # the note says the corpus was not labeled
+        ev = runner.invoke(app, ["eval", trained.run_id, "--db", trained.db])
+        assert ev.exit_code == 0, ev.output
+        assert "classifier_vs_llm_accuracy" not in ev.stdout
+        assert "classifier metrics skipped" in " ".join(ev.output.split()), ev.output
+    finally:
+        forget_models_after(trained, before)
 
 
 def test_train_rejects_unknown_algorithm(trained):

@@ -1,5 +1,6 @@
-"""`tnt run` end to end against a REAL OpenAI-compatible server: llama-cpp-python's own `python -m llama_cpp.server`
-serving the embedded SmolLM2 GGUF, as a user without a cloud provider would run it.
+"""`tnt run` end to end against a REAL OpenAI-compatible server: llama-cpp-python's own server serving the embedded
+SmolLM2 GGUF, as a user without a cloud provider would run it: README's recipe, `python -m workflow.llm.llama_server`
+(llama_cpp.server with llama.cpp's AMX repack off, which crashes llama-cpp-python 0.3.36 on AMX CPUs).
 
 That server refuses `response_format: json_schema` (an HTTP 500 naming the parameter) and takes `json_object` with
 a schema attached and forced tool calls, so: `auto` steps down to json_object and records it; `json_object` and
@@ -53,10 +54,11 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`python -m llama_cpp.server --model <GGUF> --model_alias smol --host 127.0.0.1 --port <free>` until ready."""
+    """`python -m workflow.llm.llama_server --model <GGUF> --model_alias smol --host 127.0.0.1 --port <free>` (README's
+    recipe) until ready."""
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--model_alias", ALIAS,
+    cmd = [sys.executable, "-m", "workflow.llm.llama_server", "--model", str(gguf_path()), "--model_alias", ALIAS,
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--verbose", "False"]
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)

@@ -47,7 +47,7 @@ BAD = {
     "parquet that is jsonl": (
         "c.parquet", lambda p: p.write_text('{"text": "x"}\n'), "not a readable Parquet file"),
     "plain text file": ("c.txt", lambda p: p.write_text("my card is lost\n"), "unknown format '.txt'"),
-    "a directory": ("corpus.d", lambda p: p.mkdir(), "corpus.d"),
+    "a directory": ("corpus.d", lambda p: p.mkdir(), "corpus.d: is a directory"),
 }
 
 
@@ -64,6 +64,84 @@ def test_bad_corpus_one_clear_line_exit_2_and_nothing_ingested(case, tmp_path):
     assert expected in flat, flat
     assert flat.startswith("error:") and len(res.output.strip().splitlines()) <= 2, res.output
     assert not db.exists() or Store(db, read_only=True).corpus_size(path.stem) == 0
+
+
+def _refused(tmp_path: Path, corpus: Path) -> str:
+    """Run the CLI on a bad corpus; check exit 2, one `error:` line, no traceback and no database. The line."""
+    db = tmp_path / "tnt.duckdb"
+    res = tnt("run", corpus, "--use-case", USE_CASE, "--db", db, "--model", "scripted/keywords", "-q")
+    no_traceback(res.output)
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), res.output
+    assert not db.exists(), "nothing may be ingested"
+    return lines[0]
+
+
+def _csv_rows(n: int = 40) -> list[str]:
+    return [f"q{i},question number {i} about my card" for i in range(1, n + 1)]
+
+
+STRAY_QUOTE = {  # row q17 (file line 18) opens a quote it never closes properly
+    # the stray quote pairs cleanly with the quote ending row q18: a lenient parser gives 39 documents, exit 0
+    "closed by a quote ending a later field": {17: 'q17,"my card is lost and', 18: 'q18,my screen is 12"'},
+    # nothing closes it: a lenient parser puts rows q18..q40 into q17's text
+    "never closed": {17: 'q17,"my card is lost and'},
+    # closed by the opening quote of a later quoted field
+    "closed by a later quoted field": {17: 'q17,"my card is lost and', 19: 'q19,"blocked card" please'},
+}
+
+
+@pytest.mark.parametrize("case", sorted(STRAY_QUOTE))
+def test_csv_stray_quote_is_refused_naming_the_file_and_line_not_rows_merged(case, tmp_path):
+    rows = _csv_rows()
+    for k, line in STRAY_QUOTE[case].items():
+        rows[k - 1] = line
+    corpus = tmp_path / "c.csv"
+    corpus.write_text("id,text\n" + "\n".join(rows) + "\n")
+    line = _refused(tmp_path, corpus)
+    assert f"{corpus}:18: a quoted field opened on this line" in line, line
+    assert "rows would run together" in line
+
+
+def test_csv_quoted_line_breaks_commas_and_quotes_are_still_accepted(tmp_path):
+    from workflow.ingest import read_corpus
+
+    letter = 'Dear team,\nq2,the card I ordered\n2019, I opened my account\nsee "this", thanks'
+    corpus = tmp_path / "c.csv"
+    quoted = '"' + letter.replace('"', '""') + '"'
+    corpus.write_text("id,text\n" + "\n".join([f"q1,{quoted}", *_csv_rows()[1:], 'q41,my 12" screen broke',
+                                               'q42,"he said ""hi"", twice"', "q43,\"a\r\nb\""]) + "\n")
+    got = {d: t for d, t, _ in read_corpus(str(corpus)).records}
+    assert len(got) == 43
+    assert got["q1"] == letter and got["q41"] == 'my 12" screen broke' and got["q42"] == 'he said "hi", twice'
+    assert got["q43"] == "a\r\nb"
+
+
+def test_jsonl_parse_error_gives_the_full_reason_with_line_and_column(tmp_path):
+    lines = [json.dumps({"id": i, "text": f"question {i}"}) for i in range(1, 21)]
+    lines[16] = '{"id": 17, "text": "a\tb"}'  # a raw tab inside a string
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("\n".join(lines) + "\n")
+    line = _refused(tmp_path, corpus)
+    assert f"{corpus}:17: not valid JSON: Invalid control character at column 22 ('\\t')" in line, line
+
+
+def test_a_directory_given_as_the_corpus_is_named_as_one_with_what_is_accepted(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "part-1.jsonl").write_text('{"text": "my card is lost"}\n')
+    line = _refused(tmp_path, corpus)
+    assert f"{corpus}: is a directory" in line and ".jsonl, .csv, .parquet or file.duckdb:table" in line, line
+    assert "unknown format" not in line
+
+
+def test_a_later_jsonl_row_without_the_text_field_is_an_error_naming_line_and_fields(tmp_path):
+    rows = [{"id": f"q{i}", "text": f"question {i}"} for i in range(1, 21)]
+    rows[11] = {"id": "q12", "body": "question 12", "label": "x"}
+    line = _refused(tmp_path, write_jsonl(tmp_path / "c.jsonl", rows))
+    assert f"{tmp_path / 'c.jsonl'}:12: no field 'text' (fields: id, body, label)" in line, line
+    assert "empty" not in line.split(";")[0]
 
 
 class Recorder:
@@ -94,7 +172,7 @@ def _run(tmp_path: Path, corpus: Path, *extra, model: str = "scripted/recorder")
 
 def test_blank_texts_mixed_in_are_skipped_with_a_count(tmp_path, rows, recorder):
     blanks = [{"id": "b1", "text": None}, {"id": "b2", "text": "   "}, {"id": "b3", "text": "\n\t "},
-              {"id": "b4", "text": ""}, {"id": "b5"}]
+              {"id": "b4", "text": ""}, {"id": "b5", "text": "\r\n"}]  # a row with no text field at all: an error
     mixed = rows[:10] + blanks[:3] + rows[10:20] + blanks[3:]
     res, db = _run(tmp_path, write_jsonl(tmp_path / "c.jsonl", mixed))
     assert res.exit_code == 0, res.output
@@ -131,7 +209,7 @@ def test_a_corpus_smaller_than_one_minibatch_runs_to_the_end(tmp_path, rows, rec
         assert len(store.summaries(run_id)) == len(store.assignments(run_id)) == 6
 
 
-def test_a_single_label_corpus_finishes_with_llm_labels_and_says_why_there_is_no_classifier(tmp_path, recorder):
+def test_a_single_label_corpus_keeps_its_llm_labels_but_fails_saying_why_there_is_no_classifier(tmp_path, recorder):
     docs = [{"id": f"d{i}", "text": f"my card number {i} is {w}"} for i, w in
             enumerate(["lost", "stolen", "blocked", "broken", "expired", "bent", "frozen", "missing"] * 2)]
 
@@ -144,12 +222,12 @@ def test_a_single_label_corpus_finishes_with_llm_labels_and_says_why_there_is_no
 
     register_script("first_label", first_label)
     res, db = _run(tmp_path, write_jsonl(tmp_path / "c.jsonl", docs), model="scripted/first_label")
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output  # a run without the classifier it was asked for is not done
     flat = " ".join(res.output.split())
-    assert "skipping the classifier: need at least two distinct labels" in flat
+    assert "failed: no classifier: need at least two distinct labels" in flat
     with Store(db, read_only=True) as store:
         run_id = store.latest_run_id()
-        assert store.run(run_id)["status"] == "done"
+        assert store.run(run_id)["status"] == "failed"
         labels = store.assignments(run_id)
         assert len(labels) == 16 and len(set(labels.values())) == 1
         assert store.query("SELECT count(*) AS n FROM models")[0]["n"] == 0

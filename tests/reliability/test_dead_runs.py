@@ -47,7 +47,8 @@ def test_sigkill_leaves_an_interrupted_run_that_resumes(tmp_path, rows):
         assert store.run(store.latest_run_id())["status"] == "running"
     status = tnt_subprocess("status", "--db", db)
     assert status.returncode == 0, status.stderr
-    assert "interrupted" in status.stdout and "running" not in status.stdout.replace("running it", "")
+    row = next(line for line in status.stdout.splitlines() if line.strip().startswith("run-"))
+    assert row.split()[1] == "interrupted", status.stdout
     with Store(db, read_only=True) as store:
         run = store.run(store.latest_run_id())
         assert run["status"] == "interrupted" and "tnt resume" in run["error"]

@@ -90,7 +90,7 @@ def faulty_run(tmp_path_factory):
                 "taxonomies": store.taxonomy_versions(run_id),
                 "run": store.run(run_id),
             }
-        resumed = tnt("resume", run_id, "--db", db, "-q")
+        resumed = tnt("resume", run_id, "--db", db, "--retry-failed", "-q")
         resumed_requests = srv.requests[requests_after_run:]
     return {"first": first, "resumed": resumed, "db": db, "run_id": run_id, "srv": srv,
             "requests_after_run": requests_after_run, "resumed_requests": resumed_requests, **snapshot}
@@ -107,15 +107,17 @@ def test_run_with_faults_finishes_and_reports_what_failed(faulty_run):
     assert faulty_run["run"]["status"] == "done"
     n = len(FAULTS)
     flat = " ".join(res.output.split())
-    assert f"failed: {n} summaries, {n} labels" in flat
-    assert "tnt resume" in flat
+    assert f"without an answer: {n} summaries, {n} labels" in flat
+    assert "--retry-failed" in flat
     calls = faulty_run["calls"]
-    assert sum(c["status"] == "failed" for c in calls) == 2 * n
+    # the schema-invalid answers were answered: 'rejected'; every other fault got no answer: 'failed'
+    assert sum(c["status"] == "failed" for c in calls) == 2 * (n - 1)
+    assert sum(c["status"] == "rejected" for c in calls) == 2
     # every failed document has its failed status stored, with the call that failed it
     failed_summaries = [s for s in faulty_run["summaries"] if s["status"] == "failed"]
     failed_labels = [a for a in faulty_run["assignments"] if a["status"] == "failed"]
     assert len(failed_summaries) == n and len(failed_labels) == n
-    failed_ids = {c["call_id"] for c in calls if c["status"] == "failed"}
+    failed_ids = {c["call_id"] for c in calls if c["status"] in ("failed", "rejected")}
     assert {s["call_id"] for s in failed_summaries} | {a["call_id"] for a in failed_labels} == failed_ids
     assert all(a["label_id"] is None for a in failed_labels)
 
@@ -132,13 +134,14 @@ def test_each_fault_fails_its_document_after_the_last_attempt_and_a_single_fault
     i = FAULTS.index(fault)
     summarize = _by_step(faulty_run["calls"], "summarize")
     failed, recovered = summarize[2 * i], summarize[2 * i + 1]
-    assert failed["status"] == "failed" and failed["attempts"] == MAX_ATTEMPTS
+    status = "rejected" if fault == "invalid_schema" else "failed"
+    assert failed["status"] == status and failed["attempts"] == MAX_ATTEMPTS
     assert ERROR_OF[fault].lower() in failed["error"].lower(), failed["error"]
     assert recovered["status"] == "ok" and recovered["attempts"] == 2 and recovered["error"] is None
     label = _by_step(faulty_run["calls"], "label")
     assert label[2 * i]["status"] == "ok"
     failed_label = label[2 * i + 1]
-    assert failed_label["status"] == "failed" and failed_label["attempts"] == MAX_ATTEMPTS
+    assert failed_label["status"] == status and failed_label["attempts"] == MAX_ATTEMPTS
     assert ERROR_OF[fault].lower() in failed_label["error"].lower(), failed_label["error"]
     if fault == "429":  # Retry-After: 1 was waited before each second attempt
         assert failed["latency_s"] >= 1.0 and recovered["latency_s"] >= 1.0

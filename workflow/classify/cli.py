@@ -37,12 +37,15 @@ def train(
     run_id: Optional[str] = typer.Argument(None, help="Run whose labels to train on (default: the latest)."),
     db: str = DB_OPT,
     algorithms: str = typer.Option("logreg", help="Comma-separated candidates: logreg, lightgbm, mlp."),
+    label_docs: bool = typer.Option(True, "--predict/--no-predict", help="Label the run's corpus with the new "
+                                    "model, as `tnt run` does (`tnt eval` scores the latest model's labels)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Retrain a run's classifier from its stored labels (human corrections win) and store a new model."""
     from workflow.classify.embed import EmbeddingUnavailable
     from workflow.classify.export import classifier_to_bytes
     from workflow.classify.fit import fit_on_run
+    from workflow.classify.predict import predict_corpus as label_corpus
     from workflow.classify.train import ALGORITHMS, TrainingError
     from workflow.config import JobConfig
 
@@ -70,10 +73,21 @@ def train(
                                     artifact=classifier_to_bytes(fitted.clf))
         names = {lb.label_id: lb.name for lb in tax} | {OTHER_ID: OTHER_NAME}
         print_training_report(model_id, fitted.metrics, names, n_labels=fitted.n_labeled, n_human=n_human)
+        if label_docs:  # the run's corpus labels come from its latest model (tnt eval, tnt status)
+            try:
+                n = label_corpus(store, model_id, run["corpus"], run_id, show_progress=not quiet)
+            except EmbeddingUnavailable as exc:
+                fail(f"model {model_id} is stored, but labeling the corpus failed: {exc}", 1)
+            out.print(f"labeled the {n} documents of corpus '{run['corpus']}' with {model_id}", highlight=False)
+        else:
+            err.print(f"note: the corpus was not labeled with {model_id} (--no-predict), so `tnt eval` reports no "
+                      "classifier metrics for this run until `tnt train` labels it", highlight=False)
 
 
 def print_training_report(model_id: str, m: dict, names: dict[str, str], n_labels: int, n_human: int) -> None:
-    """Per-label precision/recall, the most confused pairs and overall agreement, as rich tables."""
+    """The candidates model selection scored, per-label precision/recall, the most confused pairs and overall
+    agreement, as rich tables."""
+    print_candidates(m)
     t = Table(title=f"Classifier {model_id}: held-out scores per label", title_justify="left")
     for col in ("id", "label", "precision", "recall", "f1", "support"):
         t.add_column(col, justify="left" if col in ("id", "label") else "right")
@@ -107,6 +121,30 @@ def print_training_report(model_id: str, m: dict, names: dict[str, str], n_label
         err.print(f"note: {note}", highlight=False)
 
 
+def print_candidates(m: dict) -> None:
+    """Each candidate model selection scored (cross-validated on the training split, or one validation split on
+    large data) and the one it chose, so a user can see why it won."""
+    scores = m.get("candidate_scores") or {}
+    if not scores:
+        return
+    metric = "micro-F1" if m.get("multi_label") else "macro-F1"
+    t = Table(title="Model selection: candidates", title_justify="left")
+    t.add_column("candidate")
+    t.add_column(metric, justify="right")
+    t.add_column("chosen")
+    for name, score in scores.items():  # in the order they were tried (logreg: C ascending)
+        t.add_row(name, _fmt(score), "<- chosen" if name == m.get("model") else "")
+    out.print(t)
+    how = m.get("selection") or "model selection"
+    if how == "single-candidate":
+        why = f"{m.get('model')} was the only candidate (not scored)"
+    elif "failed" in how:
+        why = f"no candidate could be scored ({how}); used {m.get('model')}"
+    else:
+        why = f"chose {m.get('model')}: the highest {metric} by {how} on the training split"
+    out.print(why, highlight=False)
+
+
 # --------------------------------------------------------------------------- predict
 
 
@@ -120,11 +158,35 @@ def _load(store: Store | None, model: str):  # -> ServingModel
         fail(str(exc))
 
 
+def _predict_store(ctx: typer.Context, db: str, model: str, source: str, output: str, cache: bool) -> Store | None:
+    """The database `tnt predict` needs, or None. An exported artifact reading a file and writing a Parquet file
+    needs none: it neither opens nor creates one (another process may hold ./tnt.duckdb), unless --db is given
+    for the embedding cache. A database that does not exist is never created only to find nothing in it."""
+    from workflow.classify.predict import names_db_object
+
+    artifact = Path(model).is_dir()
+    in_db = names_db_object(source)  # a corpus or table name, not a file
+    to_file = output.lower().endswith((".parquet", ".pq"))
+    source_of_db = ctx.get_parameter_source("db")  # typer may vendor click: compare the enum by name
+    db_given = getattr(source_of_db, "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
+    if artifact and not in_db and to_file and not (cache and db_given):
+        return None
+    if not Path(db).exists():
+        if not artifact:
+            fail(f"no stored model or run '{model}': database {db} does not exist (pass --db), and no artifact "
+                 "directory of that name")
+        if in_db:
+            fail(f"{source}: no such file, and no database {db} to find a table or corpus of that name in "
+                 "(pass --db)")
+    return open_store(db)  # creates it only for an output table or an embedding cache the command asked for
+
+
 @app.command()
 def predict(
+    ctx: typer.Context,
     model: str = MODEL_OPT,
     input: str = typer.Option(..., "--input", "-i", help="JSONL/CSV/Parquet file, file.duckdb:table, or a corpus "
-                                                          "name in --db."),
+                                                          "or table name in --db."),
     output: str = typer.Option(..., "--output", "-o", help="A table name in --db, or a .parquet file."),
     db: str = DB_OPT,
     text_field: str = typer.Option("text", help="Field holding the text."),
@@ -136,7 +198,8 @@ def predict(
     memory_limit: str = typer.Option("256MB", help="DuckDB memory cap while streaming; DuckDB would otherwise "
                                                    "keep the blocks it read cached, up to 80% of RAM."),
     overwrite: bool = typer.Option(False, help="Replace an existing output table or file."),
-    cache: bool = typer.Option(True, "--cache/--no-cache", help="Cache embeddings in --db by text hash."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Cache embeddings in --db by text hash (an exported "
+                               "artifact on files uses no database unless --db is given)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     drift: bool = typer.Option(True, "--drift/--no-drift", help="Store per-batch drift figures of a stored "
                                                                "model against its run's held-out documents."),
@@ -147,8 +210,7 @@ def predict(
         PredictInputError, make_vectorizer, open_input, open_output, other_share, predict_stream,
     )
 
-    needs_db = cache or not Path(model).is_dir() or not output.lower().endswith((".parquet", ".pq"))
-    store = open_store(db) if needs_db or Path(db).exists() else None
+    store = _predict_store(ctx, db, model, input, output, cache)
     try:
         serving = _load(store, model)
         if batch_size is None:

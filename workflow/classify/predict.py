@@ -156,7 +156,8 @@ def _parquet_columns(path: Path, wanted: list[str]) -> tuple[Any, list[str], int
 def open_input(source: str, store: Store | None, *, text_field: str = "text", id_field: str | None = "id",
                vector_field: str | None = None, batch_size: int = 4096,
                memory_limit: str | None = None) -> tuple[Iterator[InputBatch], int | None]:
-    """(batches, total rows if known) for a corpus name in ``store``, ``db.duckdb:table``, or a data file.
+    """(batches, total rows if known) for a data file, ``db.duckdb:table``, or a corpus or table name in ``store``
+    (a file of that name wins).
 
     ``memory_limit`` caps the DuckDB instance an input table is read from, when it is not ``store``."""
     wanted = [c for c in (id_field, vector_field or text_field) if c]
@@ -187,9 +188,38 @@ def open_input(source: str, store: Store | None, *, text_field: str = "text", id
         except InputError as exc:
             raise PredictInputError(str(exc)) from None
         return _row_batches(rows, text_field, id_field, batch_size), None
-    if store is not None and "/" not in source and store.corpus_size(source):
-        return _corpus_batches(store, source, batch_size), store.corpus_size(source)
-    raise PredictInputError(f"{source}: no such file, DuckDB table (file.duckdb:table) or corpus in the database")
+    if store is not None and _bare_name(source):
+        if store.corpus_size(source):
+            return _corpus_batches(store, source, batch_size), store.corpus_size(source)
+        cols = store.table_columns(source)
+        if cols:  # a table (or view) of --db, named bare
+            if (vector_field or text_field) not in cols:
+                raise PredictInputError(f"table '{source}' in {store.path} has no column "
+                                        f"'{vector_field or text_field}' (columns: {', '.join(cols)}); use "
+                                        f"{'--vector-field' if vector_field else '--text-field'}")
+            picked = [c for c in wanted if c in cols]
+            return _arrow_batches(store.table_batches(source, picked, batch_size), text_field, id_field,
+                                  vector_field), None
+    if store is None or not _bare_name(source):
+        hint = " (a corpus or table name needs a database: --db)" if names_db_object(source) else ""
+        raise PredictInputError(f"{source}: no such file{hint}")
+    raise PredictInputError(f"{source}: no such file, and no table or corpus of that name in {store.path} "
+                            "(a table of another DuckDB file: file.duckdb:table)")
+
+
+DATA_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet", ".pq")
+
+
+def names_db_object(source: str) -> bool:
+    """Whether `tnt predict` needs a database to read this input: a bare name (no existing file of that name, not
+    file.duckdb:table, no directory part) without a data-file extension names a corpus or table in --db."""
+    return _bare_name(source) and Path(source).suffix.lower() not in DATA_SUFFIXES
+
+
+def _bare_name(source: str) -> bool:
+    if ".duckdb:" in source or ".db:" in source or "/" in source or "\\" in source:
+        return False
+    return not Path(source).exists()
 
 
 def _corpus_batches(store: Store, corpus: str, batch_size: int) -> Iterator[InputBatch]:

@@ -61,7 +61,7 @@ def eval_cmd(
                                                     "JSON: auto|json_schema|json_object|tools|prompt (default: the run's)."),
 ) -> None:
     """Evaluate a run against gold labels, its classifier and (optionally) an LLM judge."""
-    from workflow.evaluate.report import evaluate_run
+    from workflow.evaluate.report import classifier_gap, evaluate_run
 
     if not Path(db).exists():
         fail(f"{db} does not exist; start a run with `tnt run`")
@@ -88,6 +88,10 @@ def eval_cmd(
             fail(f"run '{run_id}' has nothing to evaluate yet (no labels, taxonomy or model calls)")
         rows = _sorted(rows)
         store.save_eval_results(run_id, rows)
+        gap = classifier_gap(store, run_id)
+
+    if gap:
+        err.print(f"[yellow]note:[/] {gap}", highlight=False)
 
     if as_json:
         out.print_json(json.dumps({"run_id": run_id, "metrics": {m: {"value": v, **d} for m, v, d in rows}},

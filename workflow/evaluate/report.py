@@ -55,6 +55,16 @@ def parent_level(labels: dict[str, str], parent_of: dict[str, str | None]) -> di
     return {d: parent_of.get(lab) or lab for d, lab in labels.items()}
 
 
+def classifier_gap(store: Store, run_id: str) -> str | None:
+    """Why a run that has a classifier gets no classifier metrics: its latest model labeled none of the corpus
+    (e.g. `tnt train --no-predict`); None when there is no model, or it has predictions."""
+    row = store.latest_model(run_id)
+    if row is None or store.prediction_counts(row["model_id"]):
+        return None
+    return (f"classifier metrics skipped: the latest model {row['model_id']} has not labeled the corpus "
+            f"(trained with `tnt train --no-predict`?); `tnt train {run_id}` trains one that does")
+
+
 def evaluate_run(store: Store, run_id: str, *, gold_field: str | None = "label", against: str | None = None,
                  gold_parent_field: str | None = None) -> list[Row]:
     """Every automatic (non-judge) metric of a run. With a hierarchy, gold metrics are also computed at level 2
