@@ -27,34 +27,47 @@ def no_backoff(monkeypatch):
 def test_a_flaky_server_does_not_trip_the_breaker(tmp_path, rows, no_backoff):
     """Identical 500 bodies on half the requests at random: a run of 5 in a row happens every ~64 requests, and
     the next attempt would succeed, so the run must go on (it stopped after 47 requests before)."""
-    corpus = write_jsonl(tmp_path / "c.jsonl", rows[:40])
+    corpus = write_jsonl(tmp_path / "c.jsonl", rows[:100])
     db = str(tmp_path / "t.duckdb")
     with OpenAITestServer(responder=respond, error_rate=0.5, seed=7) as srv:
         res = tnt("run", corpus, "-u", USE_CASE, "--db", db, "--model", "openai/test-model", "--api-base",
                   srv.base_url, "--concurrency", 1, "--max-attempts", 10, "--taxonomy-sample", 40,
-                  "--label-sample", 40, "--max-labels", 4, "--teacher", "llm", "-q")
+                  "--label-sample", 100, "--max-labels", 4, "--teacher", "llm", "-q")
         errors = srv.status_counts[500]
     no_traceback(res.output)
     assert "retrying will not help" not in res.output
     assert res.exit_code == 0, res.output
-    assert errors >= 30  # the server really failed half the time
+    assert errors >= 60  # the server really failed half the time
 
 
 def test_retry_failed_asks_failed_summaries_of_a_finished_run_again(tmp_path, rows, no_backoff):
-    corpus = write_jsonl(tmp_path / "c.jsonl", long_rows(rows[:30]))  # long: shown documents are summarised
+    """A summary the model never answered validly stays failed in a finished run; the summary line's promise
+    (`tnt resume RUN --retry-failed`) asks it again, and a plain resume or re-run does not."""
+    docs = long_rows(rows[:30])  # long: the documents shown to name clusters are summarised
+    corpus = write_jsonl(tmp_path / "c.jsonl", docs)
     db = str(tmp_path / "t.duckdb")
-    args = ["--concurrency", 1, "--max-attempts", 2, "--taxonomy-sample", 20, "--label-sample", 10,
-            "--max-labels", 3, "-q"]
-    with OpenAITestServer(responder=respond, faults=["500", "500"]) as srv:  # the first summary fails twice
+    broken = {"on": True}
+
+    def responder(request: dict) -> str:
+        text = request["messages"][1]["content"]  # the document (a retry appends the validation error)
+        if broken["on"] and "write short summaries" in request["messages"][0]["content"] and "card" in text.lower():
+            return json.dumps({"summary": ""})  # answered, never valid
+        return respond(request)
+
+    args = ["--concurrency", 1, "--max-attempts", 2, "--taxonomy-sample", 20, "--label-sample", 10, "--teacher",
+            "nearest", "--max-labels", 3, "-q"]
+    with OpenAITestServer(responder=responder) as srv:
         res = tnt("run", corpus, "-u", USE_CASE, "--db", db, "--model", "openai/test-model", "--api-base",
                   srv.base_url, *args)
         assert res.exit_code == 0, res.output
         flat = " ".join(res.output.split())
         with Store(db, read_only=True) as store:
             run_id = store.latest_run_id()
-            assert store.count_failed(run_id)["summaries"] == 1
+            failed = store.count_failed(run_id)["summaries"]
+        assert failed >= 1
         assert f"tnt resume {run_id} --retry-failed" in flat  # what the summary promises...
 
+        broken["on"] = False
         srv.reset_counters()
         plain = tnt("resume", run_id, "--db", db, "-q")
         assert plain.exit_code == 0 and "already finished" in plain.output and "--retry-failed" in plain.output
@@ -63,7 +76,7 @@ def test_retry_failed_asks_failed_summaries_of_a_finished_run_again(tmp_path, ro
         retried = tnt("resume", run_id, "--db", db, "--retry-failed", "-q")  # ...is true
         no_traceback(retried.output)
         assert retried.exit_code == 0, retried.output
-        assert srv.total_requests == 1
+        assert srv.total_requests == failed
     with Store(db, read_only=True) as store:
         assert store.count_failed(run_id)["summaries"] == 0 and store.run(run_id)["status"] == "done"
 

@@ -202,7 +202,7 @@ def predict(
                                "artifact on files uses no database unless --db is given)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     drift: bool = typer.Option(True, "--drift/--no-drift", help="Store per-batch drift figures of a stored "
-                                                               "model against its run's held-out documents."),
+                                                               "model against its run's own unseen documents."),
 ) -> None:
     """Label any number of documents with a classifier, streaming in batches (memory stays flat)."""
     from workflow.classify.embed import EmbeddingUnavailable
@@ -248,7 +248,7 @@ def predict(
         )
         if monitor is not None and monitor.flagged:
             err.print(f"[yellow]drift:[/] batches {monitor.flagged} of {len(monitor.figures)} differ from the run's "
-                      "held-out documents (see `tnt status RUN`); `tnt update` can grow the taxonomy",
+                      "own unseen documents (see `tnt status RUN`); `tnt update` can grow the taxonomy",
                       highlight=False)
         if base is not None and stats.n and stats.share(stats.uncertain) > 2 * base + 0.05:
             err.print("[yellow]warning:[/] far more uncertain predictions than at training time: the input may "

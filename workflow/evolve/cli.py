@@ -75,12 +75,16 @@ def update_cmd(
     refresh_per_label: int = typer.Option(3, "--refresh-per-label", min=0,
                                           help="Explained documents per label re-labeled as a refresh."),
     max_new_labels: Optional[int] = typer.Option(None, "--max-new-labels", min=1, help="Most labels added."),
+    new_labels: str = typer.Option("auto", "--new-labels",
+                                   help="When to add labels: auto (only when the new documents drift from the run's "
+                                        "own), always (propose whatever the drift), never."),
     auto_approve: bool = typer.Option(True, "--auto-approve/--review", help="Pause for review of the new labels?"),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Classify new documents, measure drift, add labels for what the taxonomy misses, retrain and report."""
+    """Classify new documents, measure drift, add labels for what the taxonomy misses (only when the new documents
+    drift, unless --new-labels says otherwise), retrain and report."""
     import json
 
     from workflow.classify.embed import EmbeddingUnavailable
@@ -91,12 +95,15 @@ def update_cmd(
     from workflow.llm.transports import FatalModelError, close_transports
 
     _setup_logging(verbose)
+    if new_labels not in ("auto", "always", "never"):
+        fail(f"--new-labels must be auto, always or never, not {new_labels!r}")
+        return
     with open_store(db) as store:
         try:
             report = update_run(store, run_id, corpus, text_field=text_field, id_field=id_field or None,
                                 review=not auto_approve, show_progress=not quiet, label_budget=label_budget,
                                 proposal_sample=proposal_sample, refresh_per_label=refresh_per_label,
-                                max_new_labels=max_new_labels)
+                                max_new_labels=max_new_labels, new_labels=new_labels)
         except (StoreError, UpdateError, InputError) as exc:
             fail(str(exc))
             return
@@ -118,7 +125,7 @@ def print_update(r: dict) -> None:
     if r.get("already_done"):
         err.print("this update was already applied; its report:", highlight=False)
     b = r["baseline"]
-    t = Table(title=f"Drift of {r['n_new']} new documents vs the run's held-out baseline (n={b['n']})",
+    t = Table(title=f"Drift of {r['n_new']} new documents vs the run's own unseen documents (n={b['n']})",
               title_justify="left")
     for col in ("batch", "n", "Other", "uncertain", "distance"):
         t.add_column(col, justify="right")
@@ -128,7 +135,10 @@ def print_update(r: dict) -> None:
         t.add_row(f"{f['batch']}{mark}", str(f["n"]), f"{f['other_share']:.1%}", f"{f['uncertain_share']:.1%}",
                   f"{f['centroid_distance']:.3f}")
     out.print(t)
-    out.print(f"drift: {'yes, from batch ' + str(r['drift_batches'][0]) if r['drift_batches'] else 'no'}; "
+    why = r.get("drift_why") or {}
+    first = str(r["drift_batches"][0]) if r["drift_batches"] else None
+    out.print(f"drift: {'yes, from batch ' + first if first is not None else 'no'}"
+              + (f" ({'; '.join(why.get(first, []))})" if why.get(first) else "") + "; "
               f"{r['n_unexplained']} unexplained documents; pseudo-labeled {r['n_labeled']} "
               f"({r['n_refresh']} as a refresh)", highlight=False)
     a = Table(title="Labels added", title_justify="left")
@@ -136,7 +146,18 @@ def print_update(r: dict) -> None:
         a.add_column(col)
     for x in r["added"]:
         a.add_row(x["label_id"], x["name"], str(x["llm_docs"]), str(x["predicted"]))
-    out.print(a if r["added"] else "no labels added")
+    if r["added"]:
+        out.print(a)
+    note = r.get("labels_note") or ("" if r["added"] else "no labels added")  # a report of an older tnt: no note
+    if note:
+        out.print(note, highlight=False)
+    for m in r.get("merged", []):
+        out.print(f"merged: proposed {m['name']!r} into {m['into']} {m['into_name']!r} ({m['rule']}: similarity "
+                  f"{m['similarity']:.3f} >= {m['threshold']:.3f}; {m['n_docs']} documents)", highlight=False)
+    for x in r.get("refused", []):
+        detail = (f"duplicates {x['into']} {x['into_name']!r} ({x['rule']}: similarity {x['similarity']:.3f} >= "
+                  f"{x['threshold']:.3f})") if "into" in x else x["reason"]
+        out.print(f"refused: proposed {x['name']!r}: {detail}", highlight=False)
     old, new = r["held_out"]["old"], r["held_out"]["new"]
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     out.print(f"old held-out set (n={old['n']}): accuracy {fmt(old['accuracy'])} -> {fmt(new['accuracy'])}, "
@@ -164,7 +185,7 @@ def print_drift(store, run_id: str, passes: int = 3) -> None:
         t = Table(title=f"Drift of {source} under {model_id} ({str(mine[0]['created_at'])[:19]})", title_justify="left")
         for col in ("batch", "n", "Other", "uncertain", "distance", "drift"):
             t.add_column(col, justify="right")
-        t.add_row("held-out", str(b["n"]), f"{b['other_share']:.1%}", f"{b['uncertain_share']:.1%}",
+        t.add_row("reference", str(b["n"]), f"{b['other_share']:.1%}", f"{b['uncertain_share']:.1%}",
                   f"{b['distance_mean']:.3f}", "")
         for r in mine:
             f = Figures(r["batch"], r["n"], r["other_share"], r["uncertain_share"], r["centroid_distance"] or 0.0)

@@ -1,13 +1,22 @@
 """`tnt update RUN NEW_CORPUS`: grow a finished run's taxonomy on new documents without starting over.
 
 1. The new documents join the run's corpus and are classified by the run's classifier; drift figures per batch
-   are compared with the run's own held-out documents (workflow/evolve/drift.py) and stored in `drift`.
-2. The documents the taxonomy does not explain (workflow/evolve/novelty.py: predicted Other, or less typical than
-   most of the run's held-out documents by the classifier's confidence or by the distance to the nearest training
-   document) feed a proposal made by the run's own taxonomy machinery (the summarize/propose/update graph nodes,
-   called on a child run `<run>-update<k>` whose sample is those documents alone).
+   are compared with the run's own documents its classifier never trained on (workflow/evolve/drift.py: the
+   held-out split and the unlabeled documents; a rise counts when it passes a threshold and sampling noise) and
+   stored in `drift`.
+2. Only when some batch drifts (or `new_labels="always"`; "never" skips it), the documents the taxonomy does not
+   explain (workflow/evolve/novelty.py: predicted Other, or less typical than most of the run's held-out documents
+   by the classifier's confidence or by the distance to the nearest training document) feed a proposal made by the
+   run's own taxonomy machinery (the summarize/propose/update graph nodes, called on a child run `<run>-update<k>`
+   whose sample is those documents alone). Without drift the unexplained documents are the run's usual share of
+   Other and of atypical documents: labels proposed from them duplicated existing ones ("Refund / money / bought"
+   beside "Money / refund / cash") and took documents from them. The report says "no drift: no labels added".
 3. Proposed labels that the taxonomy lacks are added as a new taxonomy version through `Store.apply_review`
-   (action "update"): existing ids never change and the edit is in the review log like a human one.
+   (action "update"): existing ids never change and the edit is in the review log like a human one. A proposed
+   label that duplicates an existing one (`screen`: same content words; its documents closer to an existing
+   label's than any two existing labels are; shared words and documents closer to that label than its nearest
+   neighbour; near-identical name and description) is merged into it (its documents are placed under it) or,
+   without documents, refused; the report and the review log list both, with the rule and the similarity.
 4. Only what is needed is pseudo-labeled, in rounds on one budget: first the documents each new label was built
    from (its seeds), then, LABEL_ROUNDS times, the new documents on a new label's border by an interim classifier
    (retrained on what is labeled so far, no model call): a new label among their two most probable, the least sure
@@ -52,6 +61,11 @@ class UpdateError(ValueError):
 
 
 DUPLICATE_SIMILARITY = 0.92  # a proposed label this close to an existing one (name + description) is not new
+CENTROID_FLOOR = 0.85  # least cosine similarity of centroids that makes a proposed label a duplicate (see screen)
+NAME_OVERLAP = 0.5  # least Jaccard overlap of content words for the name-and-centroid rule
+NEW_LABELS = ("auto", "always", "never")  # when an update may add labels: on drift only (default), always, never
+FORCED_KEY = "+new-labels"  # suffix of the key of an update forced to propose after one that did not
+_CHOSEN_SKIPS = ("skipped: no drift", "skipped: --new-labels never")  # proposals not made by choice
 SEED_SHARE = 1 / 3  # of the label budget, for the documents the new labels were built from
 LABEL_ROUNDS = 4  # interim classifiers that point the rest of the budget at the new labels' documents
 
@@ -73,20 +87,146 @@ def _bare(name: str) -> str:
     return re.sub(r"(\s*\([^()]*\))+\s*$", "", name).strip().lower() or name.lower()
 
 
-def _novel(store: Store, config: JobConfig, proposed: list[Label], current: list[Label]) -> list[Label]:
-    """Proposed labels the taxonomy lacks: not the same name (a "(keyword)" that tells twin clusters apart does not
-    count), and not a near-duplicate by embedding."""
-    names = {_bare(lb.name) for lb in current}
-    fresh = [lb for lb in proposed if _bare(lb.name) not in names]
-    if not fresh or not current:
-        return fresh
+# Words a label name shares with every other label, not evidence of the same topic.
+_GENERIC = set("""a an the and or of to in on for from by with about as at into via vs per other others general misc
+    miscellaneous request requests question questions issue issues problem problems query queries inquiry inquiries
+    enquiry enquiries help support topic topics related document documents customer customers concern concerns info
+    information need needs regarding""".split())
+
+
+def _stem(word: str) -> str:
+    """A crude stem, enough to make "refunds", "refunded" and "refund" (or "charges" and "charged") one word."""
+    for suffix, repl in (("ies", "y"), ("sses", "ss"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not (suffix == "s" and word.endswith("ss")):
+            word = word[: len(word) - len(suffix)] + repl
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 4 else word
+
+
+def name_tokens(name: str) -> frozenset[str]:
+    """The content words of a label name, stemmed: "Refund / money / bought" -> {refund, money, bought}."""
+    return frozenset(_stem(w) for w in re.findall(r"[a-z0-9]+", _bare(name)) if w not in _GENERIC and len(w) > 1)
+
+
+def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def screen(proposed: Sequence[Label], current: Sequence[Label], centroids: dict[str, np.ndarray],
+           proposed_centroids: dict[str, np.ndarray], text_sim: np.ndarray | None = None) -> list[dict | None]:
+    """Per proposed label, the existing label it duplicates (None: it is new), as
+    {"into", "rule", "similarity", "threshold"}. Rules, first match wins:
+
+    * "same name": the same name up to a trailing "(keyword)", or the same content words (stemmed, generic words
+      like "requests" left out: "Requests about refunds" = "Refund requests");
+    * "centroid": the proposed label's documents (the cluster it was built from; ``proposed_centroids``, unit
+      vectors) are closer to an existing label's training documents (``centroids``, unit vectors) than the two
+      closest existing labels are to each other: the taxonomy never keeps labels that close apart
+      (CENTROID_FLOOR at least, so a taxonomy of a few far-apart labels does not swallow new topics);
+    * "name and centroid": the names share content words (Jaccard >= NAME_OVERLAP: "Refund / money / bought"
+      and "Money / refund / cash") and the proposed documents are closer to that label than its nearest other
+      existing label is (neither rule alone: "Pending card payment" and "Declined card payment" share as many
+      words and are different intents);
+    * "description": the embeddings of name and description are near-identical (``text_sim``, proposed x current,
+      >= DUPLICATE_SIMILARITY).
+    """
+    cur_tokens = [name_tokens(lb.name) for lb in current]
+    bare = {_bare(lb.name): lb.label_id for lb in current}
+    with_c = [lb.label_id for lb in current if lb.label_id in centroids]
+    C = np.stack([centroids[i] for i in with_c]) if with_c else np.zeros((0, 0), dtype=np.float32)
+    if len(with_c) >= 2:
+        S = C @ C.T
+        np.fill_diagonal(S, -1.0)
+        closest = S.max(axis=1)  # each existing label's similarity to its nearest other existing label
+        threshold = max(float(S.max()), CENTROID_FLOOR)
+    else:
+        closest, threshold = np.full(len(with_c), CENTROID_FLOOR), CENTROID_FLOOR
+    row_of = {lid: i for i, lid in enumerate(with_c)}
+    out: list[dict | None] = []
+    for p, lb in enumerate(proposed):
+        toks = name_tokens(lb.name)
+        same = bare.get(_bare(lb.name)) or next(
+            (c.label_id for c, t in zip(current, cur_tokens) if toks and t == toks), None)
+        if same:
+            out.append({"into": same, "rule": "same name", "similarity": 1.0, "threshold": 1.0})
+            continue
+        v = proposed_centroids.get(lb.label_id)
+        sims = C @ v if v is not None and len(with_c) else np.zeros(0)
+        if len(sims) and float(sims.max()) >= threshold:
+            j = int(sims.argmax())
+            out.append({"into": with_c[j], "rule": "centroid", "similarity": round(float(sims[j]), 3),
+                        "threshold": round(threshold, 3)})
+            continue
+        hit = None
+        for c, t in zip(current, cur_tokens):
+            j = row_of.get(c.label_id)
+            if j is None or _jaccard(toks, t) < NAME_OVERLAP or not len(sims):
+                continue
+            if float(sims[j]) >= float(closest[j]) and (hit is None or sims[j] > hit["similarity"]):
+                hit = {"into": c.label_id, "rule": "name and centroid", "similarity": round(float(sims[j]), 3),
+                       "threshold": round(float(closest[j]), 3), "name_overlap": round(_jaccard(toks, t), 3)}
+        if hit:
+            out.append(hit)
+            continue
+        if text_sim is not None and text_sim.shape[1] and float(text_sim[p].max()) >= DUPLICATE_SIMILARITY:
+            j = int(text_sim[p].argmax())
+            out.append({"into": current[j].label_id, "rule": "description",
+                        "similarity": round(float(text_sim[p, j]), 3), "threshold": DUPLICATE_SIMILARITY})
+            continue
+        out.append(None)
+    return out
+
+
+def _text_similarity(config: JobConfig, proposed: Sequence[Label], current: Sequence[Label]) -> np.ndarray | None:
+    if not proposed or not current:
+        return None
     from workflow.classify.embed import get_embedder
 
     emb = get_embedder(config.embedding_model)
-    A = emb.embed([f"{lb.name}. {lb.description}" for lb in fresh])
+    A = emb.embed([f"{lb.name}. {lb.description}" for lb in proposed])
     B = emb.embed([f"{lb.name}. {lb.description}" for lb in current])
-    sim = (A @ B.T).max(axis=1)
-    return [lb for lb, s in zip(fresh, sim) if s < DUPLICATE_SIMILARITY]
+    return np.asarray(A @ B.T)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+def _screen_proposal(config: JobConfig, proposed: list[Label], members: dict[str, str], current: list[Label],
+                     base: drift.Baseline, new_ids: list[str], X: np.ndarray, cap: int
+                     ) -> tuple[list[Label], list[dict], list[dict]]:
+    """Split the proposal into labels to add, duplicates merged into the existing label they duplicate (their
+    documents are placed under it) and labels refused (a duplicate without documents, or over the cap)."""
+    row = {d: i for i, d in enumerate(new_ids)}
+    centroids = {lid: base.centroids[i] for i, lid in enumerate(base.centroid_labels) if i < len(base.centroids)}
+    mine: dict[str, list[str]] = {}
+    for d, lid in members.items():
+        if d in row:
+            mine.setdefault(lid, []).append(d)
+    proposed_centroids = {lid: _unit(X[[row[d] for d in docs]].mean(axis=0)) for lid, docs in mine.items()}
+    verdicts = screen(proposed, current, centroids, proposed_centroids, _text_similarity(config, proposed, current))
+    names = {lb.label_id: lb.name for lb in current}
+    novel, merged, refused = [], [], []
+    for lb, v in zip(proposed, verdicts):
+        if v is None:
+            if len(novel) < cap:
+                novel.append(lb)
+            else:
+                refused.append({"name": lb.name, "reason": f"over the cap of {cap} new labels"})
+            continue
+        entry = {"name": lb.name, "into": v["into"], "into_name": names.get(v["into"], v["into"])} | {
+            k: v[k] for k in v if k != "into"}
+        docs = sorted(mine.get(lb.label_id, []))
+        if docs:
+            merged.append(entry | {"docs": docs})
+        else:
+            refused.append(entry | {"reason": "duplicates an existing label"})
+    for m in merged:
+        log.info("update: proposed label %r merged into %s %r (%s: %.3f >= %.3f; %d documents)", m["name"],
+                 m["into"], m["into_name"], m["rule"], m["similarity"], m["threshold"], len(m["docs"]))
+    for r in refused:
+        log.info("update: proposed label %r refused (%s)", r["name"], r.get("rule") or r["reason"])
+    return novel, merged, refused
 
 
 def _child_cap(config: JobConfig, n_docs: int, max_new_labels: int) -> int:
@@ -163,11 +303,16 @@ def _accuracy(pred: dict[str, str], truth: dict[str, str]) -> dict:
 def update_run(store: Store, run_id: str, source: str, *, text_field: str = "text", id_field: str | None = "id",
                review: bool = False, show_progress: bool = True, label_budget: int | None = None,
                proposal_sample: int | None = None, refresh_per_label: int = 3, max_new_labels: int | None = None,
-               drift_batch: int = 500) -> dict:
-    """Run (or continue) an update of ``run_id`` with the documents of ``source``; returns its report."""
+               drift_batch: int = 500, new_labels: str = "auto") -> dict:
+    """Run (or continue) an update of ``run_id`` with the documents of ``source``; returns its report.
+
+    ``new_labels``: "auto" proposes labels only when some batch of the new documents drifts from the run's own
+    documents (drift.py), "always" proposes whatever the drift, "never" adds no labels (label, retrain, report)."""
     from workflow.graph.nodes.label import label
     from workflow.runner import _context
 
+    if new_labels not in NEW_LABELS:
+        raise UpdateError(f"new_labels must be one of {', '.join(NEW_LABELS)}, not {new_labels!r}")
     run = store.run(run_id)
     config = JobConfig.model_validate(run["config"])
     if config.multi_label:
@@ -175,6 +320,15 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
     records = read_corpus(source, text_field, id_field).records
     key = _key(records)
     existing = store.find_update(run_id, key)
+    forced = store.find_update(run_id, key + FORCED_KEY)
+    if new_labels == "always" and existing and existing["state"].get("proposal") in _CHOSEN_SKIPS:
+        # the update of these documents chose not to propose (no drift, or --new-labels never): this one does
+        if existing["status"] != "done":
+            raise UpdateError(f"update {existing['update_id']} of these documents, without new labels, is not "
+                              "finished: run it again as before, then with --new-labels always")
+        key, existing = key + FORCED_KEY, forced
+    elif forced and (existing is None or existing["status"] == "done"):
+        key, existing = key + FORCED_KEY, forced  # the latest update of these documents is the forced one
     if existing and existing["status"] == "done":
         return existing["report"] | {"already_done": True}
     if not existing and run["status"] != "done":
@@ -199,13 +353,14 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
 
     if "added" not in state:  # -- steps 1-3: drift, proposal, new taxonomy version -------------------------
         old = from_store(store, state["model_before"])
-        base = drift.baseline(store, old, run_id, corpus, state["held_out"])
+        base = drift.baseline(store, old, run_id, corpus, state["held_out"], exclude=new_ids)
         X = drift._vectors(store, old, corpus, new_ids)
         figs, _ = drift.batched_figures(old, X, base, drift_batch)
         store.save_drift(state["model_before"], f"update {update_id}",
                          [(f.batch, f.n, f.other_share, f.uncertain_share, f.centroid_distance) for f in figs],
                          base.as_dict())
-        drifted = [f.batch for f in figs if f.drifted(base)]
+        why = {f.batch: f.drifted(base) for f in figs}
+        drifted = [b for b, w in why.items() if w]
         unexplained_ids = novelty.ranked(new_ids, _novelty(store, old, run_id, corpus, state["held_out"], X))
         pool = list(unexplained_ids)  # the proposal sees a random sample: rarer kinds stay in view
         random.Random(config.seed).shuffle(pool)
@@ -222,26 +377,48 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
         spend = max(1, round((budget - len(refresh)) * SEED_SHARE))
         added: list[Label] = []
         seeds: list[str] = []
-        if len(pool) >= 5:
-            proposed, members = _propose(store, run_id, update_id, pool[:n_sample], config, show_progress, usage,
-                                         max_new_labels or config.max_labels)
+        merged: list[dict] = []
+        refused: list[dict] = []
+        into: dict[str, str] = {}
+        if new_labels == "never":
+            proposal = "skipped: --new-labels never"
+        elif new_labels == "auto" and not drifted:
+            proposal = "skipped: no drift"
+        elif len(pool) < 5:
+            proposal = f"skipped: {len(pool)} unexplained documents, too few to propose from"
+        else:
+            proposal = "done"
+            cap = max_new_labels or config.max_labels
+            proposed, members = _propose(store, run_id, update_id, pool[:n_sample], config, show_progress, usage, cap)
             _, current = store.taxonomy(run_id)
-            novel = _novel(store, config, proposed, current)[: max_new_labels or config.max_labels]
+            novel, merged, refused = _screen_proposal(config, proposed, members, current, base, new_ids, X, cap)
             new_id = dict(zip([lb.label_id for lb in novel], _fresh_ids(store, run_id, len(novel))))
             added = [Label(new_id[lb.label_id], lb.name, lb.description) for lb in novel]
             if added:
                 store.apply_review(run_id, action="update", reviewer="tnt update", labels=[*current, *added],
                                    details={"update_id": update_id, "source": source,
-                                            "added": [{"label_id": a.label_id, "name": a.name} for a in added]})
-                # a new label sits where the documents it was built from are (labeling shortlists use this)
-                placed = {d: new_id[lid] for d, lid in members.items() if lid in new_id}
-                store.add_cluster_members(run_id, placed)
-                seeds = _seeds([d for d in pool[:n_sample] if d in placed], placed, spend)
+                                            "added": [{"label_id": a.label_id, "name": a.name} for a in added],
+                                            "merged": [{k: v for k, v in m.items() if k != "docs"}
+                                                       for m in merged],
+                                            "refused": refused})
+            # a new label sits where the documents it was built from are (labeling shortlists use this); the
+            # documents of a duplicate count as the existing label's
+            placed = {d: new_id[lid] for d, lid in members.items() if lid in new_id}
+            into = {d: m["into"] for m in merged for d in m["docs"]}
+            store.add_cluster_members(run_id, placed | into)
+            seeds = _seeds([d for d in pool[:n_sample] if d in placed], placed, spend)
+            if not seeds and into:  # no new label: the merged documents, to teach the labels they joined
+                seeds = _seeds([d for d in pool[:n_sample] if d in into], into, spend)
+        if proposal != "done":
+            log.info("update: no labels proposed (%s)", proposal)
         # nothing added: the most novel documents are labeled instead (old labels or Other may still fit them)
         work = seeds or unexplained_ids[:spend]
         taken = set(work)
         state |= {"added": [a.label_id for a in added], "to_label": work + refresh, "budget": budget,
-                  "reserve": [d for d in unexplained_ids if d not in taken][:budget],
+                  "proposal": proposal, "new_labels": new_labels, "drift_why": {str(b): w for b, w in why.items() if w},
+                  "merged": [{k: v for k, v in m.items() if k != "docs"} | {"n_docs": len(m["docs"])} for m in merged],
+                  "refused": refused,
+                  "reserve": [d for d in dict.fromkeys([*sorted(into), *unexplained_ids]) if d not in taken][:budget],
                   "n_unexplained": len(unexplained_ids), "n_seeds": len(seeds),
                   "n_refresh": len(refresh), "baseline": base.as_dict(), "drift_batches": drifted,
                   "figures": [vars(f) for f in figs]}
@@ -383,7 +560,9 @@ def _report(store: Store, run_id: str, update_id: int, state: dict, model_id: st
         "n_new": state["n_new"], "n_unexplained": state["n_unexplained"], "n_labeled": len(state["to_label"]) + sum(len(r) for r in state["rounds"]),
         "n_seeds": state.get("n_seeds", 0), "n_rounds": [len(r) for r in state["rounds"]],
         "n_refresh": state["n_refresh"], "drift_batches": state["drift_batches"], "baseline": state["baseline"],
-        "figures": state["figures"],
+        "figures": state["figures"], "drift": bool(state["drift_batches"]), "drift_why": state.get("drift_why", {}),
+        "new_labels": state.get("new_labels", "always"), "proposal": state.get("proposal", "done"),
+        "labels_note": _labels_note(state), "merged": state.get("merged", []), "refused": state.get("refused", []),
         "added": [{"label_id": a, "name": names.get(a, a), "llm_docs": llm.get(a, 0), "predicted": pred.get(a, 0)}
                   for a in state["added"]],
         "moved": sum(moved.values()),
@@ -393,6 +572,22 @@ def _report(store: Store, run_id: str, update_id: int, state: dict, model_id: st
         "calls": store.calls_since([run_id, f"{run_id}-update{update_id}"], started),
         "cached_this_time": usage["cached"],
     }
+
+
+def _labels_note(state: dict) -> str:
+    """One line on why labels were or were not added."""
+    proposal, n = state.get("proposal"), len(state["added"])
+    if proposal is None:  # an update begun by an older tnt, which always proposed
+        return f"{n} labels added"
+    if proposal == "skipped: no drift":
+        return ("no drift: no labels added (no batch of new documents differs from the run's own documents; "
+                "`--new-labels always` proposes labels anyway)")
+    if proposal.startswith("skipped: "):
+        return f"no labels added ({proposal[len('skipped: '):]})"
+    merged, refused = len(state.get("merged", [])), len(state.get("refused", []))
+    dupes = f"; {merged} proposed labels merged into existing ones, {refused} refused" if merged + refused else ""
+    why = "drift" if state.get("drift_batches") else "no drift, --new-labels always"
+    return f"{why}: {n} labels added{dupes}"
 
 
 def _sync_graph(store: Store, run_id: str, model_id: str) -> None:
@@ -408,4 +603,4 @@ def _sync_graph(store: Store, run_id: str, model_id: str) -> None:
                                as_node="hierarchy")
 
 
-__all__ = ["UpdateError", "update_run"]
+__all__ = ["NEW_LABELS", "UpdateError", "name_tokens", "screen", "update_run"]
