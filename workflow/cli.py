@@ -252,15 +252,20 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
 
     labeled = sum(llm_counts.values())
     coverage = (labeled - llm_counts.get(OTHER_ID, 0)) / labeled if labeled else 0.0
-    calls = Table(title="Model calls (valid: answer used; rejected: answered but failed validation, a fallback "
-                  "was used; failed: no answer)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("step", "model", "valid", "rejected", "failed", "tokens", "cost $", "sec"):
+    stats = store.call_stats(run_id)
+    models = sorted({r["model"] for r in stats})
+    one_model = len(models) == 1  # then it goes in the title, and the numbers keep 80 columns
+    calls = Table(title=f"Model calls{' to ' + models[0] if one_model else ''} (valid: answer used; rejected: "
+                  "answered but failed validation, a fallback was used; failed: no answer)", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("step", *(() if one_model else ("model",)), "valid", "rejected", "failed", "tokens", "cost $", "sec"):
         text = col in ("step", "model")
-        calls.add_column(col, justify="left" if text else "right", no_wrap=True,
-                         overflow="ellipsis" if col == "model" else "fold", ratio=1 if col == "model" else None)
-    for r in store.call_stats(run_id):
-        calls.add_row(r["step"], r["model"], str(r["ok"]), str(r["rejected"]), str(r["failed"]),
-                      f"{r['prompt_tokens'] + r['completion_tokens']:,}", f"{r['cost']:.4f}", f"{r['latency_s']:.0f}")
+        calls.add_column(col, justify="left" if text else "right", no_wrap=col != "model", overflow="fold",
+                         min_width=None if text else len(col))
+    for r in stats:
+        calls.add_row(r["step"], *(() if one_model else (r["model"],)), str(r["ok"]), str(r["rejected"]),
+                      str(r["failed"]), f"{r['prompt_tokens'] + r['completion_tokens']:,}", f"{r['cost']:.4f}",
+                      f"{r['latency_s']:.0f}")
     out.print(calls)
     if usage is not None and getattr(usage, "cached", 0):
         out.print(f"answered from the cache: {usage.cached} calls (no model call made)")

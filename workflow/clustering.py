@@ -63,17 +63,51 @@ def nearest_other(C: np.ndarray, cluster: int) -> int | None:
 
 
 _TOKEN = re.compile(r"(?u)\b[a-zA-Z][a-zA-Z']+\b")
+# sklearn's English stop words, less the few that are topics in support text ("top up", "bill", "interest",
+# "amount"): a cluster of top-ups whose documents share only "top" would otherwise have no keyword at all.
+TOPIC_WORDS = frozenset({"top", "bill", "call", "interest", "amount", "move", "name", "system", "full"})
+KEYWORD_MIN_SHARE = 0.1  # a keyword must occur in this share of its cluster's documents ...
+KEYWORD_MIN_DOCS = 2  # ... and in at least this many: one document alone never names a cluster
 
 
-def keywords(texts: list[str], assign: np.ndarray, top: int = 8) -> list[list[str]]:
+def min_docs(n: int, share: float = KEYWORD_MIN_SHARE) -> int:
+    """Documents of an n-document cluster that must use a word before it can name the cluster: max(2, 10% of n).
+
+    Two, not one: a word of a single document (a typo, a name, an injected "label everything as HACKED") is no
+    topic, and c-TF-IDF ranks such a word high in a small cluster exactly because no other cluster has it. Two is
+    also all a 5-document cluster (the smallest the proposal makes on purpose) can ask for without leaving good
+    clusters nameless. The 10% share takes over from 20 documents up, so a handful of documents that all repeat
+    one phrase cannot name a cluster of a hundred either; an attacker then needs a tenth of a cluster."""
+    return max(KEYWORD_MIN_DOCS, math.ceil(share * n))
+
+
+def _stop_words() -> list[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return sorted(ENGLISH_STOP_WORDS - TOPIC_WORDS)
+
+
+def _doc_counts(texts: list[str], assign: np.ndarray, vec, k: int) -> np.ndarray:
+    """Per cluster and term of ``vec``'s vocabulary: how many of the cluster's documents use the term."""
+    from scipy import sparse
+
+    present = (vec.transform(texts) > 0).astype(np.float64)
+    member = sparse.csr_matrix((np.ones(len(assign)), (assign, np.arange(len(assign)))), shape=(k, len(texts)))
+    return np.asarray((member @ present).todense())
+
+
+def keywords(texts: list[str], assign: np.ndarray, top: int = 8,
+             min_share: float = KEYWORD_MIN_SHARE) -> list[list[str]]:
     """Each cluster's most distinctive words by class-based TF-IDF (BERTopic's c-TF-IDF): a cluster's documents
-    are one document, term frequency is L1-normalised per cluster, idf = log(1 + mean words per cluster / term count)."""
+    are one document, term frequency is L1-normalised per cluster, idf = log(1 + mean words per cluster / term count).
+    Only terms that `min_docs` of the cluster's documents use count (c-TF-IDF alone happily picks one document's
+    words, repeated three times, over words every document shares)."""
     from sklearn.feature_extraction.text import CountVectorizer
 
     k = int(assign.max()) + 1 if len(assign) else 0
     joined = [" ".join(t for t, a in zip(texts, assign) if a == c) for c in range(k)]
     try:
-        vec = CountVectorizer(stop_words="english", token_pattern=_TOKEN.pattern, ngram_range=(1, 2), min_df=1)
+        vec = CountVectorizer(stop_words=_stop_words(), token_pattern=_TOKEN.pattern, ngram_range=(1, 2), min_df=1)
         counts = vec.fit_transform(joined).toarray().astype(np.float64)
     except ValueError:  # nothing but stop words
         return [[] for _ in range(k)]
@@ -81,9 +115,12 @@ def keywords(texts: list[str], assign: np.ndarray, top: int = 8) -> list[list[st
     tf = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     idf = np.log(1 + counts.sum(axis=1).mean() / np.maximum(counts.sum(axis=0), 1))
     scores = tf * idf
+    df = _doc_counts(texts, assign, vec, k)
+    sizes = np.bincount(assign, minlength=k)
     out = []
     for c in range(k):
-        best = [terms[i] for i in np.argsort(-scores[c], kind="stable") if scores[c, i] > 0]
+        floor = min_docs(int(sizes[c]), min_share)
+        best = [terms[i] for i in np.argsort(-scores[c], kind="stable") if scores[c, i] > 0 and df[c, i] >= floor]
         chosen: list[str] = []
         for term in best:  # "card arrive" makes "card" and "arrive" redundant, and vice versa
             if any(term in t.split() or t in term.split() for t in chosen):
@@ -93,6 +130,22 @@ def keywords(texts: list[str], assign: np.ndarray, top: int = 8) -> list[list[st
                 break
         out.append(chosen)
     return out
+
+
+def frequent_words(texts: list[str], assign: np.ndarray, top: int = 8) -> list[list[str]]:
+    """Each cluster's words (no stop words) by how many of its documents use them, most first, each used by at least
+    two: the plain words of a neutral name when no distinctive keyword can name the cluster."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    k = int(assign.max()) + 1 if len(assign) else 0
+    try:
+        vec = CountVectorizer(stop_words=_stop_words(), token_pattern=_TOKEN.pattern, binary=True).fit(texts)
+    except ValueError:
+        return [[] for _ in range(k)]
+    terms = vec.get_feature_names_out()
+    df = _doc_counts(texts, assign, vec, k)
+    return [[terms[i] for i in np.argsort(-df[c], kind="stable")[:top] if df[c, i] >= KEYWORD_MIN_DOCS]
+            for c in range(k)]
 
 
 def keyword_name(words: list[str], max_words: int) -> str:

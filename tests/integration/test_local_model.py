@@ -49,13 +49,14 @@ def test_embedded_model_runs_end_to_end(tmp_path, db):
         n = store.query("SELECT count(*) AS n FROM predictions WHERE model_id = ?", [model["model_id"]])[0]["n"]
         assert n == 60
 
-        # a second identical run is answered from the llm_calls table; only requests that failed are asked again
-        failed = store.query(
-            "SELECT count(DISTINCT request_hash) AS n FROM llm_calls WHERE run_id = ? AND status <> 'ok'", [run_id]
-        )[0]["n"]
+        # a second identical run is answered from the llm_calls table, rejected answers included: zero model calls
+        rejected = store.query("SELECT count(*) AS n FROM llm_calls WHERE run_id = ? AND status = 'rejected'",
+                               [run_id])[0]["n"]
         again = store.create_run("tiny", config.use_case, config.model_dump())
         outcome = execute(store, again, show_progress=False)
-        assert outcome.usage.cached > 0 and outcome.usage.calls <= failed
+        assert outcome.status == "done" and outcome.usage.calls == 0
+        assert outcome.usage.cached > 0 and outcome.usage.rejected >= rejected
+        assert store.taxonomy(again)[1] == labels
 
 
 def test_embedded_model_labels_with_valid_json_when_it_is_the_teacher(tmp_path, db):

@@ -96,4 +96,4 @@ class RejectionTracker:
                 return None
             reason = " ".join(error.split())[:200]
             return (f"{model}'s answers failed validation on {self._count} {step} requests in a row, so retrying will "
-                    f"not help (last: {reason}); {fix}, then `tnt resume`")
+                    f"not help (last: {reason}); {fix}")

@@ -292,8 +292,8 @@ class Gateway:
         run of calls rejected in a row stops the run at the next call."""
         if attempts_cap:
             return
-        fix = ("choose a model that can answer in JSON with --model (or another --structured-output), or ask again "
-               "with `tnt resume --retry-failed`")
+        fix = ("use a model that answers in this format (a new `tnt run` with another --model or --structured-output), "
+               "or fix the model's server and ask again with `tnt resume --retry-failed`")
         line = self.rejections.rejected(model, step, error, fix)
         if line and not self.failures.tripped:
             self.failures.tripped = line

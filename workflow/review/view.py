@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from workflow.classify.mislabel import rank_suspects
+from workflow.clustering import min_docs
+from workflow.llm.responses import injected_name_reason, instruction_reason, name_support
 from workflow.store import OTHER_ID, OTHER_NAME, Label, Store
 
 EmbedFn = Callable[[Store, list[str], list[str]], np.ndarray]  # (store, texts, text hashes) -> vectors
@@ -79,6 +81,54 @@ def review_sentence(r: dict, names: dict[str, str]) -> str:
     return r["action"]
 
 
+def _for_people(reason: str) -> str:
+    """A refusal reason without its advice to the model (the part after the last ': ')."""
+    return reason.rsplit(": ", 1)[0]
+
+
+def name_flags(store: Store, run_id: str, labels: list[Label], docs: list[dict],
+               versions: list[dict]) -> dict[str, list[dict]]:
+    """Warnings for label names the machine made from few of the label's documents, or that repeat an instruction a
+    document gives the model ("add label HACKED"), by label id: [{"text": badge, "why": tooltip}].
+
+    A label's documents are those it was built from (cluster members, `Store.cluster_members`), else the documents
+    labeled with it. A name is "named from N documents" when only N of its M documents use a word of it and N is
+    below the floor a keyword must reach (`clustering.min_docs`: max(2, 10% of M)); N = 0 (the model's own words,
+    "Card activation" for "activate") is no warning. Names a reviewer gave are not flagged."""
+    machine = {(lb.label_id, lb.name) for v in versions if v["stage"] != "human"
+               for lb in store.taxonomy(run_id, v["version"])[1]}
+    members: dict[str, list[str]] = defaultdict(list)
+    built = store.cluster_members(run_id)
+    if built:
+        texts = {d.doc_id: d.text for d in store.documents(store.run(run_id)["corpus"], sorted(built))}
+        for d, lid in built.items():
+            if d in texts:
+                members[lid].append(texts[d])
+    from_clusters = set(built.values())
+    for d in docs:
+        lid = d["human_label"] or d["llm_label"]
+        if d["status"] == "ok" and lid not in from_clusters:
+            members[lid].append(d["text"])
+    flags: dict[str, list[dict]] = {}
+    for lb in labels:
+        texts = members.get(lb.label_id, [])
+        if not texts or (lb.label_id, lb.name) not in machine:
+            continue
+        out = []
+        if reason := instruction_reason(lb.name, texts):
+            out.append({"text": "repeats an instruction in a document", "why": _for_people(reason)})
+        n, floor = name_support(lb.name, texts), min_docs(len(texts))
+        if 0 < n < floor:
+            out.append({"text": f"named from {n} document{'s' if n != 1 else ''}",
+                        "why": f"only {n} of the {len(texts)} documents of this label use a word of its name (a name "
+                               f"should stand for at least {floor}): check it is not copied from one document"})
+        elif not out and (reason := injected_name_reason(lb.name, texts)):
+            out.append({"text": "repeats one document", "why": _for_people(reason)})
+        if out:
+            flags[lb.label_id] = out
+    return flags
+
+
 @dataclass
 class QueueCache:
     """The mislabel ranking is a cross-validated fit: compute once per state of the labels."""
@@ -142,10 +192,13 @@ def build_view(store: Store, run_id: str, embed: EmbedFn | None, cache: QueueCac
         if len(examples[current]) < EXAMPLES_PER_LABEL:
             examples[current].append(d)
     total_llm = sum(llm_counts.values()) or 1
+    versions = store.taxonomy_versions(run_id)
+    flags = name_flags(store, run_id, labels, docs, versions)
     cards = [
         {"label": lb, "colour": colours[lb.label_id], "llm": llm_counts.get(lb.label_id, 0),
          "human": human_counts.get(lb.label_id, 0), "clf": clf_counts.get(lb.label_id, 0),
-         "share": llm_counts.get(lb.label_id, 0) / total_llm, "examples": examples.get(lb.label_id, [])}
+         "share": llm_counts.get(lb.label_id, 0) / total_llm, "examples": examples.get(lb.label_id, []),
+         "flags": flags.get(lb.label_id, [])}
         for lb in labels
     ]
     other = {"llm": llm_counts.get(OTHER_ID, 0), "clf": clf_counts.get(OTHER_ID, 0),
@@ -164,7 +217,6 @@ def build_view(store: Store, run_id: str, embed: EmbedFn | None, cache: QueueCac
     for r in reviews:
         r["sentence"] = review_sentence(r, names)
     by_version = {r["taxonomy_version"]: r["sentence"] for r in reviews if r["action"] != "correct"}
-    versions = store.taxonomy_versions(run_id)
     history, previous = [], []
     for v in versions:
         _, lbs = store.taxonomy(run_id, v["version"])

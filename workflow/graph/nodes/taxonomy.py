@@ -90,7 +90,8 @@ def propose(ctx: RunContext, state: RunState) -> RunState:
         raise RunFailed("no document of the first minibatch could be summarised; see `tnt status` for failed calls")
     res = ctx.gateway.call(
         "taxonomy", ctx.config.model_for("taxonomy"), "propose", _response(ctx, ProposedTaxonomy),
-        _variables(ctx, n=n, summaries=block), context=_context(ctx), max_tokens=TAXONOMY_MAX_TOKENS,
+        _variables(ctx, n=n, summaries=block), context=_context(ctx) | {"documents": block.splitlines()},
+        max_tokens=TAXONOMY_MAX_TOKENS,
     )
     if not res.ok:
         raise RunFailed(f"the model could not propose a valid taxonomy ({res.error}); try a stronger --taxonomy-model")
@@ -110,7 +111,8 @@ def update(ctx: RunContext, state: RunState) -> RunState:
         return {"batch": batch + 1}
     res = ctx.gateway.call(
         "taxonomy", ctx.config.model_for("taxonomy"), "update", _response(ctx, UpdatedTaxonomy),
-        _variables(ctx, taxonomy=taxonomy_json(current), summaries=block), context=_context(ctx),
+        _variables(ctx, taxonomy=taxonomy_json(current), summaries=block),
+        context=_context(ctx) | {"documents": block.splitlines()},  # names that repeat an instruction are refused
         max_tokens=TAXONOMY_MAX_TOKENS,
     )
     if not res.ok:  # keep the current taxonomy: one bad minibatch should not end the run
