@@ -58,8 +58,9 @@ def execute(store: Store, run_id: str, *, show_progress: bool = True, overrides:
             retry_failed: bool = False) -> Outcome:
     """Run a run's graph from wherever its checkpoint left it until it ends, pauses for review or stops.
 
-    Calls that failed or whose answers were rejected are kept as they are (a re-run makes no model call for
-    them); ``retry_failed`` asks them again, also for a run that has finished."""
+    A run that has not finished re-enters its steps, which ask again the calls that got no answer (the provider was
+    down); answers rejected by validation are answers and come from the cache. A finished run is left as it is:
+    ``retry_failed`` asks both kinds again, also for a run that has finished."""
     ctx = _context(store, run_id, show_progress, overrides, retry_failed)
     if overrides:
         store.update_run_config(run_id, ctx.config.model_dump())
@@ -94,12 +95,12 @@ def execute(store: Store, run_id: str, *, show_progress: bool = True, overrides:
         store.set_run_stage(run_id, store.run(run_id)["stage"], status="running")
         try:
             if retry:
-                _retry_failed_summaries(ctx)
-            if retry and payload is None and failed["labels"]:
-                # Re-enter after sample: every node skips the work it has done (saved taxonomy versions, the
-                # approval, ok labels), so only the failed label calls are made again. New labels mean a new
-                # classifier.
-                graph.update_state(cfg, {"model_id": None}, as_node="sample")
+                _retry_failed_summaries(ctx)  # the cluster proposal summarises inside its own step
+            if payload is None and (failed["labels"] or failed["summaries"]) and (retry or snapshot.next):
+                # Re-enter after sample: every node skips the work it has done (ok summaries, saved taxonomy
+                # versions, the approval, ok labels), so only the failed calls are made again; a run that failed for
+                # want of summaries can then go on. New labels mean a new classifier.
+                graph.update_state(cfg, {"model_id": None} if failed["labels"] else {}, as_node="sample")
             graph.invoke(payload, cfg)
         except BudgetExceeded as exc:
             line = exc.line(store.total_cost(run_id))  # the calls in flight have finished and are logged

@@ -118,10 +118,19 @@ def calls(db: Path) -> list[dict]:
 
 
 def assert_done_with_most_calls_ok(res: subprocess.CompletedProcess, db: Path) -> list[dict]:
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "Traceback" not in res.stdout + res.stderr
+    """Every step went through the server and most calls were answered. The run is done, or, when the 135M teacher
+    put every one of its 6 documents under the same label, it failed for want of a second label to train a
+    classifier on (a run without its classifier is never "done"); that is the model's answer, not the server's."""
+    out = res.stdout + res.stderr
+    assert "Traceback" not in out
     with Store(str(db), read_only=True) as store:
-        assert store.run(store.latest_run_id())["status"] == "done"
+        run_id = store.latest_run_id()
+        status = store.run(run_id)["status"]
+        one_label = len(set(store.assignments(run_id).values())) == 1
+    if status == "failed" and one_label:
+        assert res.returncode == 1 and "no classifier: need at least two distinct labels" in " ".join(out.split())
+    else:
+        assert res.returncode == 0 and status == "done", out
     rows = calls(db)
     ok = sum(r["status"] == "ok" for r in rows)
     assert rows and ok / len(rows) >= MOST, rows

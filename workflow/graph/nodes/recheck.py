@@ -94,6 +94,8 @@ def recheck(ctx: RunContext, state: RunState) -> RunState:
             status="ok" if v else "failed", call_id=res.call_id, offered_ids=list(req.context["pair"]),
         )
 
+    # A recheck has a fallback of its own (the label stays, and the summary counts the failures): rejected answers
+    # never stop the run.
     ctx.gateway.map("recheck", cfg.model_for("recheck"), "recheck", response_model, requests, save,
-                    description="recheck", max_tokens=160)
+                    description="recheck", max_tokens=160, attempts_cap=cfg.max_attempts)
     return {}
