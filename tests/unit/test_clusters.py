@@ -308,3 +308,20 @@ def test_a_large_taxonomy_merge_is_not_cut_short(tmp_path, db, new_run):
                              [run_id])[0]["response"]
         assert len(answer) > 4 * 1600  # longer than the old fixed cap allowed
         assert notes.startswith("merged by the model"), notes
+
+
+def test_a_small_models_loop_is_not_a_name_nor_a_description():
+    """Seen from the embedded model in README command 1: "card-order-order-order-..." passed as a label name."""
+    from workflow.llm.responses import ClusterName, bad_name_reason, degenerate_reason
+
+    loop = "card-order-order-order-order-order-order-order-order-order-order-order"
+    assert bad_name_reason(loop) is not None and "repeats 'order'" in bad_name_reason(loop)
+    assert degenerate_reason("Card order card order") is None  # repeated, not looping
+    assert degenerate_reason("Cardorderpaymentsandtransfersabroad today") is not None
+    context = {"documents": ["I want to order a new card", "how do I order a card"], "keywords": ["card", "order"]}
+    with pytest.raises(ValueError, match="over and over"):
+        ClusterName.model_validate({"name": "Card orders", "description": "order order order order order"},
+                                   context=context)
+    ok = ClusterName.model_validate({"name": "Card orders", "description": "Requests to order a new card"},
+                                    context=context)
+    assert ok.name == "Card orders"

@@ -281,10 +281,24 @@ def _norm(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
+def degenerate_reason(text: str) -> str | None:
+    """Why a text is a small model's loop rather than words ("card-order-order-order-..."), or None: a word three
+    times in a row, or a run-on word of more than 30 characters."""
+    tokens = [t for t in re.split(r"[^a-z0-9']+", text.lower()) if t]
+    for a, b, c in zip(tokens, tokens[1:], tokens[2:]):
+        if a == b == c:
+            return f"it repeats '{a}' over and over: write a few different words"
+    if any(len(w) > 30 for w in text.split()):
+        return "it runs words together: write a few separate words"
+    return None
+
+
 def bad_name_reason(name: str, documents: list[str] = ()) -> str | None:  # type: ignore[assignment]
-    """Why a label name says nothing (empty, a number, an id, a catch-all, a copied document), or None."""
+    """Why a label name says nothing (empty, a number, an id, a catch-all, a loop, a copied document), or None."""
     if not re.search(r"[A-Za-z]{2,}", name):
         return f"'{name}' is not a name: use words that say what the documents are about"
+    if reason := degenerate_reason(name):
+        return f"'{name[:40]}' is not a name: {reason}"
     if LABEL_ID_LIKE.match(name) or CLUSTER_ID_LIKE.match(name) or re.search(r"[A-Za-z]_[A-Za-z0-9]", name):
         return f"'{name}' is an id, not a name: say what the documents are about"
     if CATCH_ALL.match(name):
@@ -451,7 +465,8 @@ class ClusterName(BaseModel):
             w[:4] for k in keywords for w in _content_words(k)}
         if use_case and any(w[:4] in use_case for w in _content_words(self.name)):
             raise ValueError(f"'{self.name}' repeats the use case: name what only these documents are about")
-        if reason := instruction_reason(self.description, ctx.get("cluster_texts") or docs):
+        if reason := instruction_reason(self.description, ctx.get("cluster_texts") or docs) or degenerate_reason(
+                self.description):
             raise ValueError(f"the description: {reason}")
         if CHAT_REPLY.search(self.description) or FIRST_PERSON_ANY.search(self.description) or (
                 evidence and not grounded(self.description, evidence)):
@@ -496,8 +511,8 @@ class MergedTaxonomy(BaseModel):
                 continue  # a group of nothing new: the model repeated itself
             seen.update(members)
             description = clean_description(lb.description, ctx.get("description_max_words", 30))
-            if CHAT_REPLY.search(description):
-                raise ValueError("each description must say which documents belong")
+            if CHAT_REPLY.search(description) or degenerate_reason(description):
+                raise ValueError("each description must say which documents belong, in a few different words")
             out.append(MergedLabel(name=name, description=description, members=members))
         if len(out) > ctx.get("max_labels", 100):
             raise ValueError(f"{len(out)} labels: merge them into at most {ctx.get('max_labels')}")
