@@ -173,6 +173,8 @@ class Gateway:
                 value = response_model.model_validate_json(cached, context=context)
                 with self._lock:
                     self.usage.cached += 1
+                if not attempts_cap:
+                    self.rejections.valid()
                 return CallResult(value, "cached")
             except ValidationError:
                 pass  # the validators changed since: ask again
