@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -230,8 +231,6 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
     model = store.latest_model(run_id)
     pred_counts = store.prediction_counts(model["model_id"]) if model else {}
 
-    from rich import box
-
     # Narrow terminals and pipes get 80 columns: the description goes under its label (dim) instead of a column of
     # its own, so no column is squeezed to one word a line.
     wide = out.width >= 120
@@ -362,8 +361,6 @@ def status(run_id: Optional[str] = typer.Argument(None), db: str = DB_OPT,
 
 def print_runs(rows: list[dict], db: str) -> None:
     """One line per run that fits 80 columns (details: `tnt status RUN`); each run's error on its own lines below."""
-    from rich import box
-
     t = Table(title=f"Runs in {db}", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
     t.add_column("run", no_wrap=True)
     t.add_column("status", no_wrap=True)

@@ -22,6 +22,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from workflow.owner import is_dead, this_process
 from workflow.secrets import redact
 
 SCHEMA_VERSION = 1
@@ -95,9 +96,9 @@ ALTER TABLE assignments ADD COLUMN IF NOT EXISTS offered_ids VARCHAR[];
 ALTER TABLE samples ADD COLUMN IF NOT EXISTS round INTEGER;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS owner VARCHAR;
 """
-# Runs: `owner` is "host:pid:start" of the process that set the run running (workflow/owner.py). A run left
-# 'running' by a process that no longer exists (SIGKILL, native crash, power cut) is marked 'interrupted' the next
-# time the database is opened for writing, so `tnt status` never shows a dead run as running.
+# Runs: `owner` is "host:boot id:pid:start time" of the process that set the run running (workflow/owner.py). A run
+# left 'running' by a process that no longer exists (SIGKILL, native crash, power cut) is marked 'interrupted' the
+# next time the database is opened for writing, so `tnt status` never shows a dead run as running.
 # Recheck (`--recheck`): a source 'recheck' row is the model's second answer for a suspect label, beside (never over)
 # its 'llm' row; `offered_ids` = [the label it had, the classifier's alternative], the only two it could choose.
 # Training labels: human > recheck > llm (TRAINING_SOURCES).
@@ -266,8 +267,6 @@ class Store:
     # -- runs --------------------------------------------------------------------------------------------------
 
     def create_run(self, corpus: str, use_case: str, config: dict, run_id: str | None = None) -> str:
-        from workflow.owner import this_process
-
         run_id = run_id or f"run-{now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
         self._exec(
             "INSERT INTO runs (run_id, corpus, use_case, config, stage, status, error, created_at, updated_at, owner) "
@@ -297,18 +296,14 @@ class Store:
         self._exec("UPDATE runs SET config = ?, updated_at = ? WHERE run_id = ?", [json.dumps(config), now(), run_id])
 
     def set_run_stage(self, run_id: str, stage: str, status: str = "running", error: str | None = None) -> None:
-        from workflow.owner import this_process
-
         self._exec(
             "UPDATE runs SET stage = ?, status = ?, error = ?, updated_at = ?, owner = ? WHERE run_id = ?",
-            [stage, status, redact(error) if error else error, now(), this_process() if status == "running" else None,
+            [stage, status, redact(error), now(), this_process() if status == "running" else None,
              run_id],
         )
 
     def reap_dead_runs(self) -> list[str]:
         """Mark 'interrupted' every run left 'running' by a process that is gone; returns their ids."""
-        from workflow.owner import is_dead
-
         dead = [r for r, owner in self._rows("SELECT run_id, owner FROM runs WHERE status = 'running'")
                 if is_dead(owner)]
         for run_id in dead:

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 from workflow.cores import compute_slot, usable_cores
+from workflow.llm.local_worker import N_CTX
 from workflow.llm.transports import FatalModelError, RawResponse, TransientError
 
-N_CTX = 8192
 TESTED_LLAMA_CPP = "0.3.36"  # pyproject.toml pins it; README says so
 
 

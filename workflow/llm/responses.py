@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
+from functools import lru_cache
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator, model_validator
@@ -334,6 +335,7 @@ INSTRUCTION = re.compile(_INSTRUCTION + r"|(?i:\b(?:system|assistant|developer)\
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?;])\s+|\n+|<[^<>]{0,40}>|\[tag removed\]")
 
 
+@lru_cache(maxsize=8192)  # a cluster's texts are checked against every candidate name of it
 def without_instructions(text: str) -> str:
     """``text`` without its sentences that look like instructions to a model (see INSTRUCTION); the rest, and the
     customer's own matter in a sentence beside an injection ("Also my card is blocked."), stay."""
@@ -350,10 +352,11 @@ def _stem(word: str) -> str:
     return w[:5]
 
 
-def _stems(text: str) -> set[str]:
+@lru_cache(maxsize=8192)
+def _stems(text: str) -> frozenset[str]:
     """Stems of a text's words and of its adjacent word pairs run together ("top up" and "top-up" give "topup")."""
     words = re.findall(r"[a-z]+", text.lower())
-    return {_stem(w) for w in words if len(w) >= 3} | {_stem(a + b) for a, b in zip(words, words[1:])}
+    return frozenset({_stem(w) for w in words if len(w) >= 3} | {_stem(a + b) for a, b in zip(words, words[1:])})
 
 
 def name_support(name: str, texts: list[str]) -> int:
