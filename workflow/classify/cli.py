@@ -9,7 +9,7 @@ import duckdb
 import typer
 from rich.table import Table
 
-from workflow.cli import DB_OPT, app, err, fail, open_store, out
+from workflow.cli.common import DB_OPT, app, err, fail, open_store, out
 from workflow.store import OTHER_ID, OTHER_NAME, Store, StoreError
 
 MODEL_OPT = typer.Option(..., "--model", "-m", help="Stored model id (or run id: its latest model) in --db, "

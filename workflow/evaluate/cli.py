@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from workflow.cli import DB_OPT, app, err, fail, open_store, out
+from workflow.cli.common import DB_OPT, app, err, fail, open_store, out
 from workflow.store import StoreError
 
 # Shown first, in this order; anything else follows alphabetically.

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from workflow.cli import DB_OPT, _setup_logging, app, err, fail, open_store, out
+from workflow.cli.common import DB_OPT, app, err, fail, open_store, out, setup_logging
 from workflow.store import StoreError
 
 
@@ -25,7 +25,7 @@ def hierarchy_cmd(
     from workflow.llm.transports import FatalModelError, close_transports
     from workflow.runner import _context
 
-    _setup_logging(verbose)
+    setup_logging(verbose)
     with open_store(db) as store:
         try:
             run_id = run_id or store.latest_run_id()
@@ -94,7 +94,7 @@ def update_cmd(
     from workflow.llm.gateway import BudgetExceeded
     from workflow.llm.transports import FatalModelError, close_transports
 
-    _setup_logging(verbose)
+    setup_logging(verbose)
     if new_labels not in ("auto", "always", "never"):
         fail(f"--new-labels must be auto, always or never, not {new_labels!r}")
         return

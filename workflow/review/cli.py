@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from workflow.cli import DB_OPT, app, err, fail, open_store
+from workflow.cli.common import DB_OPT, app, err, fail, open_store
 from workflow.store import StoreError
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")

@@ -1,0 +1,52 @@
+"""What every `tnt` command shares: the app they register on, the consoles, one-line errors and the database option.
+
+Command modules import this module only (never the package), so the CLI has no import circle.
+
+Exit codes: 0 done or paused for review, 1 run failed, 2 bad input or usage, 3 stopped by the budget,
+4 database in use.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from workflow.secrets import RedactingFilter, redact
+from workflow.store import Store, StoreError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="TnT-LLM taxonomy induction and labeling.")
+out = Console()
+err = Console(stderr=True)
+log = logging.getLogger("tnt")
+
+DB_OPT = typer.Option("tnt.duckdb", "--db", help="DuckDB file holding documents, runs and models.")
+EXIT = {"done": 0, "paused": 0, "failed": 1, "stopped": 3}
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {escape(redact(message) or '')}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=err, show_path=False, show_time=False)
+    handler.addFilter(RedactingFilter())  # a provider's error may echo the key it was sent
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[handler], force=True)
+    for noisy in ("LiteLLM", "litellm", "httpx", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+
+
+def open_store(db: str) -> Store:
+    try:
+        return Store(db)
+    except StoreError as exc:
+        fail(str(exc), 4 if "in use" in str(exc) else 2)
+        raise  # unreachable

@@ -1,0 +1,238 @@
+"""tnt run / resume / status: start a job, continue it, see where runs stand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from workflow.cli.common import DB_OPT, EXIT, app, err, fail, open_store, out, setup_logging
+from workflow.cli.summary import print_summary
+from workflow.config import LOCAL_MODEL, JobConfig
+from workflow.secrets import redact
+from workflow.store import Store, StoreError
+
+
+@app.command()
+def run(
+    corpus: str = typer.Argument(..., help="JSONL, CSV or Parquet file, or file.duckdb:table."),
+    use_case: str = typer.Option(..., "--use-case", "-u", help="What the taxonomy is for."),
+    db: str = DB_OPT,
+    model: str = typer.Option(LOCAL_MODEL, "--model", "-m", help="Any litellm model string; default: the embedded model."),
+    summary_model: Optional[str] = typer.Option(None, help="Model for summaries (default: --model)."),
+    taxonomy_model: Optional[str] = typer.Option(None, help="Model for taxonomy steps (default: --model)."),
+    label_model: Optional[str] = typer.Option(None, help="Model for pseudo-labels (default: --model)."),
+    api_base: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1."),
+    text_field: str = typer.Option("text", help="Field holding the document text."),
+    id_field: str = typer.Option("id", help="Field holding a unique document id (default: hash of the text)."),
+    corpus_name: Optional[str] = typer.Option(None, "--corpus", help="Name of the corpus in the database."),
+    batch_size: int = typer.Option(200, help="Summaries per taxonomy minibatch."),
+    taxonomy_sample: int = typer.Option(600, help="Documents summarised for taxonomy generation."),
+    label_sample: int = typer.Option(1000, help="Documents pseudo-labeled by the LLM."),
+    label_selection: str = typer.Option("random", "--label-selection", help="Which documents the LLM labels: "
+                                        "random (the paper), or active (a random quarter of --label-sample, then "
+                                        "rounds of the documents a fast classifier is least sure of, spread out). "
+                                        "Same number of labels either way."),
+    max_labels: int = typer.Option(10, help="Most labels in the taxonomy."),
+    proposal: str = typer.Option("clusters", help="clusters: embed and over-cluster the taxonomy sample; the model "
+                                 "names and merges clusters. minibatch: the model writes the taxonomy from minibatches "
+                                 "of summaries (the TnT-LLM paper)."),
+    shortlist: int = typer.Option(5, help="Labels offered per document when labeling, nearest by embedding (0: all)."),
+    teacher: str = typer.Option("auto", help="Whose labels the classifier learns from: llm (the paper), nearest "
+                                "(each document's nearest label by embedding, no label calls), auto (nearest for "
+                                "the embedded local model, llm otherwise)."),
+    recheck: float = typer.Option(0.0, "--recheck", min=0.0, max=1.0, help="Share of the teacher's labels, most "
+                                  "suspect first (noise estimate), asked again once: the label or the classifier's "
+                                  "alternative; training learns the answer (0: off)."),
+    multi_label: bool = typer.Option(False, "--multi-label", help="Let a document have several labels (the LLM "
+                                     "lists all that apply; the classifier is one-vs-rest)."),
+    max_labels_per_doc: int = typer.Option(3, help="Most labels per document with --multi-label."),
+    concurrency: int = typer.Option(8, help="Model calls in flight at once."),
+    max_cost: Optional[float] = typer.Option(None, help="Stop cleanly before spending more than this (USD)."),
+    timeout: float = typer.Option(120.0, "--timeout", help="Seconds one model call may take before it is retried."),
+    max_attempts: int = typer.Option(4, "--max-attempts", help="Attempts per model call before its document fails."),
+    seed: int = typer.Option(0, help="Seed for sampling and models."),
+    auto_approve: bool = typer.Option(True, "--auto-approve/--review", help="Pause for human review before labeling?"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the estimated calls, tokens and cost; run nothing."),
+    levels: int = typer.Option(1, "--levels", min=1, max=2, help="2: also group the final labels under parents."),
+    max_parents: int = typer.Option(8, "--max-parents", help="Most parents with --levels 2."),
+    structured_output: str = typer.Option("auto", "--structured-output", help="How to ask the server for JSON: "
+                                          "auto|json_schema|json_object|tools|prompt (auto steps down when refused)."),
+    embedder: str = typer.Option("minilm-int8", "--embedder", help="Embeddings for clusters, shortlists and the "
+                                 "classifier: minilm-int8 (bundled), st:/path/to/sentence-transformers-dir, or "
+                                 "litellm:<provider model> (e.g. litellm:text-embedding-3-small)."),
+) -> None:
+    """Ingest a corpus and run the whole job: taxonomy, pseudo-labels, classifier, predictions."""
+    setup_logging(verbose)
+    from pydantic import ValidationError
+
+    from workflow.ingest import InputError, read_corpus
+    from workflow.runner import ingest
+
+    try:
+        config = JobConfig(
+            use_case=use_case, model=model, summary_model=summary_model, taxonomy_model=taxonomy_model,
+            label_model=label_model, api_base=api_base, batch_size=batch_size, taxonomy_sample=taxonomy_sample,
+            label_sample=label_sample, max_labels=max_labels, concurrency=concurrency, max_cost=max_cost, seed=seed,
+            auto_approve=auto_approve, timeout_s=timeout, max_attempts=max_attempts, multi_label=multi_label,
+            max_labels_per_doc=max_labels_per_doc, proposal=proposal, shortlist=shortlist, teacher=teacher,
+            label_selection=label_selection, levels=levels, max_parents=max_parents,
+            structured_output=structured_output, embedding_model=embedder, recheck=recheck,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        flag = {"embedding_model": "embedder", "timeout_s": "timeout"}.get(field, field).replace("_", "-")
+        fail(f"invalid option --{flag}: {first['msg']}")
+    try:
+        report = read_corpus(corpus, text_field, id_field)  # validate before touching the database
+    except InputError as exc:
+        fail(str(exc))
+    if dry_run:  # -- dry run (workflow/estimate.py): estimate before paying, touch no database --
+        from workflow.estimate import estimate_run, print_estimate
+
+        print_estimate(estimate_run(config, [t for _, t, _ in report.records]), len(report.records), out)
+        raise typer.Exit(0)
+    store = open_store(db)
+    with store:
+        try:
+            name, _, added = ingest(store, corpus, corpus=corpus_name, report=report)
+        except StoreError as exc:
+            fail(str(exc))
+        err.print(
+            f"ingested {len(report.records)} documents into corpus '{name}' ({added} new)"
+            + (f"; skipped {report.skipped_empty} empty" if report.skipped_empty else "")
+            + (f"; {report.long_docs} very long documents will be cut in prompts" if report.long_docs else ""),
+            highlight=False,
+        )
+        run_id = store.create_run(name, config.use_case, config.model_dump())
+        err.print(f"run [bold]{run_id}[/]")
+        _execute(store, run_id, quiet)
+
+
+@app.command()
+def resume(
+    run_id: Optional[str] = typer.Argument(None, help="Run to continue (default: the latest)."),
+    db: str = DB_OPT,
+    max_cost: Optional[float] = typer.Option(None, help="Raise the budget of a run stopped by --max-cost."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Ask again the calls that failed or whose "
+                                      "answers were rejected (kept as they are otherwise, also by a re-run)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Continue a run that was paused for review, stopped by its budget, failed, interrupted or killed."""
+    setup_logging(verbose)
+    with open_store(db) as store:
+        try:
+            run_id = run_id or store.latest_run_id()
+            store.run(run_id)
+        except StoreError as exc:
+            fail(str(exc))
+        overrides = {"max_cost": max_cost} if max_cost is not None else None
+        _execute(store, run_id, quiet, overrides, retry_failed=retry_failed)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the run is marked interrupted and can be resumed."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _execute(store: Store, run_id: str, quiet: bool, overrides: dict | None = None, retry_failed: bool = False) -> None:
+    import signal
+
+    from workflow.classify.embed import EmbeddingUnavailable
+    from workflow.llm.transports import close_transports
+    from workflow.runner import execute
+
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        outcome = execute(store, run_id, show_progress=not quiet, overrides=overrides, retry_failed=retry_failed)
+    except EmbeddingUnavailable as exc:
+        store.set_run_stage(run_id, store.run(run_id)["stage"], status="failed", error=str(exc))
+        fail(str(exc), 1)
+        return
+    except KeyboardInterrupt as exc:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM while we record the state changes nothing
+        store.set_run_stage(run_id, store.run(run_id)["stage"], status="interrupted")
+        close_transports()
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        fail(f"{what}; continue with `tnt resume {run_id}`", 143 if isinstance(exc, Terminated) else 130)
+        return
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    close_transports()
+    print_summary(store, run_id, outcome.usage)
+    colour = {"done": "green", "paused": "yellow"}.get(outcome.status, "red")
+    err.print(f"[bold {colour}]{outcome.status}:[/] {escape(redact(outcome.message) or '')}", highlight=False,
+              soft_wrap=True)
+    if outcome.status in ("stopped", "failed"):
+        err.print(f"continue with `tnt resume {run_id}`", highlight=False)
+    raise typer.Exit(EXIT[outcome.status])
+
+
+@app.command()
+def status(run_id: Optional[str] = typer.Argument(None), db: str = DB_OPT,
+           as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show each run's stage, counts, calls and cost (or one run in detail)."""
+    if not Path(db).exists():
+        fail(f"{db} does not exist; start a run with `tnt run`")
+    with open_store(db) as store:
+        if run_id:
+            try:
+                store.run(run_id)
+            except StoreError as exc:
+                fail(str(exc))
+            if as_json:
+                out.print_json(json.dumps(_run_row(store, store.run(run_id)), default=str))
+                return
+            print_summary(store, run_id)
+            return
+        rows = [_run_row(store, r) for r in store.runs()]
+        if as_json:
+            out.print_json(json.dumps(rows, default=str))
+            return
+        print_runs(rows, db)
+
+
+def print_runs(rows: list[dict], db: str) -> None:
+    """One line per run that fits 80 columns (details: `tnt status RUN`); each run's error on its own lines below."""
+    t = Table(title=f"Runs in {db}", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    t.add_column("run", no_wrap=True)
+    t.add_column("status", no_wrap=True)
+    for col in ("labels", "calls", "cost $"):
+        t.add_column(col, justify="right", no_wrap=True)
+    t.add_column("updated", no_wrap=True)
+    for r in rows:
+        calls = str(r["calls"]) + (f" ({r['rejected'] + r['failed']}!)" if r["rejected"] + r["failed"] else "")
+        t.add_row(r["run_id"], r["status"], str(r["labels"]), calls, f"{r['cost $']:.2f}", r["updated"][5:16])
+    out.print(t)
+    if any(r["rejected"] + r["failed"] for r in rows):
+        out.print("calls (n!): n calls were rejected by validation or failed; `tnt status RUN` shows which steps",
+                  highlight=False)
+    for r in rows:
+        if r["status"] != "done":
+            error = f": {escape(redact(r['error']) or '')}" if r["error"] else ""
+            out.print(f"{r['run_id']}: {r['status']} at {r['stage']}{error}", highlight=False)
+
+
+def _run_row(store: Store, run: dict) -> dict:
+    stats = store.call_stats(run["run_id"])
+    return {
+        "run_id": run["run_id"], "corpus": run["corpus"], "stage": run["stage"], "status": run["status"],
+        "summaries": len(store.summarized_ids(run["run_id"])),
+        "labels": sum(store.label_counts(run["run_id"]).values()),
+        "calls": sum(s["calls"] for s in stats), "rejected": sum(s["rejected"] for s in stats),
+        "failed": sum(s["failed"] for s in stats),
+        "cost $": round(sum(s["cost"] for s in stats), 4), "updated": str(run["updated_at"])[:19],
+        "error": run["error"] or "",
+    }
