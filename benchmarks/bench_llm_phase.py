@@ -1,6 +1,6 @@
 """How close does a real tnt run get to a provider's limits in its LLM phase, and what does the cache save?
 
-A loopback OpenAI-compatible server (workflow.llm.testserver) answers with valid JSON for each prompt (the logic
+A loopback OpenAI-compatible server (workflow.testing.testserver) answers with valid JSON for each prompt (the logic
 of the scripted `keywords` model), with a fixed latency, a token-bucket rate limit and random 500s. A real tnt run
 (`model="openai/bench"`, the server as api_base, litellm transport, concurrency 8) summarises N documents, builds
 a taxonomy and labels N other documents. Its LLM-phase wall time is compared with
@@ -36,7 +36,7 @@ SCHEMA_TO_PROMPT = {"Summary": "summarize", "ProposedTaxonomy": "propose", "Upda
 
 def responder(body: dict) -> str:
     """Valid answers per prompt, inferred from the request's json_schema name; the messages are the prompt."""
-    from workflow.llm.scripted import keywords
+    from workflow.testing.scripted import keywords
 
     fmt = (body.get("response_format") or {}).get("json_schema") or {}
     prompt = SCHEMA_TO_PROMPT.get(fmt.get("name", ""))
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from workflow.config import JobConfig
     from workflow.ingest import read_corpus
-    from workflow.llm.testserver import OpenAITestServer
+    from workflow.testing.testserver import OpenAITestServer
     from workflow.runner import execute
     from workflow.store import Store
 

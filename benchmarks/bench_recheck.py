@@ -42,7 +42,7 @@ def _draw(text: str, salt: str) -> float:
 
 def gold_rechecker(gold: dict[str, str], accuracy: float):
     """A scripted model for the recheck prompt that knows each document's gold label id (see the module doc)."""
-    from workflow.llm import scripted
+    from workflow.testing import scripted
 
     def answer(prompt_name: str, messages: list[dict], schema: dict) -> str:
         if prompt_name != "recheck":
@@ -69,7 +69,7 @@ def run_one(kind: str, args: argparse.Namespace, data: dict) -> dict:
     from workflow.config import JobConfig
     from workflow.graph.context import RunContext
     from workflow.graph.nodes.recheck import recheck
-    from workflow.llm import scripted
+    from workflow.testing import scripted
     from workflow.llm.gateway import Gateway
     from workflow.store import Label, Store, text_hash
 

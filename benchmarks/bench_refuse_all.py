@@ -1,7 +1,7 @@
 """How fast does `tnt run` stop against a server that will never answer, and what did retrying cost before?
 
 Runs `tnt run` (in-process, 20 documents, --max-attempts 4, --concurrency 8) against the loopback server's
-strict profiles (workflow/llm/testserver.py):
+strict profiles (workflow/testing/testserver.py):
 
 - `llamacpp-python` with `--structured-output json_schema`: the issue's case (llama-cpp-python's server answers a
   500 naming response_format to every request);
@@ -32,7 +32,7 @@ from typer.testing import CliRunner  # noqa: E402
 from tests.conftest import sample_rows  # noqa: E402
 from workflow.cli import app  # noqa: E402
 from workflow.llm import failfast, structured  # noqa: E402
-from workflow.llm.testserver import OpenAITestServer  # noqa: E402
+from workflow.testing.testserver import OpenAITestServer  # noqa: E402
 
 USE_CASE = "What do customers ask the bank's support bot for?"
 

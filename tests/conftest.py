@@ -10,6 +10,8 @@ import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+import workflow.testing  # noqa: E402,F401  registers the scripted/ test models with the transport registry
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "banking77_sample.jsonl"
 

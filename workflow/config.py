@@ -7,7 +7,6 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 LOCAL_MODEL = "local/smollm2"
-SCRIPTED_PREFIX = "scripted/"
 
 
 class JobConfig(BaseModel):

@@ -16,9 +16,10 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from workflow.config import LOCAL_MODEL, SCRIPTED_PREFIX, JobConfig
+from workflow.config import LOCAL_MODEL, JobConfig
 from workflow.graph.nodes.text import CHARS_PER_TOKEN, clip
 from workflow.llm.prompts import load_prompt
+from workflow.llm.registry import prefix_of
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -49,8 +50,8 @@ def _template_tokens(name: str, **values: object) -> int:
 
 
 def price(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-    """USD from litellm's price map, or None when the model is local, scripted or not in the map."""
-    if model == LOCAL_MODEL or model.startswith(("local/", SCRIPTED_PREFIX)):
+    """USD from litellm's price map, or None when the model is not litellm's (local, test models) or not in the map."""
+    if model == LOCAL_MODEL or prefix_of(model) is not None:
         return None
     import litellm
 

@@ -13,7 +13,7 @@ from workflow.ingest import IngestReport, read_corpus
 from workflow.graph.build import build_graph, open_checkpointer
 from workflow.graph.context import RunContext, RunFailed
 from workflow.llm.gateway import BudgetExceeded, Gateway, Usage
-from workflow.llm.transports import FatalModelError
+from workflow.llm.base import FatalModelError
 from workflow.store import Store
 
 

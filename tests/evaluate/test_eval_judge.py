@@ -10,8 +10,8 @@ import pytest
 from workflow.config import JobConfig
 from workflow.evaluate.judge import make_pairs, judge_run
 from workflow.ingest import read_corpus
-from workflow.llm import scripted
-from workflow.llm.scripted import register_script
+from workflow.testing import scripted
+from workflow.testing.scripted import register_script
 from workflow.runner import execute
 from workflow.store import Label, Store
 from tests.conftest import SCRIPTED_JOB

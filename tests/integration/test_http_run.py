@@ -9,8 +9,8 @@ import pytest
 from workflow.clustering import n_clusters
 from workflow.config import JobConfig
 from workflow.ingest import read_corpus
-from workflow.llm.scripted import PROMPT_OF_SCHEMA, keywords
-from workflow.llm.testserver import OpenAITestServer
+from workflow.testing.scripted import PROMPT_OF_SCHEMA, keywords
+from workflow.testing.testserver import OpenAITestServer
 from workflow.runner import execute
 from workflow.store import OTHER_ID, Store
 

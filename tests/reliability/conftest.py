@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from workflow.llm.scripted import PROMPT_OF_SCHEMA, keywords
-from workflow.llm.testserver import requested_schema
+from workflow.testing.scripted import PROMPT_OF_SCHEMA, keywords
+from workflow.testing.testserver import requested_schema
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

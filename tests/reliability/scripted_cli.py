@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from workflow.llm.scripted import keywords, register_script  # noqa: E402
+from workflow.testing.scripted import keywords, register_script  # noqa: E402
 
 _lock = threading.Lock()
 

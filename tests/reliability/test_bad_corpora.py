@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.conftest import USE_CASE, no_traceback, tnt, write_jsonl
-from workflow.llm.scripted import _taxonomy_lines, keywords, register_script
+from workflow.testing.scripted import _taxonomy_lines, keywords, register_script
 from workflow.store import Store
 
 pytestmark = pytest.mark.integration

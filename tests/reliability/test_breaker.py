@@ -13,7 +13,7 @@ import pytest
 from tests.reliability.conftest import USE_CASE, no_traceback, respond, tnt, tnt_subprocess, write_jsonl
 from tests.reliability.test_provider_faults import long_rows
 from workflow.llm import gateway
-from workflow.llm.testserver import OpenAITestServer
+from workflow.testing.testserver import OpenAITestServer
 from workflow.store import Store
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ import pytest
 from tests.reliability.conftest import (
     SCRIPTED_CLI, USE_CASE, no_traceback, respond, tnt, tnt_subprocess, write_jsonl,
 )
-from workflow.llm.testserver import OpenAITestServer
+from workflow.testing.testserver import OpenAITestServer
 from workflow.store import Store
 
 pytestmark = pytest.mark.integration

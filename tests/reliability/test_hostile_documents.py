@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.conftest import USE_CASE, no_traceback, tnt, write_jsonl
-from workflow.llm.scripted import keywords, register_script
+from workflow.testing.scripted import keywords, register_script
 from workflow.store import OTHER_ID, Store
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ import threading
 import pytest
 
 from tests.reliability.conftest import USE_CASE, no_traceback, respond, tnt, write_jsonl
-from workflow.llm.testserver import OpenAITestServer
+from workflow.testing.testserver import OpenAITestServer
 from workflow.store import OTHER_ID, Store
 
 pytestmark = pytest.mark.integration

@@ -1,5 +1,5 @@
 """Whole `tnt run`s against the loopback server's strict profiles, which refuse requests the way real servers do
-(workflow/llm/testserver.py validate_request), with provider faults on top: each finishes `done` in the mode the
+(workflow/testing/testserver.py validate_request), with provider faults on top: each finishes `done` in the mode the
 server takes, a later run starts from the recorded mode, a mode the user forces on a server that refuses it
 stops at once, and a server that refuses every mode stops the run within seconds with one line."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.reliability.conftest import USE_CASE, no_traceback, respond, tnt, write_jsonl
-from workflow.llm.testserver import OpenAITestServer
+from workflow.testing.testserver import OpenAITestServer
 from workflow.store import Store
 
 pytestmark = pytest.mark.integration

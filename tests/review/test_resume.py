@@ -1,11 +1,11 @@
 """Review edits between runs: the pause/resume cycle and re-entry after a run has finished, on scripted/keywords.
 
-Only touched documents go back to the LLM (counted via workflow.llm.scripted.calls); the classifier is retrained.
+Only touched documents go back to the LLM (counted via workflow.testing.scripted.calls); the classifier is retrained.
 """
 
 from __future__ import annotations
 
-from workflow.llm import scripted
+from workflow.testing import scripted
 from workflow.review import edits
 from workflow.runner import execute
 from workflow.store import Store

@@ -16,7 +16,7 @@ from workflow.estimate import estimate_run
 from workflow.graph.nodes import label as label_node
 from workflow.graph.nodes.active import candidate_pool
 from workflow.graph.nodes.sample import sample
-from workflow.llm import scripted
+from workflow.testing import scripted
 from workflow.runner import _context, execute
 from workflow.store import Store, text_hash
 

@@ -17,7 +17,7 @@ from workflow.graph.context import RunContext
 from workflow.graph.nodes.shortlist import shortlists
 from workflow.llm.gateway import Gateway
 from workflow.llm.responses import ProposedTaxonomy, bad_name_reason, cluster_name_model
-from workflow.llm.scripted import _between, _taxonomy_lines, keywords, register_script
+from workflow.testing.scripted import _between, _taxonomy_lines, keywords, register_script
 from workflow.runner import execute
 from workflow.store import Store
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workflow.llm import scripted
+from workflow.testing import scripted
 from workflow.runner import execute
 from workflow.store import OTHER_ID, Store
 

@@ -10,7 +10,7 @@ import pytest
 
 from workflow.classify.recheck import budget
 from workflow.cli import recheck_line
-from workflow.llm import scripted
+from workflow.testing import scripted
 from workflow.llm.responses import recheck_model
 from workflow.runner import execute
 from workflow.store import OTHER_ID, Store

@@ -13,8 +13,8 @@ from workflow.llm.failfast import FailureTracker
 from workflow.llm.gateway import Gateway, Request
 from workflow.llm.responses import Summary
 from workflow.llm.structured import MODES, is_refusal, request_params
-from workflow.llm.testserver import OpenAITestServer, requested_schema
-from workflow.llm.transports import FatalModelError
+from workflow.testing.testserver import OpenAITestServer, requested_schema
+from workflow.llm.base import FatalModelError
 from workflow.store import Store
 
 pytestmark = pytest.mark.integration

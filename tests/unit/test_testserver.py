@@ -18,7 +18,7 @@ import openai
 import pydantic
 import pytest
 
-from workflow.llm.testserver import FAULTS, OpenAITestServer, default_responder, example_from_schema
+from workflow.testing.testserver import FAULTS, OpenAITestServer, default_responder, example_from_schema
 
 MESSAGES = [{"role": "system", "content": "Classify."}, {"role": "user", "content": "The parcel arrived broken."}]
 
@@ -310,7 +310,7 @@ def test_stop_closes_the_port():
 def test_cli_prints_base_url():
     repo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     with subprocess.Popen(
-        [sys.executable, "-m", "workflow.llm.testserver", "--port", "0", "--latency", "0", "--quiet"],
+        [sys.executable, "-m", "workflow.testing.testserver", "--port", "0", "--latency", "0", "--quiet"],
         stdout=subprocess.PIPE, text=True, cwd=repo_root,
     ) as proc:
         try:

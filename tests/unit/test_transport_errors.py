@@ -7,7 +7,8 @@ import pytest
 
 litellm = pytest.importorskip("litellm")
 
-from workflow.llm.transports import FatalModelError, TransientError, classify_provider_error, http_status  # noqa: E402
+from workflow.llm.base import FatalModelError, TransientError  # noqa: E402
+from workflow.llm.litellm_transport import classify_provider_error, http_status  # noqa: E402
 
 URL = "http://127.0.0.1:9/nowhere/v1/chat/completions"
 

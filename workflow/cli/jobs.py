@@ -151,7 +151,7 @@ def _execute(store: Store, run_id: str, quiet: bool, overrides: dict | None = No
     import signal
 
     from workflow.classify.embed import EmbeddingUnavailable
-    from workflow.llm.transports import close_transports
+    from workflow.llm.registry import close_transports
     from workflow.runner import execute
 
     previous = signal.signal(signal.SIGTERM, _on_sigterm)

@@ -76,7 +76,7 @@ def eval_cmd(
         rows = evaluate_run(store, run_id, gold_field=gold, against=against, gold_parent_field=gold_parent)
         if judge_model:
             from workflow.evaluate.judge import judge_run
-            from workflow.llm.transports import FatalModelError
+            from workflow.llm.base import FatalModelError
 
             try:
                 judged = judge_run(store, run_id, judge_model, n_pairs=judge_pairs, seed=seed, api_base=api_base,

@@ -22,7 +22,8 @@ def hierarchy_cmd(
     """Group a run's final labels under at most N parents (a new taxonomy version; leaf ids do not change)."""
     from workflow.graph.nodes.hierarchy import HierarchyError, build_hierarchy
     from workflow.llm.gateway import BudgetExceeded
-    from workflow.llm.transports import FatalModelError, close_transports
+    from workflow.llm.base import FatalModelError
+    from workflow.llm.registry import close_transports
     from workflow.runner import _context
 
     setup_logging(verbose)
@@ -92,7 +93,8 @@ def update_cmd(
     from workflow.evolve.update import UpdateError, update_run
     from workflow.ingest import InputError
     from workflow.llm.gateway import BudgetExceeded
-    from workflow.llm.transports import FatalModelError, close_transports
+    from workflow.llm.base import FatalModelError
+    from workflow.llm.registry import close_transports
 
     setup_logging(verbose)
     if new_labels not in ("auto", "always", "never"):

@@ -1,7 +1,7 @@
 """The one gateway to every model: prompt -> transport -> validated pydantic object, with retries, caching,
 budget, concurrency and a row in llm_calls for every call.
 
-Transports only move bytes (litellm for providers, llama-cpp for the embedded model, a scripted model for tests);
+Transports only move bytes (litellm for providers, llama-cpp for the embedded model, test models);
 everything that must behave the same whatever the model (cache, retries, cost, logging) lives here once.
 """
 
@@ -24,7 +24,8 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from workflow.llm.failfast import FailureTracker, RejectionTracker
 from workflow.llm.prompts import load_prompt
 from workflow.llm.structured import ModeNegotiator, ModeRefused, next_mode
-from workflow.llm.transports import FatalModelError, RawResponse, TransientError, Transport, transport_for
+from workflow.llm.base import FatalModelError, RawResponse, TransientError, Transport
+from workflow.llm.registry import transport_for
 from workflow.progress import progress_bar
 from workflow.store import Store
 

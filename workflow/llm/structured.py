@@ -23,6 +23,8 @@ import re
 import threading
 from typing import Any
 
+from workflow.llm.base import FatalModelError
+
 MODES = ("json_schema", "json_object", "tools", "prompt")
 CHOICES = ("auto", *MODES)
 log = logging.getLogger(__name__)
@@ -143,8 +145,6 @@ class ModeNegotiator:
         self._lock = threading.Lock()
 
     def mode(self, model: str) -> str:
-        from workflow.llm.transports import FatalModelError
-
         with self._lock:
             if model in self._fatal:
                 raise FatalModelError(self._fatal[model])
@@ -159,8 +159,6 @@ class ModeNegotiator:
     def refused(self, model: str, refusal: ModeRefused) -> str:
         """The mode to try next after `refusal`; raises FatalModelError (one line: cause and fix) when the
         mode was chosen by the user or no mode is left."""
-        from workflow.llm.transports import FatalModelError
-
         with self._lock:
             current = self._modes.get(model)
             if current != refusal.mode:  # another thread already stepped down

@@ -1,4 +1,6 @@
-"""A deterministic model for tests and dry runs, reached through the same gateway as production models.
+"""A deterministic model for tests and dry runs, reached through the same gateway as production models: importing
+this module registers the `scripted/` prefix in workflow/llm/registry.py (an installed tnt also finds it through
+the `tnt.transports` entry point).
 
 `scripted/keywords` reads its prompt like a (very literal) model would: summaries are the first words of the
 document, taxonomy labels are the corpus's most frequent content words, and a document gets the label whose
@@ -14,7 +16,8 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 
-from workflow.llm.transports import RawResponse
+from workflow.llm import registry
+from workflow.llm.base import RawResponse
 
 Responder = Callable[[str, list[dict[str, str]], dict], str]
 
@@ -188,3 +191,11 @@ class ScriptedTransport:
 
     def context_window(self, model: str) -> int:
         return 128_000
+
+
+def transport(api_base: str | None = None) -> ScriptedTransport:
+    """The registry's factory (one instance serves every scripted model)."""
+    return ScriptedTransport()
+
+
+registry.register("scripted", transport)

@@ -1,63 +1,16 @@
-"""Transports move one chat request to a model and back. They classify failures (transient vs fatal) so the
-gateway can decide what to retry; they never retry, cache or log themselves.
-
-Model strings: `local/<name>` is the embedded GGUF model, `scripted/<name>` a deterministic test model, and
-anything else is handed to litellm (`gpt-4o-mini`, `ollama/llama3.1`, `openai/<name>` with an api_base...).
+"""The default transport: any provider litellm knows (`gpt-4o-mini`, `ollama/llama3.1`, `openai/<name>` with an
+api_base...), with provider errors sorted into transient and fatal ones for the gateway.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
+
+from workflow.llm.base import FatalModelError, RawResponse, TransientError
+from workflow.llm.structured import ModeRefused, answer_text, is_refusal, request_params
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no internet: never fetch the price map
-
-
-@dataclass
-class RawResponse:
-    text: str | None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
-    truncated: bool = False  # the answer stopped at max_tokens (finish_reason "length")
-
-
-class TransientError(Exception):
-    """Worth retrying: rate limits, timeouts, 5xx, broken bodies, empty answers."""
-
-    def __init__(self, message: str, retry_after: float | None = None, *, status: int | None = None,
-                 body: str | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-        self.status, self.body = status, body  # the HTTP answer, for telling repeated identical errors apart
-
-
-class FatalModelError(RuntimeError):
-    """Retrying cannot help (bad key, unknown model, bad request): the run stops with this message."""
-
-
-class Transport(Protocol):
-    max_concurrency: int
-
-    def complete(
-        self,
-        model: str,
-        messages: list[dict[str, str]],
-        *,
-        schema: dict,
-        schema_name: str,
-        prompt_name: str,
-        temperature: float,
-        max_tokens: int,
-        seed: int,
-        timeout: float,
-    ) -> RawResponse: ...
-
-    def estimate_cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float: ...
-
-    def context_window(self, model: str) -> int: ...
 
 
 def _retry_after(exc: Exception) -> float | None:
@@ -94,8 +47,6 @@ def classify_provider_error(model: str, exc: Exception, mode: str | None = None)
     status: llama-cpp-python answers 500), FatalModelError for what a retry cannot fix (bad key, unknown model
     or path, bad request), else TransientError (timeouts, 429, 5xx, connection errors, unparseable bodies)."""
     import litellm
-
-    from workflow.llm.structured import ModeRefused, is_refusal
 
     status = http_status(exc)
     line = _first_line(exc)
@@ -144,8 +95,6 @@ class LiteLLMTransport:
     def complete(self, model, messages, *, schema, schema_name, prompt_name, temperature, max_tokens, seed, timeout,
                  mode: str = "json_schema"):
         import litellm
-
-        from workflow.llm.structured import answer_text, request_params
 
         litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banners on stdout for each error
         messages, extra = request_params(mode, messages, schema, schema_name)
@@ -203,38 +152,3 @@ class LiteLLMTransport:
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
-
-
-_transports: dict[tuple[str, str | None], Transport] = {}
-_lock = threading.Lock()
-
-
-def transport_for(model: str, api_base: str | None = None) -> Transport:
-    """The transport for a model string (one instance per kind, so the local model loads once)."""
-    kind = model.split("/", 1)[0] if model.startswith(("local/", "scripted/")) else "litellm"
-    key = (kind, api_base if kind == "litellm" else None)
-    with _lock:
-        if key not in _transports:
-            if kind == "local":
-                from workflow.llm.local import LocalTransport
-
-                _transports[key] = LocalTransport()
-            elif kind == "scripted":
-                from workflow.llm.scripted import ScriptedTransport
-
-                _transports[key] = ScriptedTransport()
-            else:
-                _transports[key] = LiteLLMTransport(api_base)
-        return _transports[key]
-
-
-def close_transports() -> None:
-    """Free in-process models before the interpreter exits (llama.cpp torn down during shutdown otherwise
-    disturbs other extensions' cleanup)."""
-    with _lock:
-        for transport in _transports.values():
-            close = getattr(transport, "close", None)
-            if close:
-                close()
-        _transports.clear()
-

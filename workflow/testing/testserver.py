@@ -631,7 +631,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m workflow.llm.testserver``: serve until Ctrl-C, for manual runs and benchmarks."""
+    """``python -m workflow.testing.testserver``: serve until Ctrl-C, for manual runs and benchmarks."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
