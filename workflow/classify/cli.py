@@ -270,26 +270,15 @@ def export(
     overwrite: bool = typer.Option(False, help="Replace an existing artifact directory's files."),
 ) -> None:
     """Write a versioned artifact: model.skops, taxonomy.json (stable ids), metrics, manifest, model card."""
-    from workflow.classify.export import ArtifactError, classifier_from_bytes, write_artifact
+    from workflow.classify.export import ArtifactError, export_model
 
     with open_store(db) as store:
         run_id = _run_id(store, run_id)
         try:
-            row = store.model(model) if model else store.model(run_id=run_id)
-        except StoreError as exc:
+            path, model_id = export_model(store, run_id, out_dir, model_id=model, overwrite=overwrite)
+        except (ArtifactError, StoreError, ValueError) as exc:
             fail(str(exc))
-        if row["run_id"] != run_id:
-            fail(f"model {row['model_id']} belongs to run {row['run_id']}, not {run_id}")
-        from workflow.classify.loader import taxonomy_records
-
-        taxonomy = taxonomy_records(store, run_id, row["taxonomy_version"])  # leaves, then any level-2 parents
-        try:
-            path = write_artifact(out_dir, classifier_from_bytes(row["artifact"]), taxonomy=taxonomy,
-                                  embedding_model=row["embedding_model"], metrics=row["metrics"], run_id=run_id,
-                                  model_id=row["model_id"], overwrite=overwrite)
-        except (ArtifactError, ValueError) as exc:
-            fail(str(exc))
-    out.print(f"exported {row['model_id']} to {path} (model.skops, taxonomy.json, metrics.json, manifest.json, "
+    out.print(f"exported {model_id} to {path} (model.skops, taxonomy.json, metrics.json, manifest.json, "
               "README.md)", highlight=False)
 
 
@@ -302,10 +291,13 @@ def serve(
     db: str = DB_OPT,
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes it (no authentication)."),
     port: int = typer.Option(8080, min=0, max=65535),
+    max_batch_texts: int = typer.Option(256, min=1, help="Texts per embedding call when concurrent requests are "
+                                                         "batched together."),
 ) -> None:
-    """Serve a classifier over HTTP: POST /classify {"texts": [...]}, GET /health, GET /labels."""
+    """Serve a classifier over HTTP (FastAPI on uvicorn): POST /classify {"texts": [...]}, GET /health, GET /labels,
+    GET /docs. For your own deployment: uvicorn --factory workflow.classify.serve:create_app with TNT_MODEL set."""
     from workflow.classify.embed import EmbeddingUnavailable
-    from workflow.classify.serve import make_server
+    from workflow.classify.serve_uvicorn import make_server
 
     store = None if Path(model).is_dir() else open_store(db)
     try:
@@ -314,14 +306,14 @@ def serve(
         if store is not None:
             store.close()  # the model is in memory; do not hold the database lock while serving
     try:
-        server = make_server(serving, host, port)
+        server = make_server(serving, host, port, max_batch_texts=max_batch_texts)
     except EmbeddingUnavailable as exc:
         fail(str(exc), 1)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     h, p = server.server_address[:2]
-    err.print(f"serving {serving.version} on http://{h}:{p} (POST /classify, GET /health); Ctrl-C stops",
-              highlight=False)
+    err.print(f"serving {serving.version} on http://{h}:{p} (POST /classify, GET /health, GET /labels, GET /docs); "
+              "Ctrl-C stops", highlight=False)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

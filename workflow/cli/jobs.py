@@ -11,6 +11,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from workflow.api import Project, Run
 from workflow.cli.common import DB_OPT, EXIT, app, err, fail, open_store, out, setup_logging
 from workflow.cli.summary import print_summary
 from workflow.config import LOCAL_MODEL, JobConfig
@@ -73,7 +74,8 @@ def run(
     setup_logging(verbose)
     from pydantic import ValidationError
 
-    from workflow.ingest import InputError, read_corpus
+    from workflow.ingest import InputError
+    from workflow.ingest_stage import stage_corpus
     from workflow.runner import ingest
 
     try:
@@ -91,30 +93,34 @@ def run(
         field = str(first["loc"][0]) if first["loc"] else "?"
         flag = {"embedding_model": "embedder", "timeout_s": "timeout"}.get(field, field).replace("_", "-")
         fail(f"invalid option --{flag}: {first['msg']}")
+    # validate before touching the database: streamed in batches into a scratch DuckDB beside it (flat memory)
+    stage_dir = Path(db).resolve().parent if not dry_run and Path(db).resolve().parent.is_dir() else None
     try:
-        report = read_corpus(corpus, text_field, id_field)  # validate before touching the database
+        staged = stage_corpus(corpus, text_field, id_field, tmp_dir=stage_dir)
     except InputError as exc:
         fail(str(exc))
+    report = staged.report
     if dry_run:  # -- dry run (workflow/estimate.py): estimate before paying, touch no database --
         from workflow.estimate import estimate_run, print_estimate
 
-        print_estimate(estimate_run(config, [t for _, t, _ in report.records]), len(report.records), out)
+        with staged:
+            print_estimate(estimate_run(config, staged.texts()), report.n_docs, out)
         raise typer.Exit(0)
-    store = open_store(db)
-    with store:
+    with staged, open_store(db) as store:
+        project = Project(store=store)
         try:
-            name, _, added = ingest(store, corpus, corpus=corpus_name, report=report)
+            name, _, added = ingest(store, corpus, corpus=corpus_name, staged=staged)
         except StoreError as exc:
             fail(str(exc))
         err.print(
-            f"ingested {len(report.records)} documents into corpus '{name}' ({added} new)"
+            f"ingested {report.n_docs} documents into corpus '{name}' ({added} new)"
             + (f"; skipped {report.skipped_empty} empty" if report.skipped_empty else "")
             + (f"; {report.long_docs} very long documents will be cut in prompts" if report.long_docs else ""),
             highlight=False,
         )
-        run_id = store.create_run(name, config.use_case, config.model_dump())
-        err.print(f"run [bold]{run_id}[/]")
-        _execute(store, run_id, quiet)
+        job = project.new_run(name, config)
+        err.print(f"run [bold]{job.run_id}[/]")
+        _execute(job, quiet)
 
 
 @app.command()
@@ -135,8 +141,7 @@ def resume(
             store.run(run_id)
         except StoreError as exc:
             fail(str(exc))
-        overrides = {"max_cost": max_cost} if max_cost is not None else None
-        _execute(store, run_id, quiet, overrides, retry_failed=retry_failed)
+        _execute(Project(store=store).get_run(run_id), quiet, max_cost, retry_failed=retry_failed)
 
 
 class Terminated(KeyboardInterrupt):
@@ -147,37 +152,31 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-def _execute(store: Store, run_id: str, quiet: bool, overrides: dict | None = None, retry_failed: bool = False) -> None:
+def _execute(job: Run, quiet: bool, max_cost: float | None = None, retry_failed: bool = False) -> None:
+    """Run.resume with what a terminal adds: SIGTERM handled like Ctrl-C, the summary, the exit code."""
     import signal
 
     from workflow.classify.embed import EmbeddingUnavailable
-    from workflow.llm.registry import close_transports
-    from workflow.runner import execute
 
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        outcome = execute(store, run_id, show_progress=not quiet, overrides=overrides, retry_failed=retry_failed)
+        job.resume(progress=not quiet, max_cost=max_cost, retry_failed=retry_failed)
     except EmbeddingUnavailable as exc:
-        store.set_run_stage(run_id, store.run(run_id)["stage"], status="failed", error=str(exc))
         fail(str(exc), 1)
         return
-    except KeyboardInterrupt as exc:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM while we record the state changes nothing
-        store.set_run_stage(run_id, store.run(run_id)["stage"], status="interrupted")
-        close_transports()
+    except KeyboardInterrupt as exc:  # Run.resume has marked the run interrupted
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-        fail(f"{what}; continue with `tnt resume {run_id}`", 143 if isinstance(exc, Terminated) else 130)
+        fail(f"{what}; continue with `tnt resume {job.run_id}`", 143 if isinstance(exc, Terminated) else 130)
         return
     finally:
         signal.signal(signal.SIGTERM, previous)
-    close_transports()
-    print_summary(store, run_id, outcome.usage)
-    colour = {"done": "green", "paused": "yellow"}.get(outcome.status, "red")
-    err.print(f"[bold {colour}]{outcome.status}:[/] {escape(redact(outcome.message) or '')}", highlight=False,
-              soft_wrap=True)
-    if outcome.status in ("stopped", "failed"):
-        err.print(f"continue with `tnt resume {run_id}`", highlight=False)
-    raise typer.Exit(EXIT[outcome.status])
+    print_summary(job.store, job.run_id, job.usage)
+    status = job.status
+    colour = {"done": "green", "paused": "yellow"}.get(status, "red")
+    err.print(f"[bold {colour}]{status}:[/] {escape(redact(job.message) or '')}", highlight=False, soft_wrap=True)
+    if status in ("stopped", "failed"):
+        err.print(f"continue with `tnt resume {job.run_id}`", highlight=False)
+    raise typer.Exit(EXIT.get(status, 1))
 
 
 @app.command()

@@ -13,17 +13,6 @@ from rich.table import Table
 from workflow.cli.common import DB_OPT, app, err, fail, open_store, out
 from workflow.store import StoreError
 
-# Shown first, in this order; anything else follows alphabetically.
-ORDER = [
-    "coverage", "taxonomy_size", "label_name_words_mean", "label_description_words_mean",
-    "gold_llm_harmonic_purity", "gold_llm_ari", "gold_llm_nmi", "gold_llm_hungarian_accuracy",
-    "gold_classifier_harmonic_purity", "gold_classifier_ari", "gold_classifier_nmi",
-    "gold_classifier_hungarian_accuracy", "gold_llm_l2_harmonic_purity", "gold_llm_l2_ari", "gold_llm_l2_nmi",
-    "gold_llm_l2_hungarian_accuracy", "gold_classifier_l2_harmonic_purity", "gold_classifier_l2_ari",
-    "gold_classifier_l2_nmi", "gold_classifier_l2_hungarian_accuracy", "classifier_vs_llm_accuracy", "classifier_vs_llm_macro_f1",
-    "classifier_vs_llm_kappa", "stability_ari", "stability_nmi", "stability_classifier_ari",
-    "judge_label_accuracy", "judge_label_relevance", "judge_taxonomy_quality",
-]
 _NOTE_KEYS = ("n", "against", "docs", "calls", "prompt_tokens", "completion_tokens", "tokens_per_doc", "cost_per_doc",
               "purity", "inverse_purity", "n_labels", "n_gold_classes", "share_relevant", "distinctness",
               "specificity", "coverage", "failed", "model", "max", "median")
@@ -37,11 +26,6 @@ def _note(details: dict) -> str:
             continue
         parts.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
     return ", ".join(parts)
-
-
-def _sorted(rows: list[tuple[str, float | None, dict]]) -> list[tuple[str, float | None, dict]]:
-    rank = {m: i for i, m in enumerate(ORDER)}
-    return sorted(rows, key=lambda r: (rank.get(r[0], len(ORDER)), r[0]))
 
 
 @app.command("eval")
@@ -61,7 +45,7 @@ def eval_cmd(
                                                     "JSON: auto|json_schema|json_object|tools|prompt (default: the run's)."),
 ) -> None:
     """Evaluate a run against gold labels, its classifier and (optionally) an LLM judge."""
-    from workflow.evaluate.report import classifier_gap, evaluate_run
+    from workflow.evaluate.report import classifier_gap, evaluate_and_save
 
     if not Path(db).exists():
         fail(f"{db} does not exist; start a run with `tnt run`")
@@ -73,7 +57,7 @@ def eval_cmd(
                 store.run(against)
         except StoreError as exc:
             fail(str(exc))
-        rows = evaluate_run(store, run_id, gold_field=gold, against=against, gold_parent_field=gold_parent)
+        judged: dict[str, dict] = {}
         if judge_model:
             from workflow.evaluate.judge import judge_run
             from workflow.llm.base import FatalModelError
@@ -83,11 +67,10 @@ def eval_cmd(
                                    structured_output=structured_output)
             except (FatalModelError, ValueError) as exc:
                 fail(f"judge model {judge_model}: {exc}", 1)
-            rows += [(m, d.pop("value"), d) for m, d in judged.items()]
+        rows = evaluate_and_save(store, run_id, gold_field=gold, against=against, gold_parent_field=gold_parent,
+                                 judged=judged)
         if not rows:
             fail(f"run '{run_id}' has nothing to evaluate yet (no labels, taxonomy or model calls)")
-        rows = _sorted(rows)
-        store.save_eval_results(run_id, rows)
         gap = classifier_gap(store, run_id)
 
     if gap:

@@ -12,6 +12,18 @@ from collections import defaultdict
 from workflow.evaluate import metrics as M
 from workflow.store import Store, StoreError
 
+# Shown first, in this order; anything else follows alphabetically.
+ORDER = [
+    "coverage", "taxonomy_size", "label_name_words_mean", "label_description_words_mean",
+    "gold_llm_harmonic_purity", "gold_llm_ari", "gold_llm_nmi", "gold_llm_hungarian_accuracy",
+    "gold_classifier_harmonic_purity", "gold_classifier_ari", "gold_classifier_nmi",
+    "gold_classifier_hungarian_accuracy", "gold_llm_l2_harmonic_purity", "gold_llm_l2_ari", "gold_llm_l2_nmi",
+    "gold_llm_l2_hungarian_accuracy", "gold_classifier_l2_harmonic_purity", "gold_classifier_l2_ari",
+    "gold_classifier_l2_nmi", "gold_classifier_l2_hungarian_accuracy", "classifier_vs_llm_accuracy", "classifier_vs_llm_macro_f1",
+    "classifier_vs_llm_kappa", "stability_ari", "stability_nmi", "stability_classifier_ari",
+    "judge_label_accuracy", "judge_label_relevance", "judge_taxonomy_quality",
+]
+
 Row = tuple[str, float | None, dict]
 
 
@@ -126,3 +138,17 @@ def evaluate_run(store: Store, run_id: str, *, gold_field: str | None = "label",
 
     rows += usage_rows(store, run_id)
     return rows
+
+
+def evaluate_and_save(store: Store, run_id: str, *, gold_field: str | None = "label", against: str | None = None,
+                      gold_parent_field: str | None = None, judged: dict[str, dict] | None = None) -> list[Row]:
+    """`evaluate_run` plus any LLM-judge figures, in report order, saved as the run's latest evaluation: what
+    `tnt eval` and ``Run.evaluate`` both do. Empty (nothing saved) when the run has nothing to evaluate yet."""
+    rows = evaluate_run(store, run_id, gold_field=gold_field, against=against, gold_parent_field=gold_parent_field)
+    rows += [(m, d.pop("value"), d) for m, d in (judged or {}).items()]
+    if rows:
+        rank = {m: i for i, m in enumerate(ORDER)}
+        rows = sorted(rows, key=lambda r: (rank.get(r[0], len(ORDER)), r[0]))
+        store.save_eval_results(run_id, rows)
+    return rows
+

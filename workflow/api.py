@@ -1,0 +1,393 @@
+"""The public Python API: a project (one DuckDB file), its runs, and their classifiers.
+
+The ``tnt`` CLI is a thin layer over these objects; a notebook needs nothing else (no SQL, no internal module)::
+
+    import workflow as tnt
+
+    project = tnt.Project("tnt.duckdb")                       # or tnt.Project() for a throwaway temp file
+    run = project.run(texts, use_case="What do customers ask the support bot for?")
+    run.taxonomy()                                            # labels: ids, names, descriptions, parents
+    run.classifier().predict(["where is my new card?"])       # scikit-learn style, on texts
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from workflow.classifier import TextClassifier
+from workflow.config import JobConfig
+from workflow.ingest import IngestReport, InputError, read_corpus
+from workflow.store import OTHER_ID, OTHER_NAME, Store, StoreError
+
+
+
+class RunError(RuntimeError):
+    """A run cannot do what was asked (no classifier yet, nothing to review); the message says what to do."""
+
+
+# --------------------------------------------------------------------------------------------- corpus input
+
+
+def _is_path(corpus: Any) -> bool:
+    return isinstance(corpus, (str, os.PathLike))
+
+
+@contextmanager
+def corpus_source(corpus: Any, text_field: str = "text", id_field: str | None = "id") -> Iterator[tuple[str, str]]:
+    """A path ingest can read for any corpus the API accepts: a path as it is; texts, a DataFrame or an Arrow
+    table written to a temporary Parquet file, so they pass the very same validation (empty texts, duplicate
+    ids, missing fields) as a file on the command line. Yields (source, default corpus name)."""
+    if _is_path(corpus):
+        yield str(corpus), Path(str(corpus).split(":")[0]).stem
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if isinstance(corpus, pd.DataFrame):
+        if text_field not in corpus.columns:
+            raise InputError(f"the DataFrame has no '{text_field}' column (columns: {', '.join(map(str, corpus.columns))}); "
+                             "pass text_field=")
+        table = pa.Table.from_pandas(corpus, preserve_index=False)
+    elif isinstance(corpus, pa.Table):
+        table = corpus
+    else:
+        texts = list(corpus)
+        if texts and not all(isinstance(t, str) for t in texts):
+            raise InputError("texts must be strings (or pass a DataFrame with a text column)")
+        table = pa.table({text_field: pa.array(texts, type=pa.string())})
+    digest = hashlib.sha256()
+    for col in table.columns:
+        digest.update(str(col.to_pylist()[:1000]).encode())  # a stable default name for the same data
+    with tempfile.TemporaryDirectory(prefix="tnt-corpus-") as tmp:
+        path = Path(tmp) / "corpus.parquet"
+        pq.write_table(table, path)
+        yield str(path), f"corpus-{digest.hexdigest()[:8]}"
+
+
+# --------------------------------------------------------------------------------------------- project
+
+
+class Project:
+    """One DuckDB file holding corpora, runs, model calls, taxonomies, labels and classifiers.
+
+    ``Project()`` works in a temporary directory (gone with the process); ``Project("tnt.duckdb")`` is the file the
+    CLI uses, so a run started in a notebook can be continued with ``tnt resume`` and the other way round.
+    Close it (or use ``with``) to release the file for other processes.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = "tnt.duckdb", *, store: Store | None = None):
+        if store is not None:
+            self.store = store
+        else:
+            if path is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="tnt-")
+                path = Path(self._tmp.name) / "tnt.duckdb"
+            self.store = Store(path)
+        self.path = self.store.path
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Project({self.path!r})"
+
+    # -- runs ------------------------------------------------------------------------------------------------
+
+    def run(self, corpus: Any, use_case: str | None = None, *, config: JobConfig | None = None,
+            text_field: str = "text", id_field: str | None = "id", corpus_name: str | None = None,
+            progress: bool = True, **options: Any) -> Run:
+        """Ingest ``corpus`` and run the whole job on it (``tnt run``): taxonomy, labels, classifier, predictions.
+
+        ``corpus``: a JSONL/CSV/Parquet path or ``file.duckdb:table``, a list of texts, or a pandas DataFrame /
+        Arrow table with a ``text_field`` column (and optionally ``id_field``; other columns are kept as metadata,
+        e.g. gold labels for ``Run.evaluate``). Options are :class:`workflow.config.JobConfig` fields
+        (``model="gpt-4o-mini"``, ``max_labels=12``, ``taxonomy_sample=400`` ...), or pass ``config=`` whole.
+
+        Returns the run when it has finished, paused for review (``auto_approve=False``), stopped at its budget or
+        failed: check ``run.status`` and ``run.message``. Interrupting (Ctrl-C / kernel interrupt) marks the run
+        interrupted; ``run.resume()`` continues it.
+        """
+        config = make_config(config, use_case, options)
+        with corpus_source(corpus, text_field, id_field) as (source, default_name):
+            report = read_corpus(source, text_field, id_field)
+            name, _ = self.ingest(report, corpus_name or default_name)
+        run = self.new_run(name, config)
+        return run.resume(progress=progress)
+
+    def ingest(self, report: IngestReport, name: str) -> tuple[str, int]:
+        """Store a read corpus under ``name``; returns (name, documents not stored before)."""
+        added, _ = self.store.insert_documents(name, report.records)
+        return name, added
+
+    def new_run(self, corpus_name: str, config: JobConfig) -> Run:
+        """A run of ``config`` on a stored corpus, created but not started (``Run.resume`` starts it)."""
+        return Run(self, self.store.create_run(corpus_name, config.use_case, config.model_dump()))
+
+    def get_run(self, run_id: str | None = None) -> Run:
+        """A run by id, or the latest one."""
+        run_id = run_id or self.store.latest_run_id()
+        self.store.run(run_id)  # StoreError with the known ids when it does not exist
+        return Run(self, run_id)
+
+    def runs(self) -> pd.DataFrame:
+        """Every run: id, corpus, use case, status, stage, error, created and updated times."""
+        rows = self.store.runs()
+        cols = ["run_id", "corpus", "use_case", "status", "stage", "error", "created_at", "updated_at"]
+        return pd.DataFrame([{c: r[c] for c in cols} for r in rows], columns=cols)
+
+
+def make_config(config: JobConfig | None, use_case: str | None, options: dict[str, Any]) -> JobConfig:
+    """One validated config from either a JobConfig or keyword options (never both)."""
+    if config is not None:
+        if options or use_case:
+            raise TypeError("pass either config= or use_case= and options, not both")
+        return config
+    if not use_case:
+        raise TypeError("use_case is required: what is the taxonomy for?")
+    return JobConfig(use_case=use_case, **options)
+
+
+# --------------------------------------------------------------------------------------------- run
+
+
+@dataclass
+class ReviewSession:
+    """A review page served from a background thread (``Run.review``); ``stop()`` ends it."""
+
+    url: str
+    _server: Any
+    _thread: threading.Thread
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def _repr_html_(self) -> str:
+        return f'<a href="{self.url}" target="_blank">review page: {self.url}</a>'
+
+
+class Run:
+    """One taxonomy job: its status, taxonomy, labels, classifier and predictions, all read from the project."""
+
+    def __init__(self, project: Project, run_id: str):
+        self.project = project
+        self.run_id = run_id
+        self.usage: Any = None  # of the last resume() in this process: calls, tokens, cost, cached
+        self._message: str | None = None
+
+    @property
+    def store(self) -> Store:
+        return self.project.store
+
+    def __repr__(self) -> str:
+        return f"Run({self.run_id!r}, status={self.status!r}, stage={self._row['stage']!r})"
+
+    @property
+    def _row(self) -> Any:
+        return self.store.run(self.run_id)
+
+    @property
+    def status(self) -> str:
+        """running | paused | done | stopped | failed | interrupted."""
+        return self._row["status"]
+
+    @property
+    def message(self) -> str:
+        """What the last step said: why the run paused, stopped or failed, or 'finished'."""
+        return self._message or self._row["error"] or self._row["status"]
+
+    @property
+    def config(self) -> JobConfig:
+        return JobConfig.model_validate(self._row["config"])
+
+    # -- running --------------------------------------------------------------------------------------------
+
+    def resume(self, *, progress: bool = True, max_cost: float | None = None, retry_failed: bool = False) -> Run:
+        """Run (or continue) the job until it finishes, pauses for review, stops at its budget or fails
+        (``tnt resume``). ``max_cost`` raises the budget; ``retry_failed`` asks failed and rejected calls again."""
+        from workflow.runner import execute
+
+        overrides = {"max_cost": max_cost} if max_cost is not None else None
+        try:
+            outcome = execute(self.store, self.run_id, show_progress=progress, overrides=overrides,
+                              retry_failed=retry_failed)
+        except KeyboardInterrupt:
+            self.store.set_run_stage(self.run_id, self._row["stage"], status="interrupted")
+            raise
+        except Exception as exc:  # e.g. no embedder: the run must not stay 'running'
+            from workflow.classify.embed import EmbeddingUnavailable
+
+            if isinstance(exc, EmbeddingUnavailable):
+                self.store.set_run_stage(self.run_id, self._row["stage"], status="failed", error=str(exc))
+            raise
+        finally:
+            from workflow.llm.registry import close_transports
+
+            close_transports()
+        self.usage, self._message = outcome.usage, outcome.message
+        return self
+
+    # -- results --------------------------------------------------------------------------------------------
+
+    def taxonomy(self, version: int | None = None) -> pd.DataFrame:
+        """The labels (latest version by default): label_id, name, description, parent_id, plus the parents of a
+        two-level taxonomy as rows with level 2. Label ids are stable across versions and edits."""
+        from workflow.classify.loader import taxonomy_records
+
+        latest = self.store.taxonomy(self.run_id)[0]
+        if not latest:
+            return pd.DataFrame(columns=["label_id", "name", "description", "parent_id", "level"])
+        frame = pd.DataFrame(taxonomy_records(self.store, self.run_id, version or latest))
+        for col in ("parent_id", "level"):
+            if col not in frame:
+                frame[col] = None
+        frame["level"] = frame["level"].fillna(1).astype(int)
+        return frame[["label_id", "name", "description", "parent_id", "level"]]
+
+    def taxonomy_versions(self) -> pd.DataFrame:
+        """Every saved version: version, stage (propose, update, review, human edits...), batch, rating, notes."""
+        return pd.DataFrame(self.store.taxonomy_versions(self.run_id),
+                            columns=["version", "stage", "batch", "rating", "notes"])
+
+    def _names(self) -> dict[str, str]:
+        names = {lb.label_id: lb.name for lb in self.store.taxonomy(self.run_id)[1]}
+        names[OTHER_ID] = OTHER_NAME
+        return names
+
+    def labels(self) -> pd.DataFrame:
+        """The labels the classifier learns from, one row per labeled document: doc_id, text, label_id, label,
+        source (llm: the model's label; nearest: the nearest label by embedding, the embedded model's teacher;
+        recheck: the model's second answer; human: a correction on the review page), confidence."""
+        frame = self.store.teacher_labels(self.run_id)
+        if self.config.label_teacher() == "nearest":
+            frame.loc[frame["source"] == "llm", "source"] = "nearest"
+        return self._named(frame)
+
+    def predictions(self) -> pd.DataFrame:
+        """The classifier's label for every document of the run's corpus (a human correction wins): doc_id, text,
+        label_id, label, source (classifier | human), confidence (the probability; 1 for a human label), uncertain.
+        Empty until the run has a classifier."""
+        model = self.store.latest_model(self.run_id)
+        if model is None:
+            return self._named(pd.DataFrame(columns=["doc_id", "text", "label_id", "source", "confidence",
+                                                     "uncertain"]))
+        return self._named(self.store.final_labels(self.run_id, model["model_id"]))
+
+    def _named(self, frame: pd.DataFrame) -> pd.DataFrame:
+        names = self._names()
+        frame.insert(frame.columns.get_loc("label_id") + 1, "label",
+                     [names.get(x, x) for x in frame["label_id"]])
+        return frame.reset_index(drop=True)
+
+    def label_counts(self) -> pd.DataFrame:
+        """Per label: teacher labels on the labeled sample and classifier predictions on the corpus, with Other."""
+        tax = self.taxonomy()
+        leaves = tax[tax["level"] == 1]
+        teacher = self.labels()["label_id"].value_counts()
+        predicted = self.predictions()["label_id"].value_counts()
+        rows = [(lid, name, int(teacher.get(lid, 0)), int(predicted.get(lid, 0)))
+                for lid, name in [*zip(leaves["label_id"], leaves["name"]), (OTHER_ID, OTHER_NAME)]]
+        return pd.DataFrame(rows, columns=["label_id", "label", "teacher", "classifier"])
+
+    def coverage(self) -> float:
+        """Share of the labeled sample the teacher put under a real label (not Other)."""
+        labels = self.labels()
+        return float((labels["label_id"] != OTHER_ID).mean()) if len(labels) else 0.0
+
+    def metrics(self) -> dict:
+        """The latest classifier's held-out figures against the teacher labels (accuracy, macro_f1, cohen_kappa,
+        n_train, n_test, per-label and calibration details); empty without a classifier."""
+        model = self.store.latest_model(self.run_id)
+        return dict(model["metrics"]) if model else {}
+
+    def calls(self) -> pd.DataFrame:
+        """Model calls this run made, per step and model: calls, ok (valid), rejected, failed, prompt_tokens,
+        completion_tokens, cost, latency_s. Answers from the cache are not calls (``run.usage.cached``)."""
+        cols = ["step", "model", "calls", "ok", "rejected", "failed", "prompt_tokens", "completion_tokens", "cost",
+                "latency_s"]
+        return pd.DataFrame(self.store.call_stats(self.run_id), columns=cols)
+
+    def classifier(self) -> TextClassifier:
+        """The run's latest classifier as a scikit-learn-style estimator on texts."""
+        from workflow.classify.loader import from_store
+
+        if self.store.latest_model(self.run_id) is None:
+            raise RunError(f"run {self.run_id} has no classifier yet (status {self.status}: {self.message})")
+        return TextClassifier(from_store(self.store, self.run_id))
+
+    # -- after the run --------------------------------------------------------------------------------------
+
+    def export(self, out_dir: str | os.PathLike[str], *, model_id: str | None = None,
+               overwrite: bool = False) -> Path:
+        """Write the classifier as a versioned artifact (model.skops, taxonomy.json, metrics, manifest, model
+        card) that ``load_classifier`` and ``tnt predict`` read without a database."""
+        from workflow.classify.export import export_model
+
+        return export_model(self.store, self.run_id, Path(out_dir), model_id=model_id, overwrite=overwrite)[0]
+
+    def evaluate(self, gold: str | None = "label", *, against: str | None = None,
+                 gold_parent: str | None = None) -> pd.DataFrame:
+        """Metrics of the run (``tnt eval``): against gold labels kept in the corpus field ``gold`` (e.g. a
+        DataFrame column), the classifier's agreement with the teacher, cost, and stability ``against`` another
+        run. Saved in the project too."""
+        from workflow.evaluate.report import evaluate_and_save
+
+        rows = evaluate_and_save(self.store, self.run_id, gold_field=gold, against=against,
+                                 gold_parent_field=gold_parent)
+        return pd.DataFrame([{"metric": m, "value": v, "details": d} for m, v, d in rows],
+                            columns=["metric", "value", "details"])
+
+    def update(self, corpus: Any, *, text_field: str = "text", id_field: str | None = "id", progress: bool = True,
+               **options: Any) -> dict:
+        """Classify new documents, measure drift, add labels for what the taxonomy misses, retrain (``tnt
+        update``). Options: label_budget, proposal_sample, refresh_per_label, max_new_labels, new_labels
+        ('auto' | 'always' | 'never'), review. Returns the update's report."""
+        from workflow.evolve.update import update_run
+        from workflow.llm.registry import close_transports
+
+        with corpus_source(corpus, text_field, id_field) as (source, _):
+            try:
+                return update_run(self.store, self.run_id, source, text_field=text_field, id_field=id_field,
+                                  show_progress=progress, **options)
+            finally:
+                close_transports()
+
+    def review(self, *, host: str = "127.0.0.1", port: int = 0, reviewer: str | None = None,
+               open_browser: bool = False) -> ReviewSession:
+        """Serve the review page (rename, merge, split, add, delete labels; correct documents) from a background
+        thread; returns its URL. Continue with ``run.resume()`` after editing; ``stop()`` ends the page."""
+        from workflow.review.edits import default_reviewer
+        from workflow.review.server import ReviewApp, make_server, url_of
+
+        if not self.store.taxonomy(self.run_id)[1]:
+            raise RunError(f"run {self.run_id} has no taxonomy yet; wait until it pauses for review or finishes")
+        server = make_server(ReviewApp(self.project.path, self.run_id, reviewer or default_reviewer()), host, port)
+        thread = threading.Thread(target=server.serve_forever, name=f"review-{self.run_id}", daemon=True)
+        thread.start()
+        session = ReviewSession(url_of(server), server, thread)
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(session.url)
+        return session
+
+
+__all__ = ["Project", "ReviewSession", "Run", "RunError", "StoreError", "InputError", "corpus_source",
+           "make_config"]
