@@ -16,7 +16,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no internet: ne
 def _retry_after(exc: Exception) -> float | None:
     """Seconds the provider asks us to wait. litellm keeps the real response headers in
     `litellm_response_headers` (its `response` is a stand-in without them); `retry-after-ms` is the precise form."""
-    for headers in (getattr(exc, "litellm_response_headers", None), getattr(getattr(exc, "response", None), "headers", None)):
+    response = getattr(exc, "response", None)
+    for headers in (getattr(exc, "litellm_response_headers", None), getattr(response, "headers", None)):
         if not headers:
             continue
         try:

@@ -16,12 +16,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from workflow.cores import compute_slot, usable_cores
-from workflow.llm.local_worker import N_CTX
 from workflow.llm.base import FatalModelError, RawResponse, TransientError
+from workflow.llm.local_worker import N_CTX
 
 TESTED_LLAMA_CPP = "0.3.36"  # pyproject.toml pins it; README says so
 

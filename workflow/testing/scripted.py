@@ -86,7 +86,8 @@ def keywords(prompt_name: str, messages: list[dict[str, str]], schema: dict) -> 
                 break
             if word not in taken:
                 taken.add(word)
-                labels.append({"id": None, "name": f"{word.capitalize()} requests", "description": f"Documents about {word}."})
+                labels.append({"id": None, "name": f"{word.capitalize()} requests",
+                               "description": f"Documents about {word}."})
         if len(labels) < 2:
             labels += [{"id": None, "name": "Account questions", "description": "Documents about accounts."}]
             labels += [{"id": None, "name": "Card questions", "description": "Documents about cards."}]
@@ -125,9 +126,8 @@ def keywords(prompt_name: str, messages: list[dict[str, str]], schema: dict) -> 
         doc = set(_words(_between(user, "document")))
         for label_id, name in _taxonomy_lines(user):
             if name.split()[0].lower() in doc:
-                return json.dumps(
-                    {"label_id": label_id, "label_name": name, "rationale": "Mentions the keyword.", "confidence": "high"}
-                )
+                return json.dumps({"label_id": label_id, "label_name": name, "rationale": "Mentions the keyword.",
+                                   "confidence": "high"})
         return json.dumps({"label_id": "other", "label_name": "Other", "rationale": "No keyword.", "confidence": "low"})
     if prompt_name == "recheck":
         return json.dumps(recheck_choice(user, lambda i, n, doc: n.split()[0].lower() in doc))

@@ -24,8 +24,9 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["FAULTS", "PROFILES", "OpenAITestServer", "default_responder", "example_from_schema",
            "requested_schema", "validate_request"]
