@@ -54,3 +54,30 @@ def review(
         err.print("stopped", highlight=False)
     finally:
         server.server_close()
+
+
+@app.command()
+def report(
+    run_id: Optional[str] = typer.Argument(None, help="Run to report on (default: the latest)."),
+    out: Path = typer.Option(Path("report.html"), "--out", "-o", help="HTML file to write."),
+    db: str = DB_OPT,
+    time_field: Optional[str] = typer.Option(None, "--time-field", help="Document field holding dates, for label "
+                                             "share over time (default: the run's --time-field)."),
+    map_points: int = typer.Option(2000, "--map-points", min=10, max=20000, help="Documents sampled onto the map."),
+) -> None:
+    """Write one self-contained HTML report of a run: taxonomy, map, charts, coverage, evaluation, model card."""
+    from workflow.review.report import write_report
+
+    if not Path(db).exists():
+        fail(f"{db} does not exist; start a run with `tnt run`")
+    if out.is_dir():
+        fail(f"--out {out} is a directory; name the HTML file to write")
+    with open_store(db) as store:
+        try:
+            run_id = run_id or store.latest_run_id()
+            path = write_report(store, run_id, out, map_points=map_points, time_field=time_field)
+        except StoreError as exc:
+            fail(str(exc))
+        except OSError as exc:
+            fail(f"cannot write {out}: {exc.strerror or exc}")
+    err.print(f"wrote [bold]{path}[/] for run {run_id}", highlight=False)

@@ -14,6 +14,7 @@ is required and must be 0..MAX_BODY, or the request is refused unread), the time
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 import threading
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from workflow.httplimits import IDLE_TIMEOUT_S, REQUEST_TIMEOUT_S, LimitedHandler, LimitedServer
 from workflow.review import edits
 from workflow.review.edits import ReviewError
+from workflow.review.insight import InsightCache
 from workflow.review.view import EmbedFn, QueueCache, build_view, default_embed
 from workflow.store import Store, StoreError
 
@@ -46,6 +48,7 @@ class ReviewApp:
         self.csrf = secrets.token_urlsafe(32)
         self.embed = embed
         self.cache = QueueCache()
+        self.pictures = InsightCache()
         self.flash: tuple[str, str] | None = None  # (kind, text), shown once
         self.lock = threading.Lock()  # one request at a time touches the database
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
@@ -59,7 +62,7 @@ class ReviewApp:
 
     def render(self) -> str:
         with self.lock, Store(self.db_path) as store:
-            view = build_view(store, self.run_id, self._embedder(store), self.cache)
+            view = build_view(store, self.run_id, self._embedder(store), self.cache, self.pictures)
         flash, self.flash = self.flash, None
         return self.env.get_template("page.html").render(
             **view, csrf=self.csrf, css=self.css, flash=flash, reviewer=self.reviewer
@@ -90,7 +93,10 @@ class ReviewApp:
         except KeyError as exc:
             raise ReviewError(f"missing form field {exc}") from None
         self.flash = ("ok", _DONE.get(action, "saved"))
-        return {"correct": "#queue", "add": "#taxonomy"}.get(action, f"#label-{form.get('label_id', '')}")
+        anchor = {"correct": "#queue", "add": "#taxonomy"}.get(action, f"#label-{form.get('label_id', '')}")
+        if action == "correct" and form.get("from"):  # moved from a label's examples: back to that label
+            anchor = f"#label-{form['from']}"
+        return anchor if re.fullmatch(r"#[\w-]*", anchor) else "#taxonomy"  # ids only: it goes into a header
 
 
 _DONE = {"rename": "Label renamed.", "describe": "Description saved.", "merge": "Labels merged.",

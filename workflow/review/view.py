@@ -15,6 +15,7 @@ import numpy as np
 
 from workflow.classify.mislabel import rank_suspects
 from workflow.clustering import min_docs
+from workflow.review.insight import InsightCache, insight
 from workflow.llm.responses import injected_name_reason, instruction_reason, name_support
 from workflow.store import OTHER_ID, OTHER_NAME, Label, Store
 
@@ -24,6 +25,13 @@ EXAMPLES_PER_LABEL = 4
 QUEUE_SIZE = 12
 PALETTE = ["#4f46e5", "#0891b2", "#059669", "#d97706", "#db2777", "#7c3aed", "#2563eb", "#65a30d", "#dc2626",
            "#0d9488", "#c026d3", "#ea580c"]
+
+
+def colour_of(i: int, n: int) -> str:
+    """The palette for up to its length; beyond, hues spread by the golden angle so 77 labels stay apart."""
+    if n <= len(PALETTE):
+        return PALETTE[i % len(PALETTE)]
+    return f"hsl({(i * 137.508) % 360:.0f}, {62 + 14 * (i % 2)}%, {40 + 10 * (i % 3)}%)"
 
 
 def default_embed(model: str) -> EmbedFn:
@@ -173,7 +181,8 @@ def mislabel_queue(store: Store, run_id: str, docs: list[dict], embed: EmbedFn, 
         return items, error
 
 
-def build_view(store: Store, run_id: str, embed: EmbedFn | None, cache: QueueCache) -> dict:
+def build_view(store: Store, run_id: str, embed: EmbedFn | None, cache: QueueCache,
+               pictures: InsightCache | None = None) -> dict:
     """Everything the page template needs for one run."""
     run = store.run(run_id)
     version, labels = store.taxonomy(run_id)
@@ -184,7 +193,7 @@ def build_view(store: Store, run_id: str, embed: EmbedFn | None, cache: QueueCac
     clf_counts = store.prediction_counts(model["model_id"]) if model else {}
 
     names = {lb.label_id: lb.name for lb in labels} | {OTHER_ID: OTHER_NAME}
-    colours = {lb.label_id: PALETTE[i % len(PALETTE)] for i, lb in enumerate(labels)} | {OTHER_ID: "#64748b"}
+    colours = {lb.label_id: colour_of(i, len(labels)) for i, lb in enumerate(labels)} | {OTHER_ID: "#64748b"}
     examples: dict[str, list[dict]] = defaultdict(list)
     ok_docs = [d for d in docs if d["status"] == "ok"]
     for d in sorted(ok_docs, key=lambda d: (-(d["confidence"] or 0), d["doc_id"])):
@@ -231,6 +240,7 @@ def build_view(store: Store, run_id: str, embed: EmbedFn | None, cache: QueueCac
         queue, queue_error = mislabel_queue(store, run_id, docs, embed, cache, seed=run["config"].get("seed", 0))
     todo = set(store.sample(run_id, 2)) - set(store.assignments(run_id, "llm", taxonomy_version=version))
     return {
+        "insight": insight(store, run_id, labels, colours, names, embed, cache=pictures),
         "run": run, "version": version, "cards": cards, "other": other, "groups": groups, "parents": parents, "names": names, "colours": colours,
         "label_options": [(lb.label_id, lb.name) for lb in labels] + [(OTHER_ID, OTHER_NAME)],
         "history": history, "reviews": list(reversed(reviews)), "queue": queue, "queue_error": queue_error,
