@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from langgraph.types import Command
 
 from pathlib import Path
 
 from workflow.config import JobConfig
-from workflow.ingest import IngestReport, read_corpus
+from workflow.ingest import IngestReport
+from workflow.ingest_stage import StagedCorpus, ingest_stream, insert_staged
 from workflow.graph.build import build_graph, open_checkpointer
 from workflow.graph.context import RunContext, RunFailed
 from workflow.llm.gateway import BudgetExceeded, Gateway, Usage
@@ -25,13 +27,23 @@ class Outcome:
     usage: Usage
 
 
-def ingest(store: Store, source: str, *, text_field: str = "text", id_field: str | None = "id",
-           corpus: str | None = None, report: IngestReport | None = None) -> tuple[str, IngestReport, int]:
-    """Read a corpus into the store under a name (default: the file's stem); returns (name, report, new docs).
-    Pass `report` when the corpus was already read (and validated) to avoid reading it twice."""
-    report = report or read_corpus(source, text_field, id_field)
-    name = corpus or Path(source.split(":")[0]).stem
-    added, _ = store.insert_documents(name, report.records)
+def ingest(store: Store, source: Any, *, text_field: str = "text", id_field: str | None = "id",
+           corpus: str | None = None, report: IngestReport | None = None,
+           staged: StagedCorpus | None = None) -> tuple[str, IngestReport, int]:
+    """Read a corpus into the store under a name; returns (name, report, new docs).
+
+    ``source``: a file path (.jsonl/.csv/.parquet) or ``file.duckdb:table``, a pandas DataFrame, or an iterable of
+    texts or dicts. It streams into DuckDB in batches (memory stays flat with the corpus size); the name defaults
+    to the file's stem, or "records" for in-memory data. Pass ``report`` (read_corpus's records) or ``staged``
+    (stage_corpus's result, e.g. validated before the database was opened) to avoid reading the corpus twice."""
+    name = corpus or (Path(str(source).split(":")[0]).stem if isinstance(source, (str, Path)) else "records")
+    if report is not None and report.records:
+        added, _ = store.insert_documents(name, report.records)
+        return name, report, added
+    if staged is not None:
+        added, _ = insert_staged(store, name, staged)
+        return name, staged.report, added
+    report, added = ingest_stream(store, source, name, text_field, id_field)
     return name, report, added
 
 
@@ -50,6 +62,7 @@ def _context(store: Store, run_id: str, show_progress: bool, overrides: dict | N
         store, run_id, api_base=config.api_base, concurrency=config.concurrency, max_attempts=config.max_attempts,
         timeout_s=config.timeout_s, max_cost=config.max_cost, temperature=config.temperature, seed=config.seed,
         show_progress=show_progress, structured_output=config.structured_output, retry_failed=retry_failed,
+        redact_pii=config.redact_pii,
     )
     return RunContext(run_id, run["corpus"], config, store, gateway, show_progress)
 
