@@ -1,7 +1,8 @@
-"""Both stdlib web servers (the review page and `tnt serve`) over real loopback sockets, against hostile or broken
-clients: a bad Content-Length is refused at once without reading the body, an oversized header block gets 431,
-a connection that stalls (or trickles) is dropped and its thread freed, connections beyond the cap get 503, and a
-multi-megabyte text to `tnt serve` is cut as the embedder cuts it and flagged `truncated`."""
+"""Both web servers (the review page on http.server, `tnt serve` on uvicorn) over real loopback sockets, against
+hostile or broken clients: a bad Content-Length is refused at once without reading the body, an oversized header
+block gets 431, a connection that stalls (or trickles) is dropped and its thread or connection freed, connections
+beyond the cap get 503, and a multi-megabyte text to `tnt serve` is cut as the embedder cuts it and flagged
+`truncated`."""
 
 from __future__ import annotations
 
@@ -289,7 +290,11 @@ def test_review_server_closes_at_once_despite_idle_clients(review_server):
 # --------------------------------------------------------------------------- tnt serve
 
 
-@pytest.mark.parametrize("header,status,why", BAD_LENGTHS + [
+# h11 (under uvicorn) refuses a Content-Length of 19+ digits as malformed (400) before the app could say 413.
+SERVE_BAD_LENGTHS = [(h, 400, "non-negative integer") if s == 413 else (h, s, w) for h, s, w in BAD_LENGTHS]
+
+
+@pytest.mark.parametrize("header,status,why", SERVE_BAD_LENGTHS + [
     (f"Content-Length: {serve.MAX_BODY_BYTES + 1}\r\n".encode(), 413, "bytes"),
 ])
 def test_serve_refuses_a_bad_content_length_at_once_with_json(serve_server, capfd, header, status, why):
@@ -320,7 +325,6 @@ def test_serve_refuses_an_oversized_header_block_with_431_json(serve_server):
 def test_serve_drops_stalled_and_idle_keep_alive_connections(serve_server):
     srv = serve_server(idle_timeout=0.5)
     port = srv.server_address[1]
-    base = handler_threads()
     silent = socket.create_connection((HOST, port), timeout=10)
     half = socket.create_connection((HOST, port), timeout=10)
     half.sendall(b"POST /classify HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"texts\"")  # body never finished
@@ -329,7 +333,7 @@ def test_serve_drops_stalled_and_idle_keep_alive_connections(serve_server):
     try:
         assert read_response(kept)[0] == 200
         assert all(closed_by_server(s, 5) for s in (silent, half, kept))
-        assert wait_for(lambda: handler_threads() <= base, 5), "stalled connections still hold their threads"
+        assert wait_for(lambda: srv.open_connections() == 0, 5), "stalled connections are still held"
     finally:
         for s in (silent, half, kept):
             s.close()
@@ -340,12 +344,52 @@ def test_serve_answers_503_beyond_the_connection_cap(serve_server):
     port = srv.server_address[1]
     held = [socket.create_connection((HOST, port), timeout=10) for _ in range(2)]
     try:
-        assert wait_for(lambda: srv.slots._value == 0, 5)  # type: ignore[attr-defined]
+        assert wait_for(lambda: srv.open_connections() == 2, 5)
         status, _, body, took = exchange(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert status == 503 and "too many connections" in json.loads(body)["error"] and took < 5
     finally:
         for s in held:
             s.close()
+
+
+@pytest.mark.parametrize("opening,drip", [
+    (b"POST /classify HTTP/1.1\r\n", b"X"),  # the head trickles in, one header byte at a time
+    (b"POST /classify HTTP/1.1\r\nContent-Length: 100000\r\n\r\n", b"x"),  # the body does
+])
+def test_serve_drops_a_request_that_trickles_past_the_request_deadline(serve_server, opening, drip):
+    srv = serve_server(idle_timeout=5, request_timeout=1)
+    port = srv.server_address[1]
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        start_at = time.monotonic()
+        sock.sendall(opening)
+        closed = False
+        for _ in range(40):  # one byte every 0.2 s: never idle long enough for the idle timeout
+            try:
+                sock.sendall(drip)
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.2)
+        closed = closed or closed_by_server(sock, 2)
+    assert closed and time.monotonic() - start_at < 6
+    assert wait_for(lambda: srv.open_connections() == 0, 5)
+
+
+def test_serve_recovers_after_refusing_beyond_the_cap_and_keeps_alive_within_it(serve_server):
+    srv = serve_server(idle_timeout=30, max_connections=2)
+    port = srv.server_address[1]
+    held = [socket.create_connection((HOST, port), timeout=10) for _ in range(2)]
+    try:
+        assert wait_for(lambda: srv.open_connections() == 2, 5)
+        assert exchange(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 503
+        for _ in range(3):  # a held connection is served, request after request
+            held[0].sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(held[0])[0] == 200
+    finally:
+        for s in held:
+            s.close()
+    assert wait_for(lambda: srv.open_connections() == 0, 5)
+    assert exchange(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200
 
 
 def test_serve_cuts_a_huge_text_as_the_embedder_does_and_flags_it(serve_server):
