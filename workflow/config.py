@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from workflow.seeds import SeedLabel, check_labels
 
 LOCAL_MODEL = "local/smollm2"
 
@@ -42,6 +44,11 @@ class JobConfig(BaseModel):
     name_max_words: int = Field(10, ge=1)
     description_max_words: int = Field(30, ge=3)
     summary_max_words: int = Field(20, ge=3)
+    summaries: Literal["auto", "always", "never"] = Field(
+        "auto", description="whether the cluster-naming prompts show summaries of their documents (one model call "
+        "per document shown) or the documents cut to 60 words; auto: summaries only when the summary model is not "
+        "the embedded local model, whose summaries did not make better names (benchmarks/README.md); the minibatch "
+        "proposal (the paper) always summarises")
     max_doc_tokens: int = Field(600, ge=16, description="documents are cut to this many tokens in prompts")
 
     seed: int = 0
@@ -63,6 +70,17 @@ class JobConfig(BaseModel):
     auto_approve: bool = True
     levels: int = Field(1, ge=1, le=2, description="2: group the final labels under at most max_parents parents")
     max_parents: int = Field(8, ge=2, le=50, description="most level-2 parents of a two-level taxonomy")
+    time_field: str | None = Field(None, description="document field holding dates (kept in the documents' meta): "
+                                   "the review page and `tnt report` chart label share over time")
+    seed_labels: list[SeedLabel] = Field(default_factory=list, description="labels the user gave (`--labels FILE`, "
+                                         "workflow/seeds.py): kept with ids L1..Ln in file order")
+    labels_file: str | None = Field(None, description="where seed_labels were read from (a note: the labels "
+                                    "themselves are stored here, so a moved file does not matter)")
+    label_mode: Literal["seeded", "fixed"] = Field(
+        "seeded", description="with seed_labels: seeded = proposal adds labels up to max_labels beside the given "
+        "ones; fixed = zero-shot, no proposal, the given labels and Other go straight to labeling")
+    redact_pii: bool = Field(False, description="scrub e-mails, phone, card numbers and IBANs from every prompt to a "
+                             "model that is not the embedded one (workflow/pii.py); stored documents keep the text")
 
     @field_validator("use_case")
     @classmethod

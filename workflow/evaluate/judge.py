@@ -74,6 +74,7 @@ def _gateway(store: Store, run_id: str, config: JobConfig, api_base: str | None,
         store, run_id, api_base=api_base or config.api_base, concurrency=config.concurrency,
         max_attempts=config.max_attempts, timeout_s=config.timeout_s, temperature=0.0, seed=config.seed,
         show_progress=False, structured_output=structured_output or config.structured_output,
+        redact_pii=config.redact_pii,  # the run's documents reach the judge model too
     )
 
 

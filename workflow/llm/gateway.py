@@ -23,6 +23,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from workflow.llm.failfast import FailureTracker, RejectionTracker
 from workflow.llm.prompts import load_prompt
+from workflow.pii import is_local_model, scrub_messages
 from workflow.llm.structured import ModeNegotiator, ModeRefused, next_mode
 from workflow.llm.base import FatalModelError, RawResponse, TransientError, Transport
 from workflow.llm.registry import transport_for
@@ -122,12 +123,14 @@ class Gateway:
         show_progress: bool = True,
         structured_output: str = "auto",
         retry_failed: bool = False,
+        redact_pii: bool = False,
     ):
         self.store, self.run_id = store, run_id
         self.api_base, self.concurrency, self.max_attempts = api_base, concurrency, max_attempts
         self.timeout_s, self.max_cost = timeout_s, max_cost
         self.temperature, self.seed, self.show_progress = temperature, seed, show_progress
         self.retry_failed = retry_failed  # ask again requests whose answers were rejected before
+        self.redact_pii = redact_pii  # scrub prompts to any model but the embedded one (workflow/pii.py)
         self.usage = Usage()
         self._lock = threading.Lock()
         self._spent = store.total_cost(run_id)
@@ -162,6 +165,9 @@ class Gateway:
             raise FatalModelError(self.failures.tripped)
         prompt = load_prompt(prompt_name)
         messages = prompt.render(**variables)
+        scrubbed: dict[str, int] = {}
+        if self.redact_pii and not is_local_model(model):  # before the cache key: what is sent is what is keyed
+            messages, scrubbed = scrub_messages(messages)
         schema = response_model.model_json_schema()
         max_tokens = max(max_tokens, answer_token_cap(schema) or 0)  # room for the longest answer the schema allows
         params = {"temperature": self.temperature, "max_tokens": max_tokens, "seed": self.seed}
@@ -281,6 +287,8 @@ class Gateway:
                 latency_s=latency,
                 **totals,
             )
+            if scrubbed:
+                self.store.save_redactions(self.run_id, call_id, scrubbed)
         if value is None:
             log.log(logging.INFO if attempts_cap else logging.WARNING, "%s call failed after %d attempts: %s", step,
                     attempts, error)

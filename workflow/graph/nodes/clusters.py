@@ -248,9 +248,16 @@ def merge(ctx: RunContext, state: RunState) -> RunState:
     ctx.stage("review")
     if (version := existing_version(ctx, "review", None)) is not None:
         return {"taxonomy_version": version}
-    cfg, store = ctx.config, ctx.store
-    _, candidates = store.taxonomy(ctx.run_id)
-    members = store.cluster_members(ctx.run_id)
+    _, candidates = ctx.store.taxonomy(ctx.run_id)
+    labels, new_members, note = merge_candidates(ctx, candidates, ctx.store.cluster_members(ctx.run_id))
+    version = ctx.store.save_taxonomy(ctx.run_id, labels, "review", notes=note, members=new_members)
+    return {"taxonomy_version": version}
+
+
+def merge_candidates(ctx: RunContext, candidates: list[Label], members: dict[str, str]
+                     ) -> tuple[list[Label], dict[str, str], str]:
+    """The merge itself: (labels, doc id -> label id, a note), at most ctx.config.max_labels labels."""
+    cfg = ctx.config
     position = {lb.label_id: i for i, lb in enumerate(candidates)}
     members = {d: lid for d, lid in members.items() if lid in position}
     space = embed_docs(ctx, sorted(members))
@@ -299,5 +306,4 @@ def merge(ctx: RunContext, state: RunState) -> RunState:
         labels.append(Label(candidates[keep].label_id, named[g].name, named[g].description))
     labels = _unique(labels, keywords(space, group_of_doc))
     new_members = {d: labels[g].label_id for d, g in zip(space.doc_ids, group_of_doc)}
-    version = store.save_taxonomy(ctx.run_id, labels, "review", notes=note, members=new_members)
-    return {"taxonomy_version": version}
+    return labels, new_members, note

@@ -39,6 +39,10 @@ def _label_sample(ctx: RunContext, version: int, labels: list[Label], descriptio
     offered = shortlists(ctx, docs, labels, cfg.shortlist)  # nearest first; every label when shortlisting is off
     nearest = {d.doc_id: o[0].label_id for d, o in zip(docs, offered)}
     if cfg.label_teacher() == "nearest":
+        if cfg.seed_labels and cfg.label_mode == "fixed":  # zero-shot: by description and examples, or Other
+            from workflow.graph.nodes.seeded import nearest_or_other
+
+            nearest = nearest_or_other(ctx, docs, labels)
         _save_nearest(ctx, version, nearest)
         return
     models: dict[tuple[str, ...], type] = {}

@@ -17,7 +17,8 @@ def is_own_summary(text: str, max_words: int) -> bool:
 
 def summarize(ctx: RunContext, state: RunState) -> RunState:
     ctx.stage("summarize")
-    if ctx.config.proposal == "minibatch":  # cluster-seeded proposal summarises only the documents it shows
+    fixed = ctx.config.label_mode == "fixed" and ctx.config.seed_labels  # no proposal: nothing to summarise
+    if ctx.config.proposal == "minibatch" and not fixed:  # cluster proposal summarises only the documents it shows
         summarize_docs(ctx, ctx.store.sample(ctx.run_id, 1))
     return {}
 

@@ -88,6 +88,8 @@ def propose(ctx: RunContext, state: RunState) -> RunState:
     block, n = _summaries_block(ctx, 0)
     if n == 0:
         raise RunFailed("no document of the first minibatch could be summarised; see `tnt status` for failed calls")
+    if ctx.config.seed_labels:  # given labels (--labels): the model updates a taxonomy that starts as them
+        return _propose_from_given(ctx, block)
     res = ctx.gateway.call(
         "taxonomy", ctx.config.model_for("taxonomy"), "propose", _response(ctx, ProposedTaxonomy),
         _variables(ctx, n=n, summaries=block), context=_context(ctx) | {"documents": block.splitlines()},
@@ -98,6 +100,35 @@ def propose(ctx: RunContext, state: RunState) -> RunState:
     labels = assign_ids(res.value.labels, [])
     version = ctx.store.save_taxonomy(ctx.run_id, labels, "propose", batch=0, call_id=res.call_id)
     return {"taxonomy_version": version, "batch": 1}
+
+
+def _propose_from_given(ctx: RunContext, block: str) -> RunState:
+    from workflow.graph.nodes.seeded import given_labels, keep_given, save_origins
+
+    given = given_labels(ctx)
+    res = ctx.gateway.call(
+        "taxonomy", ctx.config.model_for("taxonomy"), "update", _response(ctx, UpdatedTaxonomy),
+        _variables(ctx, taxonomy=taxonomy_json(given), summaries=block),
+        context=_context(ctx) | {"documents": block.splitlines()}, max_tokens=TAXONOMY_MAX_TOKENS,
+    )
+    if not res.ok:
+        log.warning("taxonomy proposal beside the given labels failed (%s); starting from the given labels", res.error)
+    labels = keep_given(ctx, assign_ids(res.value.labels, given) if res.ok else given)
+    version = ctx.store.save_taxonomy(ctx.run_id, labels, "propose", batch=0, call_id=res.call_id,
+                                      notes=f"{len(given)} given labels (--labels) and the model's additions")
+    save_origins(ctx, labels)
+    return {"taxonomy_version": version, "batch": 1}
+
+
+def _keep_given(ctx: RunContext, labels: list[Label]) -> list[Label]:
+    """With given labels (--labels), every model-written version keeps them as given (workflow/graph/nodes/seeded.py)."""
+    if not ctx.config.seed_labels:
+        return labels
+    from workflow.graph.nodes.seeded import keep_given, save_origins
+
+    labels = keep_given(ctx, labels)
+    save_origins(ctx, labels)
+    return labels
 
 
 def update(ctx: RunContext, state: RunState) -> RunState:
@@ -119,7 +150,7 @@ def update(ctx: RunContext, state: RunState) -> RunState:
         log.warning("taxonomy update on batch %d failed (%s); keeping the current taxonomy", batch, res.error)
         version = ctx.store.save_taxonomy(ctx.run_id, current, "update", batch=batch, notes=f"update failed: {res.error}", call_id=res.call_id)
     else:
-        labels = assign_ids(res.value.labels, current)
+        labels = _keep_given(ctx, assign_ids(res.value.labels, current))
         version = ctx.store.save_taxonomy(
             ctx.run_id, labels, "update", batch=batch, rating=res.value.rating, notes=res.value.suggestions, call_id=res.call_id
         )
@@ -127,8 +158,8 @@ def update(ctx: RunContext, state: RunState) -> RunState:
 
 
 def more_batches(ctx: RunContext, state: RunState) -> str:
-    if ctx.config.proposal == "clusters":  # no minibatches: the candidates go straight to the merge
-        return "review"
+    if ctx.config.proposal == "clusters" or ctx.config.label_mode == "fixed" and ctx.config.seed_labels:
+        return "review"  # no minibatches: the candidates (or the given labels) go straight to the merge
     return "update" if state.get("batch", 1) < ctx.store.n_batches(ctx.run_id, 1) else "review"
 
 
@@ -142,5 +173,6 @@ def review(ctx: RunContext, state: RunState) -> RunState:
         _variables(ctx, taxonomy=taxonomy_json(current)), context=_context(ctx), max_tokens=TAXONOMY_MAX_TOKENS,
     )
     labels, notes = (assign_ids(res.value.labels, current), res.value.notes) if res.ok else (current, f"review failed: {res.error}")
+    labels = _keep_given(ctx, labels)
     version = ctx.store.save_taxonomy(ctx.run_id, labels, "review", notes=notes, call_id=res.call_id)
     return {"taxonomy_version": version}
