@@ -69,6 +69,12 @@ def run(
     embedder: str = typer.Option("minilm-int8", "--embedder", help="Embeddings for clusters, shortlists and the "
                                  "classifier: minilm-int8 (bundled), st:/path/to/sentence-transformers-dir, or "
                                  "litellm:<provider model> (e.g. litellm:text-embedding-3-small)."),
+    labels_file: Optional[Path] = typer.Option(None, "--labels", help="Labels you already have: YAML, JSON or CSV "
+                                               "with name, optional description and examples (docs: workflow/seeds.py)."),
+    label_mode: str = typer.Option("seeded", "--label-mode", help="With --labels: seeded (proposal adds labels up to "
+                                   "--max-labels beside yours) or fixed (zero-shot: only yours and Other)."),
+    redact_pii: bool = typer.Option(False, "--redact-pii", help="Scrub e-mails, phone, card numbers and IBANs from "
+                                    "every prompt to a model that is not the embedded one (stored text is kept)."),
 ) -> None:
     """Ingest a corpus and run the whole job: taxonomy, pseudo-labels, classifier, predictions."""
     setup_logging(verbose)
@@ -77,7 +83,12 @@ def run(
     from workflow.ingest import InputError
     from workflow.ingest_stage import stage_corpus
     from workflow.runner import ingest
+    from workflow.seeds import SeedFileError, read_labels_file
 
+    try:
+        seed_labels = read_labels_file(labels_file) if labels_file else []
+    except SeedFileError as exc:
+        fail(str(exc))
     try:
         config = JobConfig(
             use_case=use_case, model=model, summary_model=summary_model, taxonomy_model=taxonomy_model,
@@ -87,12 +98,16 @@ def run(
             max_labels_per_doc=max_labels_per_doc, proposal=proposal, shortlist=shortlist, teacher=teacher,
             label_selection=label_selection, levels=levels, max_parents=max_parents,
             structured_output=structured_output, embedding_model=embedder, recheck=recheck,
+            seed_labels=seed_labels, labels_file=str(labels_file) if labels_file else None, label_mode=label_mode,
+            redact_pii=redact_pii,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "?"
-        flag = {"embedding_model": "embedder", "timeout_s": "timeout"}.get(field, field).replace("_", "-")
-        fail(f"invalid option --{flag}: {first['msg']}")
+        if not first["loc"]:  # a check across options (JobConfig's model validators) names its options itself
+            fail(str(first["msg"]).removeprefix("Value error, "))
+        field = str(first["loc"][0])
+        flag = {"embedding_model": "embedder", "timeout_s": "timeout", "seed_labels": "labels"}.get(field, field)
+        fail(f"invalid option --{flag.replace('_', '-')}: {first['msg']}")
     # validate before touching the database: streamed in batches into a scratch DuckDB beside it (flat memory)
     stage_dir = Path(db).resolve().parent if not dry_run and Path(db).resolve().parent.is_dir() else None
     try:
@@ -234,4 +249,5 @@ def _run_row(store: Store, run: dict) -> dict:
         "failed": sum(s["failed"] for s in stats),
         "cost $": round(sum(s["cost"] for s in stats), 4), "updated": str(run["updated_at"])[:19],
         "error": run["error"] or "",
+        "redacted_spans": sum(n for k, n in store.redaction_counts(run["run_id"]).items() if k != "prompts"),
     }

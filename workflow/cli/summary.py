@@ -42,6 +42,10 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
         text = [escape(name), escape(desc)] if wide else [f"[bold]{escape(name)}[/]\n[dim]{escape(desc)}[/]"]
         t.add_row(lid, *text, str(llm_counts.get(lid, 0)), str(pred_counts.get(lid, 0)))
     out.print(t)
+    if config is not None and config.seed_labels:  # --labels: which labels were given, which discovered
+        from workflow.seeds import origins_line
+
+        out.print(origins_line(store.label_origins(run_id), config.label_mode), highlight=False)
 
     labeled = sum(llm_counts.values())
     coverage = (labeled - llm_counts.get(OTHER_ID, 0)) / labeled if labeled else 0.0
@@ -60,6 +64,10 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
                       str(r["failed"]), f"{r['prompt_tokens'] + r['completion_tokens']:,}", f"{r['cost']:.4f}",
                       f"{r['latency_s']:.0f}")
     out.print(calls)
+    if config is not None and config.redact_pii:
+        from workflow.pii import redaction_line
+
+        out.print(redaction_line(store.redaction_counts(run_id), sum(r["calls"] for r in stats)), highlight=False)
     if usage is not None and getattr(usage, "cached", 0):
         out.print(f"answered from the cache: {usage.cached} calls (no model call made)")
 
