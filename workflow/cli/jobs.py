@@ -31,6 +31,8 @@ def run(
     api_base: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1."),
     text_field: str = typer.Option("text", help="Field holding the document text."),
     id_field: str = typer.Option("id", help="Field holding a unique document id (default: hash of the text)."),
+    time_field: Optional[str] = typer.Option(None, "--time-field", help="Field holding each document's date (ISO "
+                                             "or Unix seconds): charts label share over time."),
     corpus_name: Optional[str] = typer.Option(None, "--corpus", help="Name of the corpus in the database."),
     batch_size: int = typer.Option(200, help="Summaries per taxonomy minibatch."),
     taxonomy_sample: int = typer.Option(600, help="Documents summarised for taxonomy generation."),
@@ -82,6 +84,7 @@ def run(
 
     from workflow.ingest import InputError
     from workflow.ingest_stage import stage_corpus
+    from workflow.review.figures import doc_times
     from workflow.runner import ingest
     from workflow.seeds import SeedFileError, read_labels_file
 
@@ -97,7 +100,7 @@ def run(
             auto_approve=auto_approve, timeout_s=timeout, max_attempts=max_attempts, multi_label=multi_label,
             max_labels_per_doc=max_labels_per_doc, proposal=proposal, shortlist=shortlist, teacher=teacher,
             label_selection=label_selection, levels=levels, max_parents=max_parents,
-            structured_output=structured_output, embedding_model=embedder, recheck=recheck,
+            structured_output=structured_output, embedding_model=embedder, recheck=recheck, time_field=time_field,
             seed_labels=seed_labels, labels_file=str(labels_file) if labels_file else None, label_mode=label_mode,
             redact_pii=redact_pii,
         )
@@ -133,6 +136,8 @@ def run(
             + (f"; {report.long_docs} very long documents will be cut in prompts" if report.long_docs else ""),
             highlight=False,
         )
+        if time_field and not doc_times(store, name, time_field):
+            fail(f"no document of corpus '{name}' has a date in field '{time_field}' (ISO date or Unix seconds)")
         job = project.new_run(name, config)
         err.print(f"run [bold]{job.run_id}[/]")
         _execute(job, quiet)

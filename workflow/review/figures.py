@@ -81,7 +81,8 @@ def tree(labels: list[Label], parents: list[Label], counts: dict[str, int], colo
     return {"nodes": nodes, "edges": edges, "rows": row}
 
 
-def confusion(teacher: dict[str, str], classifier: dict[str, str], names: dict[str, str], top: int = TOP) -> dict | None:
+def confusion(teacher: dict[str, str], classifier: dict[str, str], names: dict[str, str],
+              top: int = TOP) -> dict | None:
     """Rows: the teacher's label; columns: the classifier's, over documents both labeled; the ``top`` largest
     teacher labels apart and the rest summed. Cells carry the row share (how the classifier reads that label)."""
     both = [(t, classifier[d]) for d, t in teacher.items() if d in classifier]

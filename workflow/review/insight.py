@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 
 from workflow.review import figures
@@ -55,11 +56,8 @@ def insight(store: Store, run_id: str, labels: list[Label], colours: dict[str, s
     teacher = store.assignments(run_id, "llm")
     model = store.latest_model(run_id)
     predicted = store.predictions(model["model_id"]) if model else {}
-    built = {}
-    for d, lid in store.cluster_members(run_id).items():
-        built[lid] = built.get(lid, 0) + 1
-    count = lambda m: {lid: sum(1 for v in m.values() if v == lid) for lid in set(m.values())}  # noqa: E731
-    teacher_n, predicted_n = count(teacher), count(predicted)
+    built = Counter(store.cluster_members(run_id).values())
+    teacher_n, predicted_n = Counter(teacher.values()), Counter(predicted.values())
     parents = store.parents(run_id, version)
     tree_counts = predicted_n or teacher_n or built
     times = figures.doc_times(store, run["corpus"], time_field) if time_field else {}
