@@ -63,9 +63,6 @@ def nearest_other(C: np.ndarray, cluster: int) -> int | None:
 
 
 _TOKEN = re.compile(r"(?u)\b[a-zA-Z][a-zA-Z']+\b")
-# sklearn's English stop words, less the few that are topics in support text ("top up", "bill", "interest",
-# "amount"): a cluster of top-ups whose documents share only "top" would otherwise have no keyword at all.
-TOPIC_WORDS = frozenset({"top", "bill", "call", "interest", "amount", "move", "name", "system", "full"})
 KEYWORD_MIN_SHARE = 0.1  # a keyword must occur in this share of its cluster's documents ...
 KEYWORD_MIN_DOCS = 2  # ... and in at least this many: one document alone never names a cluster
 
@@ -82,9 +79,9 @@ def min_docs(n: int, share: float = KEYWORD_MIN_SHARE) -> int:
 
 
 def _stop_words() -> list[str]:
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+    from workflow.names import junk_words
 
-    return sorted(ENGLISH_STOP_WORDS - TOPIC_WORDS)
+    return sorted(junk_words())
 
 
 def _doc_counts(texts: list[str], assign: np.ndarray, vec, k: int) -> np.ndarray:
@@ -98,38 +95,15 @@ def _doc_counts(texts: list[str], assign: np.ndarray, vec, k: int) -> np.ndarray
 
 def keywords(texts: list[str], assign: np.ndarray, top: int = 8,
              min_share: float = KEYWORD_MIN_SHARE) -> list[list[str]]:
-    """Each cluster's most distinctive words by class-based TF-IDF (BERTopic's c-TF-IDF): a cluster's documents
-    are one document, term frequency is L1-normalised per cluster, idf = log(1 + mean words per cluster / term count).
-    Only terms that `min_docs` of the cluster's documents use count (c-TF-IDF alone happily picks one document's
-    words, repeated three times, over words every document shares)."""
-    from sklearn.feature_extraction.text import CountVectorizer
+    """Each cluster's most distinctive words and word pairs by class-based TF-IDF (BERTopic's c-TF-IDF), one per
+    root, junk words left out (`workflow.keywords.ranked`). Only terms that `min_docs` of the cluster's documents use
+    count (c-TF-IDF alone happily picks one document's words, repeated three times, over words every document
+    shares)."""
+    from workflow.keywords import ranked, term_stats
 
     k = int(assign.max()) + 1 if len(assign) else 0
-    joined = [" ".join(t for t, a in zip(texts, assign) if a == c) for c in range(k)]
-    try:
-        vec = CountVectorizer(stop_words=_stop_words(), token_pattern=_TOKEN.pattern, ngram_range=(1, 2), min_df=1)
-        counts = vec.fit_transform(joined).toarray().astype(np.float64)
-    except ValueError:  # nothing but stop words
-        return [[] for _ in range(k)]
-    terms = vec.get_feature_names_out()
-    tf = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    idf = np.log(1 + counts.sum(axis=1).mean() / np.maximum(counts.sum(axis=0), 1))
-    scores = tf * idf
-    df = _doc_counts(texts, assign, vec, k)
-    sizes = np.bincount(assign, minlength=k)
-    out = []
-    for c in range(k):
-        floor = min_docs(int(sizes[c]), min_share)
-        best = [terms[i] for i in np.argsort(-scores[c], kind="stable") if scores[c, i] > 0 and df[c, i] >= floor]
-        chosen: list[str] = []
-        for term in best:  # "card arrive" makes "card" and "arrive" redundant, and vice versa
-            if any(term in t.split() or t in term.split() for t in chosen):
-                continue
-            chosen.append(term)
-            if len(chosen) == top:
-                break
-        out.append(chosen)
-    return out
+    stats = term_stats(texts, assign)
+    return [ranked(stats, c, min_share, top) if stats is not None else [] for c in range(k)]
 
 
 def frequent_words(texts: list[str], assign: np.ndarray, top: int = 8) -> list[list[str]]:

@@ -52,6 +52,7 @@ from workflow.evolve import drift, novelty
 from workflow.graph.context import RunFailed, log
 from workflow.ingest import read_corpus
 from workflow.llm.gateway import Usage
+from workflow.names import GENERIC_WORDS, stem
 from workflow.review.edits import _fresh_ids
 from workflow.store import OTHER_ID, Label, Store, StoreError, text_hash
 
@@ -87,20 +88,8 @@ def _bare(name: str) -> str:
     return re.sub(r"(\s*\([^()]*\))+\s*$", "", name).strip().lower() or name.lower()
 
 
-# Words a label name shares with every other label, not evidence of the same topic.
-_GENERIC = set("""a an the and or of to in on for from by with about as at into via vs per other others general misc
-    miscellaneous request requests question questions issue issues problem problems query queries inquiry inquiries
-    enquiry enquiries help support topic topics related document documents customer customers concern concerns info
-    information need needs regarding""".split())
-
-
-def _stem(word: str) -> str:
-    """A crude stem, enough to make "refunds", "refunded" and "refund" (or "charges" and "charged") one word."""
-    for suffix, repl in (("ies", "y"), ("sses", "ss"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not (suffix == "s" and word.endswith("ss")):
-            word = word[: len(word) - len(suffix)] + repl
-            break
-    return word[:-1] if word.endswith("e") and len(word) > 4 else word
+_GENERIC = GENERIC_WORDS  # words a label name shares with every other label (workflow/names.py)
+_stem = stem
 
 
 def name_tokens(name: str) -> frozenset[str]:

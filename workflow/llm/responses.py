@@ -15,6 +15,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator, model_validator
 
 from workflow.clustering import MIN_CLUSTER_DOCS
+from workflow.names import FUNCTION_WORDS, content_words, copy_reason, root, truncated_reason
 
 CATCH_ALL = re.compile(r"^\s*(other|others|misc|miscellaneous|general|unknown|none|n/?a|uncategori[sz]ed)\b", re.I)
 LABEL_ID_LIKE = re.compile(r"^\s*(L\d+|label\s*\d*)\s*$", re.I)  # a name that is only an id says nothing
@@ -342,14 +343,9 @@ def without_instructions(text: str) -> str:
     return " ".join(s.strip() for s in _SENTENCE_BREAK.split(text) if s and s.strip() and not INSTRUCTION.search(s))
 
 
-def _stem(word: str) -> str:
-    """A crude stem for matching words across inflections: 'charges'/'charged' -> 'charg', 'hacked' -> 'hack'."""
-    w = word.lower()
-    for suffix in ("ings", "ing", "ions", "ion", "ed", "es", "e", "s"):
-        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
-            w = w[: -len(suffix)]
-            break
-    return w[:5]
+_stem = root  # one stemmer and one list of function words for all name checks: workflow/names.py
+_FUNCTION_WORDS = FUNCTION_WORDS
+_content_words = content_words
 
 
 @lru_cache(maxsize=8192)
@@ -426,17 +422,6 @@ def grounded(text: str, evidence: list[str]) -> bool:
     return any(w[:4] in stems for w in _content_words(text))
 
 
-_FUNCTION_WORDS = frozenset(
-    """the and for but nor not yes you your yours our ours are was were has had have can could would should will may
-    might must how why who whom what when where which this that these those with from into onto than then them they
-    their there here its his her him she all any each few more most some such own same too very just also about""".split())
-
-
-def _content_words(text: str) -> list[str]:
-    """Words of 3+ letters that are not function words ("top up", "pin" and "atm" count; "the" does not)."""
-    return [w for w in re.findall(r"[a-z]{3,}", text.lower()) if w not in _FUNCTION_WORDS]
-
-
 def clean_description(text: str, max_words: int) -> str:
     """Repeated sentences (small models loop) dropped, then capped to max_words."""
     sentences = list(dict.fromkeys(s.strip() for s in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if s.strip()))
@@ -452,9 +437,16 @@ class ClusterName(BaseModel):
     @model_validator(mode="after")
     def _readable(self, info: ValidationInfo) -> ClusterName:
         ctx = info.context or {}
-        self.name = cap_words(self.name, ctx.get("name_max_words", 10)).strip(" .:-\"'")
-        self.description = clean_description(self.description, ctx.get("description_max_words", 30))
+        max_words = ctx.get("name_max_words", 10)
         docs, keywords = ctx.get("documents", []), ctx.get("keywords", [])
+        # a name cut at the schema's length, or longer than asked, is refused rather than trimmed mid-phrase
+        raw = self.name.strip(" .\"'")
+        reason = truncated_reason(raw, max_words * 7, max_words) or copy_reason(raw, [*(ctx.get("cluster_texts") or []),
+                                                                                     *docs])
+        if reason:
+            raise ValueError(reason)
+        self.name = cap_words(self.name, max_words).strip(" .:-\"'")
+        self.description = clean_description(self.description, ctx.get("description_max_words", 30))
         evidence = docs + keywords
         reason = bad_name_reason(self.name, docs) or injected_name_reason(self.name, ctx.get("cluster_texts") or docs)
         if reason:
