@@ -218,3 +218,81 @@ def test_hierarchy_tree_collapses_and_moves_a_child(server, run_db, browser):
         assert [lb.label_id for lb in now] == [lb.label_id for lb in leaves]
         assert store.label_counts(run_id) == counts
         assert store.reviews(run_id)[-1]["action"] == "move"
+
+
+def test_pause_page_shows_what_each_label_means_and_the_map(paused_server, paused_db, browser):
+    """At the `--review` pause: each label's size, typical and border documents and nearest label; the map has one
+    mark per sampled document, its hover text is text; moving an example through the page makes a human label."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from workflow.review.labelview import placement
+    from workflow.review.mapview import MAP_POINTS
+
+    url, _ = paused_server
+    db, run_id = paused_db
+    with Store(db) as store:
+        labels = store.taxonomy(run_id)[1]
+        place = placement(store, run_id, labels)
+        members = store.cluster_members(run_id)
+    browser.get(url)
+    assert browser.find_elements(By.TAG_NAME, "script") == []
+    marks = browser.find_elements(By.CSS_SELECTOR, "#map svg circle.pt")
+    assert len(marks) == min(len(place.label_of), MAP_POINTS) == len(members)
+    assert {m.get_attribute("data-doc") for m in marks} == set(members)
+    hover = browser.find_element(By.CSS_SELECTOR, '#map circle.pt[data-doc="000-xss"] title')
+    assert XSS in hover.get_attribute("textContent")  # the hostile text is hover text, not markup
+    assert browser.find_elements(By.CSS_SELECTOR, "#map svg b, #map svg script") == []
+    on_map = {e.text for e in browser.find_elements(By.CSS_SELECTOR, "#map .cname")}
+    assert on_map == {lb.name for lb in labels if lb.label_id in set(members.values())}
+
+    shown = [lb for lb in labels if lb.label_id in set(members.values())]
+    for lb in shown:
+        card = browser.find_element(By.ID, f"label-{lb.label_id}")
+        size = sum(1 for v in members.values() if v == lb.label_id)
+        assert int(card.find_element(By.CSS_SELECTOR, ".n-size").text) == size
+        assert card.find_elements(By.CSS_SELECTOR, ".meaning .ex .text"), lb.name
+        if len(shown) > 1:
+            assert "nearest label" in card.find_element(By.CSS_SELECTOR, ".meaning .size").text
+    browser.set_window_size(1360, 1750)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SHOTS / "08-pause-map.png"))
+    browser.set_window_size(1360, 1000)
+
+    source = shown[0].label_id
+    card = browser.find_element(By.ID, f"label-{source}")
+    example = card.find_element(By.CSS_SELECTOR, ".meaning .ex")
+    doc_id = example.get_attribute("data-doc")
+    target = next(lb.label_id for lb in labels if lb.label_id != source)
+    Select(example.find_element(By.TAG_NAME, "select")).select_by_value(target)
+    example.find_element(By.TAG_NAME, "button").click()
+    _flash(browser, "Label corrected.")
+    with Store(db) as store:
+        assert store.assignments(run_id, "human") == {doc_id: target}
+        assert store.run(run_id)["status"] == "paused"
+    size = sum(1 for v in members.values() if v == source)
+    assert int(browser.find_element(By.CSS_SELECTOR, f"#label-{source} .n-size").text) == size - 1
+    dot = browser.find_element(By.CSS_SELECTOR, f'#map circle.pt[data-doc="{doc_id}"]')
+    assert dot.get_attribute("data-label") == target  # the map shows the reviewer's label
+
+
+def test_report_renders_offline_with_map_and_charts(run_db, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from workflow.review.report import report_context, write_report
+
+    db, run_id = run_db
+    out = tmp_path / "report.html"
+    with Store(db) as store:
+        write_report(store, run_id, out)
+        points = report_context(store, run_id)["insight"]["map"].points
+    browser.get(out.as_uri())
+    assert browser.title.startswith("tnt report")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#map svg circle.pt")) == len(points) > 0
+    for fig in ("fig-sizes", "fig-confusion"):
+        box = browser.find_element(By.ID, fig).rect
+        assert box["width"] > 200 and box["height"] > 80, fig  # drawn, not an empty frame
+    hover = browser.find_element(By.CSS_SELECTOR, '#map circle.pt[data-doc="000-xss"] title')
+    assert XSS in hover.get_attribute("textContent")  # the hostile document is hover text, not markup
+    assert browser.find_elements(By.CSS_SELECTOR, "script, .doc b, .ex b") == []
+    _shot(browser, "09-report")
