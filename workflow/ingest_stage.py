@@ -24,8 +24,10 @@ from workflow.ingest import (
 )
 
 BATCH_ROWS = 10_000
-STAGE_MEMORY = "64MB"  # DuckDB's buffer cap while staging; it spills beyond (measured: benchmarks/bench_scale.py)
-INSERT_MEMORY = "192MB"  # the store's cap while it copies the staged rows in (the primary-key index grows there)
+STAGE_MEMORY = "32MB"  # DuckDB's buffer cap while staging; it spills beyond (measured: benchmarks/bench_scale.py)
+INSERT_MEMORY = "48MB"  # the store's cap while it copies the staged rows in (100k-row commits fit in it)
+INSERT_CHUNK = 100_000  # rows per transaction when copying in
+_INSERT_SETTINGS = ("memory_limit", "allocator_flush_threshold")  # set while copying in, then restored
 
 
 class StagedTexts:
@@ -92,6 +94,7 @@ def stage_corpus(source: Any, text_field: str = "text", id_field: str | None = "
     con = duckdb.connect(str(tmp / "stage.duckdb"))
     try:
         con.execute(f"SET memory_limit = '{memory_limit}'")
+        con.execute("SET allocator_flush_threshold = '8MB'")  # hand freed memory back instead of caching it
         con.execute(f"SET temp_directory = '{tmp / 'spill'}'")
         con.execute("CREATE TABLE staged(n BIGINT, doc_id VARCHAR, has_id BOOLEAN, text VARCHAR, meta VARCHAR)")
         check = RowValidator(label, text_field, id_field)
@@ -163,40 +166,58 @@ def _check_duplicates(con: duckdb.DuckDBPyConnection, label: str, drop: bool) ->
     con.execute("DROP TABLE _later")
 
 
-def insert_staged(store: Any, corpus: str, staged: StagedCorpus, memory_limit: str = INSERT_MEMORY) -> tuple[int, int]:
-    """Copy a staged corpus into the store's documents in one transaction; returns (added, already_present).
-    Same rules as Store.insert_documents; the store's memory cap is lowered while it copies, then restored."""
+def insert_staged(store: Any, corpus: str, staged: StagedCorpus, memory_limit: str = INSERT_MEMORY,
+                  chunk_rows: int = INSERT_CHUNK) -> tuple[int, int]:
+    """Copy a staged corpus into the store's documents; returns (added, already_present). Same rules as
+    Store.insert_documents (a changed text under a known id is refused before anything is written).
+
+    It commits every ``chunk_rows`` rows: one transaction over millions of rows holds them all (and their
+    primary-key entries) in memory until it commits. If a chunk fails, the rows this call added are deleted again,
+    so a corpus is never half-ingested; a killed process leaves a prefix that the next ingest completes (re-ingesting
+    is a no-op for documents already stored). The store's DuckDB memory cap is lowered meanwhile, then restored."""
     from workflow.store.schema import StoreError, now
 
     path = staged.release()
     con = store.con
-    before = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
-    con.execute(f"SET memory_limit = '{memory_limit}'")
+    before = [con.execute(f"SELECT current_setting('{k}')").fetchone()[0] for k in _INSERT_SETTINGS]
+    for k, v in zip(_INSERT_SETTINGS, (memory_limit, "8MB")):
+        con.execute(f"SET {k} = '{v}'")
     con.execute(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS _tnt_stage (READ_ONLY)")
+    stamp = now()  # marks this call's rows, to take them back if a later chunk fails
     try:
-        with store.transaction() as tx:
-            clash = tx.execute(
-                "SELECT s.doc_id FROM _tnt_stage.staged s JOIN documents d ON d.corpus = ? AND d.doc_id = s.doc_id "
-                "WHERE d.text_hash <> left(sha256(s.text), 32) LIMIT 1", [corpus],
-            ).fetchone()
-            if clash:
-                raise StoreError(
-                    f"corpus '{corpus}' already has a document with id '{clash[0]}' and a different text; "
-                    "ingest under another --corpus name"
-                )
-            present = tx.execute(
-                "SELECT count(*) FROM _tnt_stage.staged s JOIN documents d ON d.corpus = ? AND d.doc_id = s.doc_id",
-                [corpus],
-            ).fetchone()[0]
-            tx.execute(
-                "INSERT INTO documents SELECT ?, s.doc_id, s.text, left(sha256(s.text), 32), length(s.text), "
-                "s.meta::JSON, ? FROM _tnt_stage.staged s "
-                "WHERE s.doc_id NOT IN (SELECT doc_id FROM documents WHERE corpus = ?)",  # stays in file order
-                [corpus, now(), corpus],
+        clash = con.execute(
+            "SELECT s.doc_id FROM _tnt_stage.staged s JOIN documents d ON d.corpus = ? AND d.doc_id = s.doc_id "
+            "WHERE d.text_hash <> left(sha256(s.text), 32) LIMIT 1", [corpus],
+        ).fetchone()
+        if clash:
+            raise StoreError(
+                f"corpus '{corpus}' already has a document with id '{clash[0]}' and a different text; "
+                "ingest under another --corpus name"
             )
+        # the rows already stored, found once (a join per chunk would hash the whole corpus's ids every time)
+        con.execute("CREATE OR REPLACE TEMP TABLE _tnt_present AS SELECT s.n FROM _tnt_stage.staged s "
+                    "JOIN documents d ON d.corpus = ? AND d.doc_id = s.doc_id", [corpus])
+        present = con.execute("SELECT count(*) FROM _tnt_present").fetchone()[0]
+        skip = " AND s.n NOT IN (SELECT n FROM _tnt_present WHERE n >= $3 AND n < $4)" if present else ""
+        last = con.execute("SELECT coalesce(max(n), 0) FROM _tnt_stage.staged").fetchone()[0]
+        try:
+            for lo in range(0, last + 1, chunk_rows):
+                with store.transaction() as tx:  # rows stay in file order (the stage is in n order)
+                    tx.execute(
+                        "INSERT INTO documents SELECT $1, s.doc_id, s.text, left(sha256(s.text), 32), "
+                        "length(s.text), s.meta::JSON, $2 FROM _tnt_stage.staged s WHERE s.n >= $3 AND s.n < $4" + skip,
+                        [corpus, stamp, lo, lo + chunk_rows],
+                    )
+        except BaseException:
+            with store.transaction() as tx:
+                tx.execute("DELETE FROM documents WHERE corpus = ? AND ingested_at = ? "
+                           "AND doc_id IN (SELECT doc_id FROM _tnt_stage.staged)", [corpus, stamp])
+            raise
     finally:
+        con.execute("DROP TABLE IF EXISTS _tnt_present")
         con.execute("DETACH _tnt_stage")
-        con.execute(f"SET memory_limit = '{before}'")
+        for k, v in zip(_INSERT_SETTINGS, before):
+            con.execute(f"SET {k} = '{v}'")
     return staged.report.n_docs - present, present
 
 

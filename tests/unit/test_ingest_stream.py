@@ -127,4 +127,33 @@ def test_a_changed_text_under_a_known_id_is_refused_and_nothing_is_added(tmp_pat
     with pytest.raises(StoreError, match="already has a document with id '1' and a different text"):
         ingest(store, [{"id": "2", "text": "b"}, {"id": "1", "text": "changed"}], corpus="c")
     assert store.corpus_size("c") == 1
-    assert store.con.execute("SELECT current_setting('memory_limit')").fetchone()[0] != "192.0 MiB"  # restored
+    assert store.con.execute("SELECT current_setting('memory_limit')").fetchone()[0] != "48.0 MiB"  # restored
+
+
+def test_commits_in_chunks_and_a_failing_chunk_takes_back_what_this_ingest_added(tmp_path, monkeypatch):
+    from contextlib import contextmanager
+
+    from workflow.ingest_stage import insert_staged
+
+    rows = [{"id": f"q{i}", "text": f"text {i}"} for i in range(50)]
+    store = Store(tmp_path / "s.duckdb")
+    ingest(store, rows[:5], corpus="c")  # already stored: kept whatever happens
+    real, calls = store.transaction, []
+
+    @contextmanager
+    def third_chunk_fails():
+        calls.append(1)
+        with real() as con:
+            if len(calls) == 3:
+                raise OSError("disk full")
+            yield con
+
+    monkeypatch.setattr(store, "transaction", third_chunk_fails)
+    with pytest.raises(OSError), stage_corpus(rows) as staged:
+        insert_staged(store, "c", staged, chunk_rows=10)
+    assert store.corpus_size("c") == 5
+    monkeypatch.setattr(store, "transaction", real)
+    with stage_corpus(rows) as staged:
+        assert insert_staged(store, "c", staged, chunk_rows=10) == (45, 5)
+    assert [r[0] for r in store.con.execute("SELECT doc_id FROM documents ORDER BY rowid").fetchall()] == \
+        [f"q{i}" for i in range(50)]
