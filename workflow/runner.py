@@ -54,8 +54,9 @@ def start(store: Store, source: str, config: JobConfig, *, show_progress: bool =
     return execute(store, run_id, show_progress=show_progress)
 
 
-def _context(store: Store, run_id: str, show_progress: bool, overrides: dict | None = None,
-             retry_failed: bool = False) -> RunContext:
+def run_context(store: Store, run_id: str, show_progress: bool, overrides: dict | None = None,
+                retry_failed: bool = False) -> RunContext:
+    """What a run's steps need (config, store, gateway), for the graph and for `tnt hierarchy` / `tnt update`."""
     run = store.run(run_id)
     config = JobConfig.model_validate({**run["config"], **(overrides or {})})
     gateway = Gateway(
@@ -74,7 +75,7 @@ def execute(store: Store, run_id: str, *, show_progress: bool = True, overrides:
     A run that has not finished re-enters its steps, which ask again the calls that got no answer (the provider was
     down); answers rejected by validation are answers and come from the cache. A finished run is left as it is:
     ``retry_failed`` asks both kinds again, also for a run that has finished."""
-    ctx = _context(store, run_id, show_progress, overrides, retry_failed)
+    ctx = run_context(store, run_id, show_progress, overrides, retry_failed)
     if overrides:
         store.update_run_config(run_id, ctx.config.model_dump())
     batches = max(store.n_batches(run_id, 1), ctx.config.taxonomy_sample // ctx.config.batch_size + 1)

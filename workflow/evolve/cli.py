@@ -24,13 +24,13 @@ def hierarchy_cmd(
     from workflow.llm.gateway import BudgetExceeded
     from workflow.llm.base import FatalModelError
     from workflow.llm.registry import close_transports
-    from workflow.runner import _context
+    from workflow.runner import run_context
 
     setup_logging(verbose)
     with open_store(db) as store:
         try:
             run_id = run_id or store.latest_run_id()
-            ctx = _context(store, run_id, not quiet)
+            ctx = run_context(store, run_id, not quiet)
             version = build_hierarchy(store, ctx.gateway, run_id, ctx.config, max_parents=max_parents)
         except (StoreError, HierarchyError) as exc:
             fail(str(exc))
