@@ -44,8 +44,8 @@ def main() -> None:
     idx = np.sort(np.random.default_rng(0).choice(len(tr_l), 3000, replace=False))
     X, y = Xa[idx].astype(np.float32), np.array([code[tr_l[i]] for i in idx])
     yt = np.array([code[lab] for lab in te_l])
-    tr, _ = T._split(np.arange(len(y)), y, 0.2, 0)
-    fit, _ = T._split(tr, y, min(round(0.2 * len(tr)), 2000), 1)
+    tr, _ = T.stratified_split(np.arange(len(y)), y, 0.2, 0)
+    fit, _ = T.stratified_split(tr, y, min(round(0.2 * len(tr)), 2000), 1)
 
     def acc(Xf: np.ndarray, yf: np.ndarray, c: float, w: np.ndarray | None = None) -> float:
         m = Pipeline([("s", StandardScaler()),

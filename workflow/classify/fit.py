@@ -95,7 +95,7 @@ def held_out_ids(store: Store, run_id: str, config: JobConfig, model_id: str | N
     split that `train_classifier` draws. Empty when there is no test split."""
     import numpy as np
 
-    from workflow.classify.train import _split
+    from workflow.classify.train import stratified_split
 
     row = store.model(model_id) if model_id else store.latest_model(run_id)
     stored = (row or {}).get("metrics", {}).get("held_out_ids")
@@ -108,5 +108,5 @@ def held_out_ids(store: Store, run_id: str, config: JobConfig, model_id: str | N
     names = sorted({str(v) for v in labels.values()})
     codes = {lab: i for i, lab in enumerate(names)}
     yc = np.array([codes[str(labels[d])] for d in doc_ids], dtype=np.int64)
-    _, held = _split(np.arange(len(yc)), yc, config.test_size, config.seed)
+    _, held = stratified_split(np.arange(len(yc)), yc, config.test_size, config.seed)
     return [doc_ids[i] for i in sorted(held.tolist())]

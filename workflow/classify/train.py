@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
@@ -180,7 +181,7 @@ def sets_from_ovr(proba: np.ndarray, threshold: float) -> list[list[int]]:
     return out
 
 
-def _split(
+def stratified_split(
     idx: np.ndarray, y: np.ndarray, size: float | int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split ``idx`` into (keep, held) so that ``keep`` still contains every class.
@@ -298,7 +299,7 @@ def _select(
                 scores[c.name] = None
     else:
         method = f"holdout-validation{scored_on}"
-        fit_idx, val_idx = _split(np.arange(len(y)), y, 0.2, seed)
+        fit_idx, val_idx = stratified_split(np.arange(len(y)), y, 0.2, seed)
         if rows is not None and rows[val_idx].any():
             val_idx = val_idx[rows[val_idx]]
         for c in cands:
@@ -327,7 +328,8 @@ def _fit(
     0.866), because each fold model saw a third fewer labels and the per-class calibrators re-rank classes."""
     min_count = int(np.bincount(y).min())
     if not calibrate:
-        return cand.make().fit(X, y, **_weight_params(weight)), {"applied": False, "reason": "disabled (calibrate=False)"}
+        model = cand.make().fit(X, y, **_weight_params(weight))
+        return model, {"applied": False, "reason": "disabled (calibrate=False)"}
     if min_count < CAL_MIN_PER_CLASS:
         reason = f"skipped: smallest class has {min_count} training examples (< {CAL_MIN_PER_CLASS})"
         return cand.make().fit(X, y, **_weight_params(weight)), {"applied": False, "reason": reason}
@@ -353,26 +355,39 @@ def train_classifier(
 ) -> tuple[TrainedClassifier, dict]:
     """Train on LLM pseudo-labels; return the classifier and JSON-serialisable metrics.
 
-    Data flow: held-out test split -> confident-learning estimate of the label noise on the rest, each label
-    weighted by how well the other documents explain it (``noise_aware``) -> model selection and final fit with
-    those weights on every label outside the test split. The test split then serves twice: agreement metrics, and
-    the split-conformal threshold (the threshold never changes a predicted label). ``trusted`` rows (human
-    corrections) are never down-weighted. ``representative`` marks the rows drawn at random when the others were
-    chosen (active selection): the test split is drawn from those alone (given SELECTION_MIN_RANDOM_ROWS of them),
-    so the held-out figures and the conformal threshold stand for the corpus and every chosen label trains; model
-    selection is scored on them too, and the metrics add their held-out accuracy.
-    ``test_rows`` fixes the held-out split instead of drawing it (`tnt update` keeps the old model's, so old and new
-    are compared on the same documents and every newly labeled document trains); a row whose label no other row has
-    trains instead. ``metrics["test_rows"]`` lists the held-out rows either way. ``unlabeled`` rows (embedded
-    documents without a label) join the final fit under the label it gives them when it is sure of them
-    (self-training, `_self_train`); model selection and the held-out rows are untouched.
+    Steps: hold out a test split (`_held_out`) -> weight each label by how well the other documents explain it
+    (``noise_aware``, workflow/classify/noise.py) -> select a model and fit it on every other label (`_fit_model`)
+    -> the test split gives the agreement metrics and the split-conformal threshold (`_conformal`), which never
+    changes a predicted label. Why the test split also calibrates: benchmarks/README.md.
 
-    Why the test split calibrates: a calibration split of its own cost the final model a fifth of its labels, 1.2
-    points of accuracy on BANKING77 with 20% uniform label noise (benchmarks/README.md), and thresholds from
-    out-of-fold scores instead under-covered (0.86-0.87 for a 0.9 target: fold models are less sure of the wrong
-    labels than the final one). The coverage the metrics report is cross-fitted (two halves of the test split,
-    each calibrating the other), so it is not read off the points that set the threshold.
+    ``trusted``: rows (human corrections) never down-weighted. ``representative``: the rows drawn at random when
+    active selection chose the others; the test split and model selection's scores come from them.
+    ``test_rows``: a fixed held-out split (`tnt update` keeps the old model's). ``unlabeled``: embedded documents
+    without a label that join the final fit where the model is sure of them (`_self_train`).
+    ``metrics["test_rows"]`` lists the held-out rows.
     """
+    X, labels, yc, U = _check_inputs(X, y, test_size, alpha, unlabeled,
+                                     representative=representative, test_rows=test_rows)
+    notes: list[str] = []
+    rep = None if representative is None else np.asarray(representative, dtype=bool)
+    train_idx, test_idx = _held_out(yc, test_size, seed, rep, test_rows)
+    if len(test_idx) == 0:
+        notes.append("too little data for a held-out test split; test metrics are missing")
+    trust = None if trusted is None else np.asarray(trusted, dtype=bool)[train_idx]
+    fitted = _fit_model(X[train_idx], yc[train_idx], labels, algorithms=algorithms, seed=seed, calibrate=calibrate,
+                        alpha=alpha, noise_aware=noise_aware, trusted=trust,
+                        representative=None if rep is None else rep[train_idx], unlabeled=U, notes=notes)
+    clf = fitted.clf
+    test_proba = clf.predict_proba(X[test_idx])  # sets the threshold, and every held-out figure below
+    _conformal(clf, test_proba, yc[test_idx], alpha, notes)
+    return clf, _metrics(fitted, labels, yc, train_idx, test_idx, test_proba, rep, notes)
+
+
+def _check_inputs(X: Any, y: Sequence[str], test_size: float, alpha: float | None, unlabeled: Any, *,
+                  representative: Sequence[bool] | None, test_rows: Sequence[bool] | None,
+                  ) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray | None]:
+    """(X as a matrix, the sorted label names, y as codes into them, the unlabeled rows or None); ValueError on
+    mismatched or non-finite input, TrainingError on fewer than two labels."""
     X = _as_matrix(X)
     y_str = np.array([str(v) for v in y], dtype=object)
     if len(y_str) != len(X):
@@ -393,70 +408,94 @@ def train_classifier(
     if alpha is not None and not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1) or None, got {alpha}")
     codes = {lab: i for i, lab in enumerate(labels)}
-    yc = np.array([codes[v] for v in y_str], dtype=np.int64)
-    notes: list[str] = []
+    return X, labels, np.array([codes[v] for v in y_str], dtype=np.int64), U
 
-    rep = None if representative is None else np.asarray(representative, dtype=bool)
-    if test_rows is None:  # drawn from the randomly drawn rows when there are enough: they stand for the corpus
-        if rep is not None and rep.sum() >= SELECTION_MIN_RANDOM_ROWS:
-            _, test_idx = _split(np.flatnonzero(rep), yc, test_size, seed)
-            train_idx = np.setdiff1d(np.arange(len(yc)), test_idx)
-        else:
-            train_idx, test_idx = _split(np.arange(len(yc)), yc, test_size, seed)
-    else:
+
+def _held_out(yc: np.ndarray, test_size: float, seed: int, rep: np.ndarray | None,
+              test_rows: Sequence[bool] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, held-out rows): ``test_rows`` when given (less any row whose label only held-out rows have),
+    else a seeded stratified draw, from the randomly drawn rows when there are enough (they stand for the corpus)."""
+    if test_rows is not None:
         held = np.asarray(test_rows, dtype=bool)
         held &= np.isin(yc, yc[~held])  # a label seen only in held-out rows could never be predicted
-        train_idx, test_idx = np.flatnonzero(~held), np.flatnonzero(held)
-    if len(test_idx) == 0:
-        notes.append("too little data for a held-out test split; test metrics are missing")
+        return np.flatnonzero(~held), np.flatnonzero(held)
+    if rep is not None and rep.sum() >= SELECTION_MIN_RANDOM_ROWS:
+        _, test_idx = stratified_split(np.flatnonzero(rep), yc, test_size, seed)
+        return np.setdiff1d(np.arange(len(yc)), test_idx), test_idx
+    return stratified_split(np.arange(len(yc)), yc, test_size, seed)
 
+
+@dataclass
+class _Fitted:
+    clf: TrainedClassifier
+    best: _Candidate
+    selection: str
+    scores: dict[str, float | None]
+    calibration: dict
+    noise: Any  # the NoiseEstimate, or None when noise-aware training is off
+    self_training: dict | None
+
+
+def _fit_model(X: np.ndarray, y: np.ndarray, labels: list[str], *, algorithms: Sequence[str], seed: int,
+               calibrate: bool, alpha: float | None, noise_aware: bool, trusted: np.ndarray | None,
+               representative: np.ndarray | None, unlabeled: np.ndarray | None, notes: list[str]) -> _Fitted:
+    """Noise weights, model selection, the final (calibrated) fit and self-training, on the training rows only."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", UserWarning)  # e.g. "least populated class" in tiny CV folds
         warnings.simplefilter("ignore", FitFailedWarning)  # a fold with one class scores NaN (error_score)
-        trust = None if trusted is None else np.asarray(trusted, dtype=bool)[train_idx]
-        noise = estimate_noise(X[train_idx], yc[train_idx], seed=seed, trusted=trust) if noise_aware else None
+        noise = estimate_noise(X, y, seed=seed, trusted=trusted) if noise_aware else None
         weight = noise.weight if noise is not None and noise.skipped is None else None
-        cands = _candidates(algorithms, yc[train_idx], seed, notes)
-        best, cand_scores, selection = _select(cands, X[train_idx], yc[train_idx], seed, weight,
-                                               None if rep is None else rep[train_idx])
-        estimator, calibration = _fit(best, X[train_idx], yc[train_idx], calibrate, weight)
+        cands = _candidates(algorithms, y, seed, notes)
+        best, scores, selection = _select(cands, X, y, seed, weight, representative)
+        estimator, calibration = _fit(best, X, y, calibrate, weight)
         clf = TrainedClassifier(estimator, labels, best.algorithm, calibration["applied"], None, alpha)
         self_training = None
-        if U is not None:
-            clf, calibration, self_training = _self_train(clf, calibration, best, X[train_idx], yc[train_idx],
-                                                          weight, U, calibrate)
+        if unlabeled is not None:
+            clf, calibration, self_training = _self_train(clf, calibration, best, X, y, weight, unlabeled, calibrate)
+    return _Fitted(clf, best, selection, scores, calibration, noise, self_training)
 
-    test_proba = clf.predict_proba(X[test_idx])  # sets the threshold, and every held-out figure below
-    if alpha is not None:
-        clf.conformal_threshold = split_conformal_threshold(test_proba, yc[test_idx], alpha)
-        if len(test_idx) < math.ceil(1 / alpha) - 1:
-            notes.append(f"conformal: {len(test_idx)} held-out examples are too few to calibrate prediction sets "
-                         f"at alpha={alpha}; threshold=1.0, so every prediction set holds all labels")
 
+def _conformal(clf: TrainedClassifier, proba: np.ndarray, truth: np.ndarray, alpha: float | None,
+               notes: list[str]) -> None:
+    """Set the classifier's split-conformal threshold from the held-out rows (none when alpha is None)."""
+    if alpha is None:
+        return
+    clf.conformal_threshold = split_conformal_threshold(proba, truth, alpha)
+    if len(truth) < math.ceil(1 / alpha) - 1:
+        notes.append(f"conformal: {len(truth)} held-out examples are too few to calibrate prediction sets "
+                     f"at alpha={alpha}; threshold=1.0, so every prediction set holds all labels")
+
+
+def _metrics(fitted: _Fitted, labels: list[str], yc: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray,
+             test_proba: np.ndarray, rep: np.ndarray | None, notes: list[str]) -> dict[str, Any]:
+    """What training reports: sizes, the selection, calibration, label noise and the held-out figures."""
+    clf = fitted.clf
     metrics: dict[str, Any] = {
         "n_train": int(len(train_idx)),
         "n_test": int(len(test_idx)),
         "test_rows": sorted(int(i) for i in test_idx),
         "labels": labels,
-        "train_label_counts": {labels[k]: int(v) for k, v in enumerate(np.bincount(yc[train_idx], minlength=len(labels)))},
-        "algorithm": best.algorithm,
-        "model": best.name,
-        "selection": selection,
-        "candidate_scores": cand_scores,
-        "calibration": calibration,
+        "train_label_counts": {labels[k]: int(v)
+                               for k, v in enumerate(np.bincount(yc[train_idx], minlength=len(labels)))},
+        "algorithm": fitted.best.algorithm,
+        "model": fitted.best.name,
+        "selection": fitted.selection,
+        "candidate_scores": fitted.scores,
+        "calibration": fitted.calibration,
         "notes": notes,
-        "label_noise": noise.summary() if noise is not None else {"method": "none", "estimated_rate": None},
+        "label_noise": fitted.noise.summary() if fitted.noise is not None else {"method": "none",
+                                                                               "estimated_rate": None},
     }
-    if self_training is not None:
-        metrics["self_training"] = self_training
+    if fitted.self_training is not None:
+        metrics["self_training"] = fitted.self_training
     metrics.update(_evaluate(clf, test_proba, yc[test_idx]))
     if rep is not None:  # all held-out rows when they were drawn from the random ones; else a part of the harder mix
         drawn = rep[test_idx]
         pred = [labels[i] for i in test_proba[drawn].argmax(axis=1)]
         metrics["random_rows"] = {"n": int(drawn.sum()),
                                   "accuracy": agreement([labels[i] for i in yc[test_idx][drawn]], pred)["accuracy"]}
-    return clf, metrics
+    return metrics
 
 
 def _self_train(clf: TrainedClassifier, calibration: dict, best: _Candidate, X: np.ndarray, y: np.ndarray,
@@ -572,14 +611,14 @@ def train_multilabel(
         raise TrainingError(f"need at least two labels with two examples each to train a classifier; got {labels}")
     Y = MultiLabelBinarizer(classes=labels).fit_transform([[lab for lab in s if lab in labels] for s in sets])
     primary = np.array([labels.index(next((lab for lab in s if lab in labels), labels[0])) for s in sets])
-    train_idx, test_idx = _split(np.arange(len(X)), primary, test_size, seed)
+    train_idx, test_idx = stratified_split(np.arange(len(X)), primary, test_size, seed)
     grid = LOGREG_C_GRID if len(train_idx) >= 50 else (1.0,)
     scores: dict[str, float | None] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", UserWarning)  # "label not present in all training examples"
         if len(grid) > 1:
-            fit_idx, val_idx = _split(train_idx, primary, 0.2, seed + 1)
+            fit_idx, val_idx = stratified_split(train_idx, primary, 0.2, seed + 1)
             for c in grid:
                 est = _ovr_factory(c, seed)().fit(X[fit_idx], Y[fit_idx])
                 pred = _indicator(est.predict_proba(X[val_idx]), MULTI_LABEL_THRESHOLD)

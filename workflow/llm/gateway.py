@@ -21,12 +21,12 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
+from workflow.llm.base import FatalModelError, RawResponse, TransientError, Transport
 from workflow.llm.failfast import FailureTracker, RejectionTracker
 from workflow.llm.prompts import load_prompt
-from workflow.pii import is_local_model, scrub_messages
-from workflow.llm.structured import ModeNegotiator, ModeRefused, next_mode
-from workflow.llm.base import FatalModelError, RawResponse, TransientError, Transport
 from workflow.llm.registry import transport_for
+from workflow.llm.structured import ModeNegotiator, ModeRefused, next_mode
+from workflow.pii import is_local_model, scrub_messages
 from workflow.progress import progress_bar
 from workflow.store import Store
 
@@ -84,6 +84,47 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+
+
+@dataclass
+class _Prepared:
+    """One request as sent and keyed."""
+
+    messages: list[dict]
+    scrubbed: dict[str, int]  # what PII redaction replaced, by kind
+    schema: dict
+    max_tokens: int
+    key: str
+
+
+@dataclass
+class _Attempts:
+    """What the attempts at one request came to."""
+
+    value: Any = None
+    raw_text: str | None = None
+    error: str | None = None
+    status: str = "failed"
+    attempts: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+    def add(self, raw: RawResponse) -> None:
+        self.prompt_tokens += raw.prompt_tokens
+        self.completion_tokens += raw.completion_tokens
+        self.cost += raw.cost
+        self.raw_text = raw.text
+
+
+def _with_feedback(messages: list[dict], answer: str, problem: str) -> list[dict]:
+    """The conversation that asks again after an invalid answer: the answer, then what was wrong with it."""
+    return [
+        *messages,
+        {"role": "assistant", "content": answer[:2000]},
+        {"role": "user", "content": f"That answer was invalid: {problem}. Reply again with only JSON that matches the "
+                                    "requested format."},
+    ]
 
 
 def request_hash(model: str, messages: list[dict], schema: dict, params: dict) -> str:
@@ -164,56 +205,79 @@ class Gateway:
         if self.failures.tripped:  # the run is stopping: no more calls, cached or not
             raise FatalModelError(self.failures.tripped)
         prompt = load_prompt(prompt_name)
-        messages = prompt.render(**variables)
+        req = self._prepare(prompt.render(**variables), model, response_model, max_tokens)
+        context = context or {}
+        reused = self._reuse(req.key, step, model, response_model, context, attempts_cap)
+        if reused is not None:
+            return reused
+        transport = self.transport(model)
+        estimate = self._reserve(transport, model, req.messages, req.max_tokens)
+        started = time.perf_counter()
+        run = _Attempts()
+        try:
+            self._ask(run, transport, req, model, prompt_name, response_model, context, attempts_cap)
+        finally:  # every call is logged, also one that stops the run
+            call_id = self._record(run, step, model, prompt, req, estimate, time.perf_counter() - started)
+        if run.value is None:
+            log.log(logging.INFO if attempts_cap else logging.WARNING, "%s call failed after %d attempts: %s", step,
+                    run.attempts, run.error)
+        if run.status == "ok" and not attempts_cap:
+            self.rejections.valid()
+        elif run.status == "rejected":
+            self._track_rejection(step, model, run.error or "", attempts_cap)
+        return CallResult(run.value, run.status, call_id, run.error)
+
+    def _prepare(self, messages: list[dict], model: str, response_model: type[BaseModel],
+                 max_tokens: int) -> _Prepared:
+        """The request as it will be sent and keyed: PII scrubbed first (what is sent is what is keyed), and room
+        for the longest answer the schema allows."""
         scrubbed: dict[str, int] = {}
-        if self.redact_pii and not is_local_model(model):  # before the cache key: what is sent is what is keyed
+        if self.redact_pii and not is_local_model(model):
             messages, scrubbed = scrub_messages(messages)
         schema = response_model.model_json_schema()
-        max_tokens = max(max_tokens, answer_token_cap(schema) or 0)  # room for the longest answer the schema allows
+        max_tokens = max(max_tokens, answer_token_cap(schema) or 0)
         params = {"temperature": self.temperature, "max_tokens": max_tokens, "seed": self.seed}
-        key = request_hash(model, messages, schema, params)
-        context = context or {}
+        return _Prepared(messages, scrubbed, schema, max_tokens, request_hash(model, messages, schema, params))
 
+    def _reuse(self, key: str, step: str, model: str, response_model: type[T], context: dict[str, Any],
+               attempts_cap: int | None) -> CallResult[T] | None:
+        """The answer stored for this request, re-validated (validators may have changed since), else None.
+
+        A request whose answers all failed validation is answered too: the same request gets the same answer
+        (temperature 0, fixed seed), so the rejection is reused unless the last answer now validates;
+        `tnt resume --retry-failed` asks again."""
         cached = self.store.cached_response(key)
         if cached is not None:
             try:
                 value = response_model.model_validate_json(cached, context=context)
-                with self._lock:
-                    self.usage.cached += 1
-                if not attempts_cap:
-                    self.rejections.valid()
-                return CallResult(value, "cached")
             except ValidationError:
-                pass  # the validators changed since: ask again
-        elif not self.retry_failed:
-            # A request the model answered, whose answers all failed validation, is answered: the same request gets
-            # the same answer (temperature 0, fixed seed). Re-validate the last answer (validators may have changed)
-            # and reuse the rejection otherwise; `tnt resume --retry-failed` asks again.
-            rejected = self.store.rejected_response(key)
-            if rejected is not None:
-                try:
-                    value = parse_answer(response_model, rejected[0], context)
-                    with self._lock:
-                        self.usage.cached += 1
-                    return CallResult(value, "cached")
-                except (ValidationError, ValueError):
-                    with self._lock:
-                        self.usage.cached += 1
-                        self.usage.rejected += 1
-                    self._track_rejection(step, model, rejected[2] or "", attempts_cap)
-                    return CallResult(None, "rejected", rejected[1], rejected[2])
+                return None  # the validators changed since: ask again
+            with self._lock:
+                self.usage.cached += 1
+            if not attempts_cap:
+                self.rejections.valid()
+            return CallResult(value, "cached")
+        rejected = None if self.retry_failed else self.store.rejected_response(key)
+        if rejected is None:
+            return None
+        try:
+            value = parse_answer(response_model, rejected[0], context)
+        except (ValidationError, ValueError):
+            with self._lock:
+                self.usage.cached += 1
+                self.usage.rejected += 1
+            self._track_rejection(step, model, rejected[2] or "", attempts_cap)
+            return CallResult(None, "rejected", rejected[1], rejected[2])
+        with self._lock:
+            self.usage.cached += 1
+        return CallResult(value, "cached")
 
-        transport = self.transport(model)
-        estimate = self._reserve(transport, model, messages, max_tokens)
-        started = time.perf_counter()
-        totals = {"prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
-        convo = list(messages)
-        send_schema = schema  # tightened after an answer cut at max_tokens
-        attempts = 0
-        value: T | None = None
-        raw_text: str | None = None
-        error: str | None = None
-        status = "failed"
+    def _ask(self, run: _Attempts, transport: Transport, req: _Prepared, model: str, prompt_name: str,
+             response_model: type[BaseModel], context: dict[str, Any], attempts_cap: int | None) -> None:
+        """Ask until an answer validates or the attempts run out, filling ``run``. Transient errors and invalid
+        answers are retried (an invalid one with the error fed back); anything else propagates."""
+        convo = list(req.messages)
+        send_schema = req.schema  # tightened after an answer cut at max_tokens
         try:
             for attempt in Retrying(
                 stop=stop_after_attempt(min(self.max_attempts, attempts_cap or self.max_attempts)),
@@ -222,81 +286,60 @@ class Gateway:
                 reraise=True,
             ):
                 with attempt:
-                    attempts += 1
-                    raw: RawResponse = self._complete(
-                        transport,
-                        key,
-                        model,
-                        convo,
-                        schema=send_schema,
-                        schema_name=response_model.__name__,
+                    run.attempts += 1
+                    raw = self._complete(
+                        transport, req.key, model, convo, schema=send_schema, schema_name=response_model.__name__,
                         prompt_name=prompt_name,
                         # a model that answered badly at temperature 0 would answer the same way again
-                        temperature=self.temperature if attempts == 1 else max(self.temperature, 0.7),
-                        max_tokens=max_tokens,
-                        seed=self.seed,
-                        timeout=self.timeout_s,
+                        temperature=self.temperature if run.attempts == 1 else max(self.temperature, 0.7),
+                        max_tokens=req.max_tokens, seed=self.seed, timeout=self.timeout_s,
                     )
-                    totals["prompt_tokens"] += raw.prompt_tokens
-                    totals["completion_tokens"] += raw.completion_tokens
-                    totals["cost"] += raw.cost
-                    raw_text = raw.text
+                    run.add(raw)
                     try:
-                        value = parse_answer(response_model, raw.text or "", context)
+                        run.value = parse_answer(response_model, raw.text or "", context)
                     except (ValidationError, ValueError) as exc:
                         msg = _short_validation_error(exc)
                         if raw.truncated:  # asking again the same way would be cut again: ask for less
                             send_schema = tighten_schema(send_schema)
-                            msg = f"the answer was cut at {max_tokens} tokens; be much briefer ({msg})"
-                        convo = [
-                            *messages,
-                            {"role": "assistant", "content": (raw.text or "")[:2000]},
-                            {
-                                "role": "user",
-                                "content": f"That answer was invalid: {msg}. Reply again with only JSON that "
-                                "matches the requested format.",
-                            },
-                        ]
+                            msg = f"the answer was cut at {req.max_tokens} tokens; be much briefer ({msg})"
+                        convo = _with_feedback(req.messages, raw.text or "", msg)
                         raise InvalidOutput(msg, raw.text or "") from None
-            status = "ok"
+            run.status = "ok"
         except (TransientError, InvalidOutput) as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            status = "rejected" if isinstance(exc, InvalidOutput) else "failed"
-        finally:
-            latency = time.perf_counter() - started
-            with self._lock:
-                self._reserved -= estimate
-                self._spent += totals["cost"]
-                self.usage.calls += 1
-                self.usage.failed += status == "failed"
-                self.usage.rejected += status == "rejected"
-                self.usage.prompt_tokens += totals["prompt_tokens"]
-                self.usage.completion_tokens += totals["completion_tokens"]
-                self.usage.cost += totals["cost"]
-            call_id = self.store.log_call(
-                run_id=self.run_id,
-                step=step,
-                request_hash=key,
-                model=model,
-                prompt_name=prompt.name,
-                prompt_hash=prompt.version,
-                status=status,
-                attempts=attempts,
-                response=value.model_dump_json() if value is not None else json.dumps(raw_text),
-                error=error,
-                latency_s=latency,
-                **totals,
-            )
-            if scrubbed:
-                self.store.save_redactions(self.run_id, call_id, scrubbed)
-        if value is None:
-            log.log(logging.INFO if attempts_cap else logging.WARNING, "%s call failed after %d attempts: %s", step,
-                    attempts, error)
-        if status == "ok" and not attempts_cap:
-            self.rejections.valid()
-        elif status == "rejected":
-            self._track_rejection(step, model, error or "", attempts_cap)
-        return CallResult(value, status, call_id, error)
+            run.error = f"{type(exc).__name__}: {exc}"
+            run.status = "rejected" if isinstance(exc, InvalidOutput) else "failed"
+
+    def _record(self, run: _Attempts, step: str, model: str, prompt: Any, req: _Prepared, estimate: float,
+                latency: float) -> str:
+        """Settle the budget and usage, and log the call (with what was redacted from it); returns its id."""
+        with self._lock:
+            self._reserved -= estimate
+            self._spent += run.cost
+            self.usage.calls += 1
+            self.usage.failed += run.status == "failed"
+            self.usage.rejected += run.status == "rejected"
+            self.usage.prompt_tokens += run.prompt_tokens
+            self.usage.completion_tokens += run.completion_tokens
+            self.usage.cost += run.cost
+        call_id = self.store.log_call(
+            run_id=self.run_id,
+            step=step,
+            request_hash=req.key,
+            model=model,
+            prompt_name=prompt.name,
+            prompt_hash=prompt.version,
+            status=run.status,
+            attempts=run.attempts,
+            response=run.value.model_dump_json() if run.value is not None else json.dumps(run.raw_text),
+            error=run.error,
+            latency_s=latency,
+            prompt_tokens=run.prompt_tokens,
+            completion_tokens=run.completion_tokens,
+            cost=run.cost,
+        )
+        if req.scrubbed:
+            self.store.save_redactions(self.run_id, call_id, req.scrubbed)
+        return call_id
 
     def _track_rejection(self, step: str, model: str, error: str, attempts_cap: int | None) -> None:
         """Callers with a fallback of their own (attempts_cap: cluster names) expect rejections; for the rest, a
