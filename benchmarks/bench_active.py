@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_noise import cached_embeddings, corrupt, load_split  # noqa: E402
 
 from workflow.classify.active import fast_classifier, round_sizes, select_batch  # noqa: E402
-from workflow.graph.nodes.active import POOL_FACTOR  # noqa: E402
+from workflow.graph.selection import POOL_FACTOR  # noqa: E402
 
 
 def active_sample(X: np.ndarray, teacher: np.ndarray, order: np.ndarray, budget: int, seed: int,
@@ -48,7 +48,7 @@ def active_sample(X: np.ndarray, teacher: np.ndarray, order: np.ndarray, budget:
 
 
 def candidates(order: np.ndarray, chosen: list[int] | np.ndarray, texts: list[str], budget: int) -> np.ndarray:
-    """The product's candidate pool (graph/nodes/active.candidate_pool): the first POOL_FACTOR x budget documents
+    """The product's candidate pool (graph/selection.candidate_pool): the first POOL_FACTOR x budget documents
     of the shuffle, unlabelled, one per distinct text. An active run's classifier also self-trains on it."""
     taken, seen = {int(i) for i in chosen}, {texts[i] for i in chosen}
     pool = []

@@ -14,7 +14,7 @@ from workflow.cli import app, print_summary
 from workflow.config import JobConfig
 from workflow.estimate import estimate_run
 from workflow.graph.nodes import label as label_node
-from workflow.graph.nodes.active import candidate_pool
+from workflow.graph.selection import candidate_pool
 from workflow.graph.nodes.sample import sample
 from workflow.testing import scripted
 from workflow.runner import _context, execute

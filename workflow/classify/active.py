@@ -1,6 +1,6 @@
 """Active label selection: which documents are worth an LLM label (issue 11, active distillation).
 
-Pure functions on embeddings; the graph's label step (workflow/graph/nodes/active.py) stores the rounds. A random
+Pure functions on embeddings; the graph's label step (workflow/graph/selection.py) stores the rounds. A random
 seed set comes first (a quarter of the budget), then each round sends the model the documents a fast logistic
 regression on the labels so far is least sure of (smallest margin between its two most probable labels), spread
 over the embedding space: the most uncertain ``CANDIDATES_PER_PICK * k`` candidates are clustered into k groups

@@ -8,7 +8,7 @@ from typing import Any
 
 from workflow.classify.embed import get_embedder
 from workflow.classify.train import TrainedClassifier, train_classifier, train_multilabel
-from workflow.classify.vectors import embed_texts
+from workflow.classify.vectors import embed_documents
 from workflow.config import JobConfig
 from workflow.store import Store
 
@@ -42,8 +42,7 @@ def fit_on_run(store: Store, run_id: str, corpus: str, config: JobConfig, *,
     if not labels:
         return None
     doc_ids = sorted(labels)
-    embedder = get_embedder(config.embedding_model)
-    X = embed_texts(store, embedder, [d.text for d in store.documents(corpus, doc_ids)], progress=progress)
+    X = embed_documents(store, corpus, doc_ids, config.embedding_model, progress=progress)
     y = [labels[d] for d in doc_ids]
     if multi:
         clf, metrics = train_multilabel(X, y, seed=config.seed, test_size=config.test_size)
@@ -52,18 +51,17 @@ def fit_on_run(store: Store, run_id: str, corpus: str, config: JobConfig, *,
         fixed = None if held_out is None else set(held_out)
         drawn = drawn_at_random(store, run_id, doc_ids)
         if unlabeled is None and drawn is not None:
-            from workflow.graph.nodes.active import candidate_pool
+            from workflow.graph.selection import candidate_pool
 
             unlabeled = candidate_pool(store, corpus, config, set(store.sample_rounds(run_id, 2)))
         extra = [d for d in dict.fromkeys(unlabeled or []) if d not in labels]
-        U = embed_texts(store, embedder, [d.text for d in store.documents(corpus, extra)], progress=progress) \
-            if extra else None
+        U = embed_documents(store, corpus, extra, config.embedding_model, progress=progress) if extra else None
         clf, metrics = train_single_label(X, y, config, algorithms=algorithms, trusted=[d in human for d in doc_ids],
                                           representative=drawn,
                                           test_rows=None if fixed is None else [d in fixed for d in doc_ids],
                                           unlabeled=U)
         metrics["held_out_ids"] = [doc_ids[i] for i in metrics.pop("test_rows")]
-    return Fitted(clf, metrics, embedder.name, len(labels))
+    return Fitted(clf, metrics, get_embedder(config.embedding_model).name, len(labels))
 
 
 def train_single_label(X: Any, y: Sequence[str], config: JobConfig, *,

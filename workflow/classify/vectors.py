@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from workflow.classify.embed import Embedder
+from workflow.classify.embed import Embedder, get_embedder
 from workflow.store import Store, text_hash
 
 
@@ -23,3 +23,11 @@ def embed_texts(store: Store, embedder: Embedder, texts: Sequence[str], hashes: 
     if not hashes:
         return np.zeros((0, embedder.dim), dtype=np.float32)
     return np.stack([cached[h] for h in hashes]).astype(np.float32, copy=False)
+
+
+def embed_documents(store: Store, corpus: str, doc_ids: Sequence[str], embedding_model: str,
+                    progress: bool = False) -> np.ndarray:
+    """Vectors of stored documents, in the order of doc_ids: the one way to embed a corpus's documents (the run's
+    context adds a per-run cache on top, `RunContext.embed`)."""
+    docs = store.documents(corpus, doc_ids)
+    return embed_texts(store, get_embedder(embedding_model), [d.text for d in docs], progress=progress)

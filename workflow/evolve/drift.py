@@ -24,9 +24,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from workflow.classify.embed import get_embedder
 from workflow.classify.loader import ServingModel
-from workflow.classify.vectors import embed_texts
+from workflow.classify.vectors import embed_documents
 from workflow.store import OTHER_ID, Store
 
 # Alert thresholds: absolute rise of a share, relative rise of the mean distance; and how unlikely the rise must
@@ -96,11 +95,6 @@ class Figures:
         return why
 
 
-def _vectors(store: Store, model: ServingModel, corpus: str, doc_ids: Sequence[str]) -> np.ndarray:
-    docs = store.documents(corpus, doc_ids)
-    return embed_texts(store, get_embedder(model.embedding_model), [d.text for d in docs])
-
-
 def distances(X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """1 - cosine similarity to the nearest centroid (rows of X are L2-normalised embeddings)."""
     if not len(X) or not len(centroids):
@@ -143,7 +137,7 @@ def baseline(store: Store, model: ServingModel, run_id: str, corpus: str, held_o
     labels = store.training_labels(run_id)
     held = [d for d in held_out if d in labels]
     train = sorted(set(labels) - set(held))
-    Xt = _vectors(store, model, corpus, train)
+    Xt = embed_documents(store, corpus, train, model.embedding_model)
     ys = np.array([labels[d] for d in train], dtype=object)
     cents = []
     for lab in sorted(set(ys.tolist()) - {OTHER_ID}):
@@ -154,7 +148,7 @@ def baseline(store: Store, model: ServingModel, run_id: str, corpus: str, held_o
     ref = reference_ids(store, run_id, corpus, held_out, exclude)
     if not ref:
         return Baseline(0, 0.0, 0.0, 0.0, 0.0, 0.0, C, names)
-    f, flags = figures(model, _vectors(store, model, corpus, ref), C)
+    f, flags = figures(model, embed_documents(store, corpus, ref, model.embedding_model), C)
     return Baseline(len(ref), f.other_share, f.uncertain_share, f.centroid_distance,
                     float(np.quantile(flags[:, 2], 0.95)), float(np.std(flags[:, 2])), C, names)
 
@@ -193,14 +187,13 @@ def monitor_for(store: Store, model: ServingModel) -> Monitor | None:
     """A drift monitor for a stored single-label model (None for an artifact or a multi-label model). The
     baseline is the run's documents the model never trained on (its held-out split and the unlabeled ones)."""
     from workflow.classify.fit import held_out_ids
-    from workflow.config import JobConfig
 
     try:
         row = store.model(model.version)
     except Exception:  # noqa: BLE001 - an exported artifact: no run to measure a baseline on
         return None
     run = store.run(row["run_id"])
-    config = JobConfig.model_validate(run["config"])
+    config = run.config
     if config.multi_label:
         return None
     held = held_out_ids(store, row["run_id"], config, row["model_id"])

@@ -47,6 +47,7 @@ from workflow.classify.fit import fit_on_run, held_out_ids
 from workflow.classify.loader import from_store
 from workflow.classify.predict import predict_corpus
 from workflow.classify.train import agreement
+from workflow.classify.vectors import embed_documents
 from workflow.config import JobConfig
 from workflow.evolve import drift, novelty
 from workflow.graph.context import RunFailed, log
@@ -343,7 +344,7 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
     if "added" not in state:  # -- steps 1-3: drift, proposal, new taxonomy version -------------------------
         old = from_store(store, state["model_before"])
         base = drift.baseline(store, old, run_id, corpus, state["held_out"], exclude=new_ids)
-        X = drift._vectors(store, old, corpus, new_ids)
+        X = embed_documents(store, corpus, new_ids, old.embedding_model)
         figs, _ = drift.batched_figures(old, X, base, drift_batch)
         store.save_drift(state["model_before"], f"update {update_id}",
                          [(f.batch, f.n, f.other_share, f.uncertain_share, f.centroid_distance) for f in figs],
@@ -463,8 +464,8 @@ def _novelty(store: Store, model: Any, run_id: str, corpus: str, held_out: list[
     labels = store.training_labels(run_id)
     held = [d for d in held_out if d in labels]
     train = sorted(set(labels) - set(held))
-    return novelty.score(model, X, drift._vectors(store, model, corpus, train),
-                         drift._vectors(store, model, corpus, held))
+    return novelty.score(model, X, embed_documents(store, corpus, train, model.embedding_model),
+                         embed_documents(store, corpus, held, model.embedding_model))
 
 
 def _seeds(doc_ids: list[str], label_of: dict[str, str], n: int) -> list[str]:
@@ -502,7 +503,7 @@ def _next_round(store: Store, run_id: str, corpus: str, config: JobConfig, state
         if fitted is not None:
             interim = ServingModel(fitted.clf, list(fitted.clf.labels), fitted.embedding_model, "interim", [])
             pool = [d for d in new_ids if d not in labeled]
-            X = drift._vectors(store, interim, corpus, pool)
+            X = embed_documents(store, corpus, pool, interim.embedding_model)
             rows = _border_rows(interim.proba(X), interim.labels, set(state["added"]), X, n,
                                 seed=config.seed + rounds_left)
             picked = [pool[i] for i in rows]

@@ -25,8 +25,6 @@ from functools import cached_property
 import numpy as np
 
 from workflow import clustering
-from workflow.classify.embed import get_embedder
-from workflow.classify.vectors import embed_texts
 from workflow.graph.context import RunContext, RunFailed, log
 from workflow.graph.nodes.summarize import summarize_docs
 from workflow.graph.nodes.taxonomy import existing_version
@@ -88,11 +86,9 @@ def fallback_name(g: int, words: list[str], frequent: list[str], texts: list[str
 
 
 def embed_docs(ctx: RunContext, doc_ids: list[str]) -> Space:
-    """The run's embedder over documents (cached by text hash, so training later re-uses the vectors)."""
+    """Documents with their texts and unit-length vectors (`RunContext.embed`)."""
     docs = ctx.store.documents(ctx.corpus, doc_ids)
-    texts = [d.text for d in docs]
-    X = embed_texts(ctx.store, get_embedder(ctx.config.embedding_model), texts, progress=ctx.show_progress)
-    return Space([d.doc_id for d in docs], texts, clustering.unit(X))
+    return Space([d.doc_id for d in docs], [d.text for d in docs], clustering.unit(ctx.embed(doc_ids)))
 
 
 # -- naming ----------------------------------------------------------------------------------------------------

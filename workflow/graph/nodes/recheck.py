@@ -16,9 +16,7 @@ makes a re-run free).
 
 from __future__ import annotations
 
-from workflow.classify.embed import get_embedder
 from workflow.classify.recheck import plan_rechecks
-from workflow.classify.vectors import embed_texts
 from workflow.graph.context import RunContext, log
 from workflow.graph.nodes.taxonomy import format_taxonomy
 from workflow.graph.nodes.text import clip
@@ -48,8 +46,7 @@ def recheck(ctx: RunContext, state: RunState) -> RunState:
     doc_ids = sorted(d for d, lab in given.items() if lab in by_id)
     if not doc_ids:
         return {}
-    X = embed_texts(store, get_embedder(cfg.embedding_model), [d.text for d in store.documents(ctx.corpus, doc_ids)],
-                    progress=ctx.show_progress)
+    X = ctx.embed(doc_ids)
     plan = plan_rechecks(X, [given[d] for d in doc_ids], [d not in human for d in doc_ids], cfg.recheck,
                          seed=cfg.seed, trusted=[d in human for d in doc_ids])
     if plan.skipped:

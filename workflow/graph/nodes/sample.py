@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from workflow.graph.context import RunContext, log
-from workflow.graph.nodes.active import seed_size, shuffled_split
+from workflow.graph.selection import seed_size, shuffled_split
 from workflow.graph.state import RunState
 
 

@@ -13,19 +13,19 @@ from workflow import clustering
 from workflow.classify.embed import get_embedder
 from workflow.classify.vectors import embed_texts
 from workflow.graph.context import RunContext
-from workflow.graph.nodes.clusters import embed_docs
 from workflow.store import Document, Label
 
 
 def label_vectors(ctx: RunContext, labels: list[Label]) -> np.ndarray:
     members = ctx.store.cluster_members(ctx.run_id)
-    space = embed_docs(ctx, sorted(members)) if members else None
+    member_ids = sorted(members)
+    X = clustering.unit(ctx.embed(member_ids)) if members else None
     described = embed_texts(ctx.store, get_embedder(ctx.config.embedding_model),
                             [f"{lb.name}: {lb.description}" for lb in labels])
     rows = []
     for lb, text_vec in zip(labels, described):
-        mine = [i for i, d in enumerate(space.doc_ids) if members[d] == lb.label_id] if space else []
-        rows.append(space.X[mine].mean(axis=0) if mine else text_vec)
+        mine = [i for i, d in enumerate(member_ids) if members[d] == lb.label_id]
+        rows.append(X[mine].mean(axis=0) if mine else text_vec)
     return clustering.unit(np.stack(rows))
 
 
@@ -33,6 +33,6 @@ def shortlists(ctx: RunContext, docs: list[Document], labels: list[Label], k: in
     """The k labels nearest each document, nearest first (k <= 0 or k >= len(labels): every label, nearest first)."""
     if not docs:
         return []
-    X = embed_docs(ctx, [d.doc_id for d in docs]).X
+    X = clustering.unit(ctx.embed([d.doc_id for d in docs]))
     k = len(labels) if k <= 0 else min(k, len(labels))
     return [[labels[j] for j in row] for row in clustering.nearest_labels(X, label_vectors(ctx, labels), k)]

@@ -1,4 +1,6 @@
-"""`--label-selection active`: the phase-2 sample grows in rounds while the label step runs.
+"""Which documents a run labels: the seeded random order both selections draw from, and for
+`--label-selection active` the rounds in which the phase-2 sample grows while the label step runs (a library for
+the sample and label steps and for training, not a step itself).
 
 The sample step stores only the random seed set (round 0, the first documents of what a random run would label);
 after each round is labelled, the next is chosen by workflow/classify/active.py from a candidate pool and appended
@@ -11,8 +13,6 @@ from __future__ import annotations
 import random
 
 from workflow.classify import active
-from workflow.classify.embed import get_embedder
-from workflow.classify.vectors import embed_texts
 from workflow.config import JobConfig
 from workflow.graph.context import RunContext, log
 from workflow.store import Store, text_hash
@@ -68,10 +68,8 @@ def next_round(ctx: RunContext, version: int) -> tuple[int, list[str]] | None:
     if not pool:
         log.info("active selection: no unlabelled documents left after %d labels", len(rounds))
         return None
-    embedder = get_embedder(cfg.embedding_model)
-    X_lab = embed_texts(store, embedder, [d.text for d in store.documents(ctx.corpus, labelled)])
-    X_pool = embed_texts(store, embedder, [d.text for d in store.documents(ctx.corpus, pool)],
-                         progress=ctx.show_progress)
+    X_lab = ctx.embed(labelled, progress=False)
+    X_pool = ctx.embed(pool)
     rows = active.select_batch(X_lab, [labels[d] for d in labelled], X_pool, k, seed=cfg.seed + r)
     picked = [pool[i] for i in rows]
     store.extend_sample(ctx.run_id, 2, picked, cfg.batch_size, round=r)
