@@ -24,8 +24,6 @@ from dataclasses import replace
 import numpy as np
 
 from workflow import clustering
-from workflow.classify.embed import get_embedder
-from workflow.classify.vectors import embed_texts
 from workflow.graph.context import RunContext, log
 from workflow.graph.nodes.taxonomy import existing_version
 from workflow.graph.state import RunState
@@ -77,7 +75,7 @@ def seeds_by_id(ctx: RunContext) -> dict[str, SeedLabel]:
 
 
 def _embed(ctx: RunContext, texts: list[str]) -> np.ndarray:
-    return clustering.unit(embed_texts(ctx.store, get_embedder(ctx.config.embedding_model), texts))
+    return clustering.unit(ctx.embed_texts(texts))
 
 
 def described_vectors(ctx: RunContext, labels: list[Label]) -> np.ndarray:
