@@ -47,7 +47,6 @@ def train(
     from workflow.classify.fit import fit_on_run
     from workflow.classify.predict import predict_corpus as label_corpus
     from workflow.classify.train import ALGORITHMS, TrainingError
-    from workflow.config import JobConfig
 
     algos = tuple(a.strip() for a in algorithms.split(",") if a.strip())
     unknown = sorted(set(algos) - set(ALGORITHMS))
@@ -57,7 +56,7 @@ def train(
         run_id = _run_id(store, run_id)
         run = store.run(run_id)
         try:  # a multi-label run retrains one-vs-rest; --algorithms does not apply there
-            fitted = fit_on_run(store, run_id, run["corpus"], JobConfig(**run["config"]), algorithms=algos,
+            fitted = fit_on_run(store, run_id, run["corpus"], run.config, algorithms=algos,
                                 progress=not quiet)
         except EmbeddingUnavailable as exc:
             fail(str(exc), 1)
@@ -204,11 +203,15 @@ def predict(
     drift: bool = typer.Option(True, "--drift/--no-drift", help="Store per-batch drift figures of a stored "
                                                                "model against its run's own unseen documents."),
 ) -> None:
-    """Label any number of documents with a classifier, streaming in batches (memory stays flat)."""
+    """Label any number of documents with a classifier, streaming in batches (memory stays flat).
+
+    Interrupted (Ctrl-C, killed, a crash), the same command run again continues where it stopped: documents
+    already in the output are neither embedded nor written again."""
     from workflow.classify.embed import EmbeddingUnavailable
     from workflow.classify.predict import (
-        PredictInputError, make_vectorizer, open_input, open_output, other_share, predict_stream,
+        PredictInputError, make_vectorizer, open_input, other_share, predict_stream,
     )
+    from workflow.classify.checkpoint import count_input_rows, open_resumable_output
 
     store = _predict_store(ctx, db, model, input, output, cache)
     try:
@@ -220,7 +223,12 @@ def predict(
                 store.limit_memory(memory_limit)
             batches, total = open_input(input, store, text_field=text_field, id_field=id_field or None,
                                         vector_field=vector_field, batch_size=batch_size, memory_limit=memory_limit)
-            sink = open_output(output, store, overwrite)
+            if total is None and not quiet:
+                total = count_input_rows(input, store)  # for the bar's ETA
+            sink = open_resumable_output(output, store, serving.version, overwrite)  # continues an interrupted run
+            if sink.done and not quiet:
+                err.print(f"resuming: {output} already holds {sink.done} predictions of this model; predicting the "
+                          "rest", highlight=False)
             vectorize = None if vector_field else make_vectorizer(serving, store if cache else None)
             monitor = None
             if store is not None and not vector_field and drift:
@@ -240,7 +248,8 @@ def predict(
                  "raise --memory-limit or lower --batch-size", 1)
         base = (serving.metrics.get("conformal") or {}).get("uncertain_share")
         out.print(
-            f"predicted {stats.n} documents with {serving.version} -> {output}; "
+            f"predicted {stats.n} documents with {serving.version} -> {output}"
+            + (f" (and {sink.done} before the interruption)" if sink.done else "") + "; "
             f"uncertain {stats.share(stats.uncertain):.1%}"
             + (f" (held-out at training: {base:.1%})" if base is not None else "")
             + f", Other {other_share(serving, stats):.1%}",

@@ -141,7 +141,7 @@ def judge_run(store: Store, run_id: str, model: str, *, n_pairs: int = 50, n_exa
               api_base: str | None = None, structured_output: str | None = None) -> dict[str, dict]:
     """All judge metrics of a run: {metric: {"value": ..., details...}}."""
     run = store.run(run_id)
-    config = JobConfig.model_validate(run["config"])
+    config = run.config
     _, labels = store.taxonomy(run_id)
     if not labels:
         return {}

@@ -36,8 +36,8 @@ def insight(store: Store, run_id: str, labels: list[Label], colours: dict[str, s
     """{"place", "profiles", "map", "sizes", "tree", "confusion", "time", "drift"} for the run's current labels.
     Figures a run cannot draw yet (no classifier, no time field, one level) are None."""
     run = store.run(run_id)
-    seed = run["config"].get("seed", 0)
-    time_field = time_field or run["config"].get("time_field")
+    seed = run.config.seed
+    time_field = time_field or run.config.time_field
     version, _ = store.taxonomy(run_id)
     place = placement(store, run_id, labels, embed)
     cache = cache or InsightCache()
@@ -69,6 +69,7 @@ def insight(store: Store, run_id: str, labels: list[Label], colours: dict[str, s
         "time": figures.time_share(times, place.label_of, names, colours) if times else None,
         "time_field": time_field,
         "drift": figures.drift_rows(store, run_id),
+        "origins": store.label_origins(run_id),  # 'seed' (given with --labels) or 'discovered'; empty otherwise
         "placed": {src: sum(1 for s in place.source_of.values() if s == src) for src in set(place.source_of.values())},
         "other": sum(1 for v in place.label_of.values() if v == OTHER_ID),
     }

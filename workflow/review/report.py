@@ -45,7 +45,7 @@ def report_context(store: Store, run_id: str, *, embed=None, map_points: int = M
     version, labels = store.taxonomy(run_id)
     if not labels:
         raise StoreError(f"run '{run_id}' has no taxonomy yet; wait until it pauses for review or finishes")
-    embed = embed or default_embed(run["config"].get("embedding_model", "minilm-int8"))
+    embed = embed or default_embed(run.config.embedding_model)
     names = {lb.label_id: lb.name for lb in labels} | {OTHER_ID: OTHER_NAME}
     colours = {lb.label_id: colour_of(i, len(labels)) for i, lb in enumerate(labels)} | {OTHER_ID: "#64748b"}
     pictures = insight(store, run_id, labels, colours, names, embed, map_points=map_points, time_field=time_field)

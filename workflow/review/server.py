@@ -57,7 +57,7 @@ class ReviewApp:
 
     def _embedder(self, store: Store) -> EmbedFn:
         if self.embed is None:
-            self.embed = default_embed(store.run(self.run_id)["config"].get("embedding_model", "minilm-int8"))
+            self.embed = default_embed(store.run(self.run_id).config.embedding_model)
         return self.embed
 
     def render(self) -> str:

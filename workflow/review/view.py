@@ -237,7 +237,7 @@ def build_view(store: Store, run_id: str, embed: EmbedFn | None, cache: QueueCac
     labeled = sum(llm_counts.values())
     queue, queue_error = ([], "no LLM labels yet: the queue fills after pseudo-labeling")
     if ok_docs and embed is not None:
-        queue, queue_error = mislabel_queue(store, run_id, docs, embed, cache, seed=run["config"].get("seed", 0))
+        queue, queue_error = mislabel_queue(store, run_id, docs, embed, cache, seed=run.config.seed)
     todo = set(store.sample(run_id, 2)) - set(store.assignments(run_id, "llm", taxonomy_version=version))
     return {
         "insight": insight(store, run_id, labels, colours, names, embed, cache=pictures),

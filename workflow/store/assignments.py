@@ -16,6 +16,7 @@ from workflow.store.connection import Database
 from workflow.store.schema import OTHER_ID, Label, now
 from workflow.store.taxonomy import insert_labels
 
+
 class Assignments(Database):
     """Assignments by run, document and source; reviews by run."""
 

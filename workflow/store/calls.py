@@ -12,6 +12,7 @@ from workflow.secrets import redact
 from workflow.store.connection import Database
 from workflow.store.schema import now
 
+
 class Calls(Database):
     """LLM calls by request hash; structured-output modes by server and model."""
 

@@ -13,6 +13,7 @@ import numpy as np
 from workflow.store.connection import Database
 from workflow.store.schema import Document, StoreError, now, text_hash
 
+
 class Corpus(Database):
     """Documents by corpus and id; embeddings by text hash and model."""
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from workflow.store.connection import Database
 from workflow.store.schema import now
 
+
 class Drift(Database):
     """Drift rows by model and source; updates by run."""
 

@@ -9,6 +9,7 @@ from typing import Any
 from workflow.store.connection import Database
 from workflow.store.schema import TNT_TABLES, StoreError, now
 
+
 class Models(Database):
     """Models by id, predictions by model, evaluation results by run."""
 

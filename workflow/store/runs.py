@@ -10,7 +10,8 @@ from typing import Any
 from workflow.owner import is_dead, this_process
 from workflow.secrets import redact
 from workflow.store.connection import Database
-from workflow.store.schema import StoreError, now
+from workflow.store.schema import RunRow, StoreError, now
+
 
 class Runs(Database):
     """Runs, their samples (phase 1: taxonomy, phase 2: labeling) and their summaries."""
@@ -24,13 +25,12 @@ class Runs(Database):
         )
         return run_id
 
-    def run(self, run_id: str) -> dict:
+    def run(self, run_id: str) -> RunRow:
+        """A run by id: ``.config`` is its validated JobConfig (StoreError when there is no such run)."""
         rows = self.query("SELECT * FROM runs WHERE run_id = ?", [run_id])
         if not rows:
             raise StoreError(f"no run '{run_id}' in {self.path} (see `tnt status`)")
-        row = rows[0]
-        row["config"] = json.loads(row["config"])
-        return row
+        return RunRow.from_db(rows[0])
 
     def latest_run_id(self) -> str:
         row = self._one("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1")
@@ -38,8 +38,8 @@ class Runs(Database):
             raise StoreError(f"no runs in {self.path} yet (start one with `tnt run`)")
         return row[0]
 
-    def runs(self) -> list[dict]:
-        return self.query("SELECT * FROM runs ORDER BY created_at")
+    def runs(self) -> list[RunRow]:
+        return [RunRow.from_db(r) for r in self.query("SELECT * FROM runs ORDER BY created_at")]
 
     def update_run_config(self, run_id: str, config: dict) -> None:
         self._exec("UPDATE runs SET config = ?, updated_at = ? WHERE run_id = ?", [json.dumps(config), now(), run_id])

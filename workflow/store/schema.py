@@ -11,8 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from functools import cached_property
+from typing import Any
+
+from workflow.config import JobConfig
 
 SCHEMA_VERSION = 3  # the number of the last migration (workflow/store/migrations.py)
 OTHER_ID = "other"
@@ -126,3 +132,57 @@ class Label:
 class Document:
     doc_id: str
     text: str
+
+
+@dataclass(frozen=True, eq=False)
+class RunRow(Mapping[str, Any]):
+    """A row of `runs`. ``.config`` is the run's settings validated once, here (JobConfig); ``row["column"]`` reads
+    still work (``row["config"]`` is the stored dict), for code and notebooks written against dict rows."""
+
+    run_id: str
+    corpus: str
+    use_case: str
+    stored_config: dict[str, Any]  # the config as written by create_run / update_run_config
+    stage: str | None
+    status: str | None
+    error: str | None
+    created_at: dt.datetime | None
+    updated_at: dt.datetime | None
+    owner: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # columns added by a later migration
+
+    @classmethod
+    def from_db(cls, row: dict[str, Any]) -> RunRow:
+        row = dict(row)
+        raw = row.pop("config")
+        known = {f.name for f in fields(cls)} - {"stored_config", "extra"}
+        return cls(stored_config=json.loads(raw) if isinstance(raw, str) else dict(raw or {}),
+                   extra={k: row.pop(k) for k in list(row) if k not in known}, **row)
+
+    @cached_property
+    def config(self) -> JobConfig:
+        """The run's settings, validated (a pydantic error names a bad stored value)."""
+        return JobConfig.model_validate(self.stored_config)
+
+    def config_with(self, overrides: Mapping[str, Any] | None) -> JobConfig:
+        """The settings with some options replaced (``tnt resume --max-cost``), validated together."""
+        return JobConfig.model_validate({**self.stored_config, **(overrides or {})}) if overrides else self.config
+
+    def _columns(self) -> list[str]:
+        return [*(("config" if f.name == "stored_config" else f.name) for f in fields(self) if f.name != "extra"),
+                *self.extra]
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "config":
+            return self.stored_config
+        if key in self.extra:
+            return self.extra[key]
+        if key in ("stored_config", "extra") or key not in {f.name for f in fields(self)}:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns())
+
+    def __len__(self) -> int:
+        return len(self._columns())
