@@ -40,8 +40,12 @@ def _is_private(name: str) -> bool:
 def _scan(module: str) -> tuple[set[str], list[str]]:
     """(modules `module` imports, `other.module:_name` private names it uses from other modules)."""
     path = MODULES[module]
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    return _scan_source(module, path.read_text(encoding="utf-8"), path.name == "__init__.py")
+
+
+def _scan_source(module: str, source: str, is_package: bool) -> tuple[set[str], list[str]]:
+    tree = ast.parse(source)
+    package = module if is_package else module.rpartition(".")[0]
     imports: set[str] = set()
     private: list[str] = []
     aliases: dict[str, str] = {}  # local name -> a package module bound to it
@@ -135,13 +139,28 @@ def test_the_checker_finds_a_circle_and_a_private_import():
     assert _cycles({"a": {"b"}, "b": set()}) == []
     assert "workflow.llm" in MODULES and "workflow.llm.gateway" in MODULES
     assert _owner("workflow.llm.gateway.Gateway") == "workflow.llm.gateway"
+    source = """
+from workflow.llm.gateway import Gateway, _wait
+from . import registry
+from workflow.llm import base as b
+
+def f():
+    import workflow.runner as r
+    return r._private(), b.FatalModelError, registry.transport_for
+"""
+    imports, private = _scan_source("workflow.llm.made_up", source, is_package=False)
+    assert imports == {"workflow.llm.gateway", "workflow.llm.registry", "workflow.llm.base", "workflow.runner"}
+    assert sorted(private) == ["workflow.llm.gateway:_wait", "workflow.runner:_private"]
 
 
 def test_no_import_circle_between_modules():
     graph, _ = _graph()
-    assert _cycles(graph) == [], "modules that import each other (directly or around a loop)"
+    cycles = _cycles(graph)
+    assert not cycles, "modules that import each other, directly or around a loop: " + "; ".join(
+        " <-> ".join(c) for c in cycles)
 
 
 def test_no_module_imports_another_modules_private_names():
     _, private = _graph()
-    assert private == {}, "make the name public (drop the underscore) where another module needs it"
+    assert not private, "make a name public (drop the underscore) where another module needs it: " + "; ".join(
+        f"{module} uses {', '.join(names)}" for module, names in sorted(private.items()))
