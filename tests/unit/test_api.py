@@ -155,3 +155,24 @@ def _jsonl(tmp_path: Path, texts: list[str]) -> Path:
     path = tmp_path / "c.jsonl"
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     return path
+
+
+def test_review_serves_the_page_and_update_grows_the_run_from_a_dataframe(rows, tmp_path):
+    import urllib.request
+
+    from tests.unit.test_update import new_topic_rows
+
+    with tnt.Project(tmp_path / "p.duckdb") as project:
+        run = project.run(pd.DataFrame(rows), use_case=USE_CASE, progress=False, **OPTIONS)
+        page = run.review()
+        try:
+            assert page.url.startswith("http://127.0.0.1:")
+            with urllib.request.urlopen(page.url, timeout=60) as resp:
+                html = resp.read().decode()
+            assert resp.status == 200 and run.taxonomy()["name"].iloc[0].split()[0] in html
+        finally:
+            page.stop()
+        report = run.update(pd.DataFrame(new_topic_rows()), progress=False)
+        assert report["status"] == "done" and report["n_new"] == 120
+        assert report["model_after"] != report["model_before"]
+        assert run.classifier().version_ == report["model_after"]  # the run's classifier is the updated one

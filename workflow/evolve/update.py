@@ -240,7 +240,7 @@ def _propose(store: Store, run_id: str, update_id: int, doc_ids: list[str], conf
     from workflow.graph.build import propose, review
     from workflow.graph.nodes.summarize import summarize
     from workflow.graph.nodes.taxonomy import more_batches, update
-    from workflow.runner import _context
+    from workflow.runner import run_context
 
     run = store.run(run_id)
     child = f"{run_id}-update{update_id}"
@@ -251,7 +251,7 @@ def _propose(store: Store, run_id: str, update_id: int, doc_ids: list[str], conf
         store.create_run(run["corpus"], cfg.use_case, cfg.model_dump() | {"update_of": run_id}, run_id=child)
     if not store.sample(child, 1):
         store.save_sample(child, 1, doc_ids, config.batch_size)
-    ctx = _context(store, child, show_progress)
+    ctx = run_context(store, child, show_progress)
     try:
         summarize(ctx, {})
         state = propose(ctx, {})
@@ -299,7 +299,7 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
     ``new_labels``: "auto" proposes labels only when some batch of the new documents drifts from the run's own
     documents (drift.py), "always" proposes whatever the drift, "never" adds no labels (label, retrain, report)."""
     from workflow.graph.nodes.label import label
-    from workflow.runner import _context
+    from workflow.runner import run_context
 
     if new_labels not in NEW_LABELS:
         raise UpdateError(f"new_labels must be one of {', '.join(NEW_LABELS)}, not {new_labels!r}")
@@ -338,7 +338,7 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
                  "held_out": held_out_ids(store, run_id, config, model_row["model_id"]),
                  "version_before": store.taxonomy(run_id)[0], "source": source, "n_new": len(new_ids)}
         update_id = store.save_update(run_id, None, key, "started", state)
-    ctx = _context(store, run_id, show_progress)
+    ctx = run_context(store, run_id, show_progress)
     store.set_run_stage(run_id, f"update {update_id}")
 
     if "added" not in state:  # -- steps 1-3: drift, proposal, new taxonomy version -------------------------
@@ -583,11 +583,11 @@ def _labels_note(state: dict) -> str:
 def _sync_graph(store: Store, run_id: str, model_id: str) -> None:
     """Tell the run's checkpoint about the new version and model, so `tnt resume` does not redo the update."""
     from workflow.graph.build import build_graph, open_checkpointer
-    from workflow.runner import _context
+    from workflow.runner import run_context
 
     cfg: dict[str, Any] = {"configurable": {"thread_id": run_id}}
     with open_checkpointer(store.path) as saver:
-        graph = build_graph(_context(store, run_id, False), saver)
+        graph = build_graph(run_context(store, run_id, False), saver)
         if graph.get_state(cfg).values:
             graph.update_state(cfg, {"approved_version": store.taxonomy(run_id)[0], "model_id": model_id},
                                as_node="hierarchy")
