@@ -411,14 +411,27 @@ def predict_stream(model: ServingModel, batches: Iterable[InputBatch], sink: Sin
                    show_progress: bool = False, read_ahead: int = 2,
                    on_batch: Callable[[np.ndarray], None] | None = None) -> PredictStats:
     """Classify every batch and write it; memory stays at a few batches whatever the input size. ``on_batch``
-    sees each batch's vectors (e.g. per-batch drift figures)."""
+    sees each batch's vectors (e.g. per-batch drift figures).
+
+    A resumable sink (workflow.classify.checkpoint) that took up an unfinished output drops the documents it
+    already holds from each batch before they are embedded; the bar then counts the rest. A sink with ``abort``
+    keeps an unfinished output unfinished when this fails or is interrupted."""
+    from workflow.classify.checkpoint import fault_after
+
     stats = PredictStats()
     k = len(model.labels)
+    done_ids = getattr(sink, "done_ids", None)
+    done = getattr(sink, "done", 0)
     if read_ahead:
         batches = prefetch(batches, read_ahead)
+    label = f"predict (resumed, {done} done before)" if done else "predict"
+    finished, written = False, 0
     try:
-        with progress_bar("predict", total=total, enabled=show_progress) as advance:  # type: ignore[arg-type]
+        with progress_bar(label, total=None if total is None else max(total - done, 0),  # type: ignore[arg-type]
+                          enabled=show_progress) as advance:
             for batch in batches:
+                if done_ids is not None:
+                    batch = done_ids.filter(batch)
                 if len(batch.ids) == 0:
                     continue
                 X = batch.vectors if batch.vectors is not None else vectorize(batch)  # type: ignore[misc]
@@ -430,8 +443,14 @@ def predict_stream(model: ServingModel, batches: Iterable[InputBatch], sink: Sin
                 if on_batch is not None:
                     on_batch(X)
                 advance(len(idx))
+                written += 1
+                fault_after(written)
+        finished = True
     finally:
-        sink.close()
+        if finished or not hasattr(sink, "abort"):
+            sink.close()
+        else:
+            sink.abort()  # type: ignore[attr-defined]
     return stats
 
 
