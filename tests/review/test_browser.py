@@ -195,6 +195,9 @@ def test_hierarchy_tree_collapses_and_moves_a_child(server, run_db, browser):
     target = next(p.label_id for p in parents if p.label_id != source)
 
     browser.get(url)
+    tree = browser.find_element(By.ID, "fig-tree")  # the hierarchy chart: one node per leaf and per parent
+    assert len(tree.find_elements(By.CSS_SELECTOR, ".node.d2")) == len(leaves)
+    assert len(tree.find_elements(By.CSS_SELECTOR, ".node.d1")) == len(parents)
     section = browser.find_element(By.ID, f"parent-{source}")
     card = section.find_element(By.ID, f"label-{child.label_id}")  # the child sits inside its parent
     assert card.is_displayed()

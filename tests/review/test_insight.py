@@ -150,7 +150,7 @@ def test_report_is_one_self_contained_file_with_escaped_text(run_db, tmp_path):
     assert all(f'id="label-{lb.label_id}"' in html for lb in ctx["labels"])
 
 
-def test_time_field_charts_share_over_time_and_a_missing_field_is_one_line(tmp_path, monkeypatch):
+def test_time_field_charts_share_over_time_and_a_missing_field_is_one_line(tmp_path):
     from tests.conftest import SCRIPTED_JOB, sample_rows
     from workflow.cli import app
 
@@ -176,3 +176,38 @@ def test_time_field_charts_share_over_time_and_a_missing_field_is_one_line(tmp_p
         run_id = store.latest_run_id()
         assert store.run(run_id)["config"]["time_field"] == "created"
         assert len(figures.doc_times(store, store.run(run_id)["corpus"], "created")) == 120
+
+
+def test_given_and_discovered_labels_are_marked_on_the_page_and_in_the_report(paused_db, tmp_path):
+    from workflow.review.server import ReviewApp
+
+    db, run_id = paused_db
+    with Store(db) as store:
+        labels = store.taxonomy(run_id)[1]
+        store.save_label_origins(run_id, {labels[0].label_id: "seed", labels[1].label_id: "discovered"})
+        write_report(store, run_id, tmp_path / "r.html")
+    page = ReviewApp(db, run_id, "ana").render()
+    for html in (page, (tmp_path / "r.html").read_text()):
+        head = re.search(rf'id="label-{labels[0].label_id}".*?</h3>', html, re.S).group(0)
+        assert 'class="pill origin seed"' in head and ">given<" in head
+        head = re.search(rf'id="label-{labels[1].label_id}".*?</h3>', html, re.S).group(0)
+        assert ">discovered<" in head
+        assert html.count('class="pill origin') == 2  # labels without an origin get no badge
+
+
+def test_a_minibatch_run_places_its_sample_at_the_nearest_label_at_the_pause(corpus, db, new_run):
+    """Without cluster members (minibatch proposal), the taxonomy sample is placed at the label whose name and
+    description embed nearest, so each label still shows documents before labeling starts."""
+    embed = default_embed("minilm-int8")
+    with Store(db) as store:
+        run_id = new_run(store, corpus, auto_approve=False, proposal="minibatch")
+        assert execute(store, run_id, show_progress=False).status == "paused"
+        assert not store.cluster_members(run_id)
+        view = build_view(store, run_id, embed, QueueCache())
+        sample = store.sample(run_id, 1)
+    place = view["insight"]["place"]
+    assert set(place.label_of) == set(sample) and set(place.source_of.values()) == {"nearest name"}
+    assert "nearest by embedding" in view["insight"]["map"].note
+    assert len(view["insight"]["map"].points) == len(sample)
+    assert sum(p.size for p in view["insight"]["profiles"].values()) == len(sample)
+    assert any(p.typical for p in view["insight"]["profiles"].values())
