@@ -202,6 +202,10 @@ def predict(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     drift: bool = typer.Option(True, "--drift/--no-drift", help="Store per-batch drift figures of a stored "
                                                                "model against its run's own unseen documents."),
+    engine: str = typer.Option("local", help="local: this process; ray: embed and classify on Ray actors (a local "
+                               "cluster, or --ray-address), same output rows; no embedding cache, no drift."),
+    ray_address: Optional[str] = typer.Option(None, help="With --engine ray: a running cluster ('auto', "
+                                              "'ray://host:10001'); default: start one on this machine."),
 ) -> None:
     """Label any number of documents with a classifier, streaming in batches (memory stays flat).
 
@@ -213,6 +217,14 @@ def predict(
     )
     from workflow.classify.checkpoint import count_input_rows, open_resumable_output
 
+    if engine not in ("local", "ray"):
+        fail(f"unknown --engine {engine!r}; choose local or ray")
+    if engine == "ray":
+        from workflow.classify.ray_engine import ray_available
+
+        if not ray_available():
+            fail('--engine ray needs Ray: pip install "tnt[distributed]"')
+        cache = drift = False  # workers embed without the database
     store = _predict_store(ctx, db, model, input, output, cache)
     try:
         serving = _load(store, model)
@@ -235,8 +247,13 @@ def predict(
                 from workflow.evolve.drift import monitor_for
 
                 monitor = monitor_for(store, serving)  # per-batch drift figures into the drift table
-            stats = predict_stream(serving, batches, sink, vectorize=vectorize, total=total,
-                                   show_progress=not quiet, on_batch=monitor)
+            if engine == "ray":
+                from workflow.classify.ray_engine import predict_ray
+
+                stats = predict_ray(serving, batches, sink, total=total, show_progress=not quiet, address=ray_address)
+            else:
+                stats = predict_stream(serving, batches, sink, vectorize=vectorize, total=total,
+                                       show_progress=not quiet, on_batch=monitor)
             if monitor is not None and monitor.figures:
                 store.save_drift(serving.version, input, monitor.rows(), monitor.base.as_dict())
         except (PredictInputError, StoreError) as exc:
