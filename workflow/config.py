@@ -99,9 +99,9 @@ class JobConfig(BaseModel):
     @field_validator("embedding_model")
     @classmethod
     def _known_embedder(cls, v: str) -> str:
-        if v != "minilm-int8" and not v.startswith(("st:", "litellm:")):
-            raise ValueError("use 'minilm-int8', 'st:/path/to/model_dir' or 'litellm:<provider model>'")
-        return v
+        from workflow.classify.embed import validate_embedder_name  # the one list of embedder names
+
+        return validate_embedder_name(v)
 
     def label_teacher(self) -> str:
         """'llm' or 'nearest', with auto resolved for the label step's model."""
