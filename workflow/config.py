@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from workflow.seeds import SeedLabel, check_labels
+from workflow.seeds import SeedLabel, check_labels, read_labels_file
 
 LOCAL_MODEL = "local/smollm2"
 
@@ -102,6 +103,29 @@ class JobConfig(BaseModel):
         from workflow.classify.embed import validate_embedder_name  # the one list of embedder names
 
         return validate_embedder_name(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _labels_from_file(cls, data: Any) -> Any:
+        """`seed_labels` may be a labels file's path (the Python API's `seed_labels="labels.yaml"`): its content
+        is read here and stored, the path kept as `labels_file`."""
+        if isinstance(data, dict) and isinstance(data.get("seed_labels"), (str, os.PathLike)):
+            path = data["seed_labels"]
+            data = {**data, "seed_labels": read_labels_file(path), "labels_file": data.get("labels_file") or str(path)}
+        return data
+
+    @model_validator(mode="after")
+    def _seeds_fit(self) -> "JobConfig":
+        if self.label_mode == "fixed" and not self.seed_labels:
+            raise ValueError("--label-mode fixed needs the labels: give --labels FILE")
+        if len(self.seed_labels) > self.max_labels:
+            raise ValueError(f"--labels: {len(self.seed_labels)} labels given, more than --max-labels "
+                             f"{self.max_labels}; raise --max-labels")
+        check_labels(list(self.seed_labels))
+        if self.redact_pii and self.embedding_model.startswith("litellm:"):
+            raise ValueError("--redact-pii: --embedder litellm:... sends documents unscrubbed to a provider for "
+                             "embedding; use minilm-int8 or st:/path")
+        return self
 
     def label_teacher(self) -> str:
         """'llm' or 'nearest', with auto resolved for the label step's model."""

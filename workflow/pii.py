@@ -95,3 +95,14 @@ def scrub_messages(messages: list[dict[str, str]]) -> tuple[list[dict[str, str]]
 def is_local_model(model: str) -> bool:
     """The embedded model runs in this process: prompts to it never leave the machine."""
     return model.split("/", 1)[0] == "local"
+
+
+def redaction_line(counts: dict[str, int], prompts_sent: int) -> str:
+    """The run summary's line for --redact-pii (counts: `Store.redaction_counts`)."""
+    spans = {k: n for k, n in counts.items() if k != "prompts"}
+    if not spans:
+        return (f"--redact-pii: no personal data found in the {prompts_sent} prompts this run sent"
+                if prompts_sent else "--redact-pii: this run sent no prompt (answers from the cache or no model calls)")
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(spans.items()))
+    return (f"--redact-pii: {sum(spans.values())} spans of personal data scrubbed from {counts.get('prompts', 0)} "
+            f"of {prompts_sent} prompts before they were sent ({kinds}); stored documents keep the text")

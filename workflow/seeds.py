@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 FIELDS = ("name", "description", "examples")
 MAX_NAME_CHARS = 120
@@ -36,6 +36,11 @@ class SeedLabel(BaseModel):
     name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
     description: str = ""
     examples: list[str] = Field(default_factory=list, max_length=MAX_EXAMPLES)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
 
     @field_validator("name", "description", mode="before")
     @classmethod
@@ -164,3 +169,11 @@ def read_labels_file(path: str | Path) -> list[SeedLabel]:
             at = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
             raise SeedFileError(f"{where}: invalid YAML ({getattr(exc, 'problem', None) or 'syntax error'}{at})") from None
     return parse_labels(data, where)
+
+
+def origins_line(origins: dict[str, str], mode: str) -> str:
+    """The run summary's line on given vs discovered labels (origins: `Store.label_origins`)."""
+    given = [lid for lid, o in origins.items() if o == "seed"]
+    found = [lid for lid, o in origins.items() if o == "discovered"]
+    head = f"labels given with --labels ({mode}): {', '.join(given) or 'none'}"
+    return head + (f"; discovered: {', '.join(found)}" if found else ("" if mode == "fixed" else "; none discovered"))

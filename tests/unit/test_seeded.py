@@ -157,3 +157,19 @@ def test_the_labels_travel_with_the_run_config(corpus, db, new_run, tmp_path):
         config = JobConfig.model_validate(store.run(run_id)["config"])
         assert [s.name for s in config.seed_labels] == [s["name"] for s in SEEDS]
         assert config.seed_labels[0].examples == SEEDS[0]["examples"]
+
+
+def test_python_api_takes_the_labels_file_or_a_list(corpus, db, tmp_path):
+    """`Project.run(..., seed_labels=PATH or list, label_mode=..., redact_pii=...)`: plain JobConfig fields."""
+    import workflow as tnt
+
+    path = write(tmp_path, "labels.json", json.dumps(SEEDS))
+    with tnt.Project(db) as project:
+        run = project.run(str(corpus), use_case="What do customers ask the bank's support bot for?",
+                          model="scripted/keywords", seed_labels=str(path), label_mode="fixed", max_labels=3,
+                          taxonomy_sample=30, label_sample=30, redact_pii=True, progress=False)
+        assert run.status == "done", run.message
+        assert run.config.labels_file == str(path) and run.config.seed_labels[0].examples == SEEDS[0]["examples"]
+        assert list(run.taxonomy()["name"])[:3] == [s["name"] for s in SEEDS]
+        with pytest.raises(ValidationError, match="given twice"):
+            project.run(str(corpus), use_case="banking", seed_labels=["Fees", "fees"], progress=False)

@@ -15,7 +15,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
 from workflow.graph.context import RunContext
-from workflow.graph.nodes import clusters, seeded, taxonomy
+from workflow.graph.nodes import clusters, given, seeded, taxonomy
 from workflow.graph.nodes.approve import approve
 from workflow.graph.nodes.hierarchy import hierarchy
 from workflow.graph.nodes.label import label
@@ -27,19 +27,19 @@ from workflow.graph.nodes.train import predict, train
 from workflow.graph.state import RunState
 
 def propose(ctx: RunContext, state: RunState) -> RunState:
-    if seeded.is_fixed(ctx):  # --label-mode fixed: the given labels are the taxonomy
+    if given.is_fixed(ctx):  # --label-mode fixed: the given labels are the taxonomy
         return seeded.fixed_taxonomy(ctx, state)
     if ctx.config.proposal == "clusters":
-        return (seeded.propose_clusters if seeded.has_seeds(ctx) else clusters.propose)(ctx, state)
+        return (seeded.propose_clusters if given.has_seeds(ctx) else clusters.propose)(ctx, state)
     return taxonomy.propose(ctx, state)  # given labels, if any, are kept inside the minibatch steps
 
 
 def review(ctx: RunContext, state: RunState) -> RunState:
     """The LLM's last pass over the taxonomy: merging cluster candidates, or the paper's data-free review."""
-    if seeded.is_fixed(ctx):
+    if given.is_fixed(ctx):
         return seeded.fixed_review(ctx, state)
     if ctx.config.proposal == "clusters":
-        return (seeded.merge if seeded.has_seeds(ctx) else clusters.merge)(ctx, state)
+        return (seeded.merge if given.has_seeds(ctx) else clusters.merge)(ctx, state)
     return taxonomy.review(ctx, state)
 
 

@@ -152,7 +152,7 @@ def name_groups(ctx: RunContext, space: Space, assign: np.ndarray, which: list[i
     return named
 
 
-def _unique(labels: list[Label], words: list[list[str]]) -> list[Label]:
+def unique_names(labels: list[Label], words: list[list[str]]) -> list[Label]:
     """Two clusters the model named alike get their keywords added, so no two labels share a name."""
     seen: set[str] = set()
     out = []
@@ -180,7 +180,7 @@ def propose_clusters(ctx: RunContext, doc_ids: list[str], first_id: int = 1) -> 
     assign, _ = clustering.kmeans(space.X, k, cfg.seed)
     named = name_groups(ctx, space, assign)
     words = keywords(space, assign)
-    labels = _unique([Label(f"L{first_id + g}", named[g].name, named[g].description) for g in range(len(named))], words)
+    labels = unique_names([Label(f"L{first_id + g}", named[g].name, named[g].description) for g in range(len(named))], words)
     members = {d: labels[a].label_id for d, a in zip(space.doc_ids, assign)}
     log.info("clustered %d documents into %d candidate labels", len(doc_ids), len(labels))
     return labels, members
@@ -300,6 +300,6 @@ def merge_candidates(ctx: RunContext, candidates: list[Label], members: dict[str
     for g, m in enumerate(grouping.groups):
         keep = max(m, key=lambda i: (sizes[i], -i))  # the largest candidate's id lives on
         labels.append(Label(candidates[keep].label_id, named[g].name, named[g].description))
-    labels = _unique(labels, keywords(space, group_of_doc))
+    labels = unique_names(labels, keywords(space, group_of_doc))
     new_members = {d: labels[g].label_id for d, g in zip(space.doc_ids, group_of_doc)}
     return labels, new_members, note

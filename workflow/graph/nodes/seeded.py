@@ -5,10 +5,11 @@ description together with its examples (Lbl2Vec: a label is what its description
 
 * seeded (`--label-mode seeded`): documents of the taxonomy sample whose nearest given label is at least
   ABSORB_SIMILARITY similar join it (BERTopic's zero-shot step, with its default threshold for MiniLM); the rest
-  are clustered and named as usual (cluster proposal) and merged into at most --max-labels minus n discovered
-  labels. A discovered label that repeats a given one (same name, or a name embedding at least NAME_DUPLICATE
-  similar) is folded into it. With the minibatch proposal, the model updates a taxonomy that starts as the given
-  labels, and every version keeps them as given.
+  are over-clustered, a cluster whose centroid is at least CENTROID_ABSORB near a given label joins it, and the
+  others are named as usual and merged into at most --max-labels minus n discovered labels. A discovered label
+  that repeats a given one (same name, a name embedding at least NAME_DUPLICATE similar, or its documents'
+  centroid at least CENTROID_ABSORB near it) is folded into it. With the minibatch proposal, the model updates a
+  taxonomy that starts as the given labels, and every version keeps them as given (given.keep_given).
 * fixed (`--label-mode fixed`, zero-shot): no proposal at all; the given labels (and Other) go straight to
   labeling. With the embedded model the teacher is each document's most similar label, Other below
   OTHER_BELOW; with any other model the model labels.
@@ -25,9 +26,16 @@ import numpy as np
 
 from workflow import clustering
 from workflow.graph.context import RunContext, log
+from workflow.graph.nodes import clusters
+from workflow.graph.nodes.given import (
+    described_vectors,
+    embed_label_texts,
+    given_labels,
+    save_origins,
+    slots,
+)
 from workflow.graph.nodes.taxonomy import existing_version
 from workflow.graph.state import RunState
-from workflow.seeds import SeedLabel
 from workflow.store import OTHER_ID, Document, Label
 
 # Measured on BANKING77 (600-document sample, 10 intents as seeds, name + one example; /tmp scripts summarised in
@@ -43,59 +51,6 @@ CENTROID_ABSORB = 0.85
 # A discovered name this similar to a given name repeats it ("Card delivery status" / "Card arrival": 0.78;
 # distinct intents "top up failed" / "top up reverted": 0.81, "card arrival" / "card delivery estimate": 0.71).
 NAME_DUPLICATE = 0.75
-
-SEED = "seed"
-DISCOVERED = "discovered"
-
-
-def has_seeds(ctx: RunContext) -> bool:
-    return bool(ctx.config.seed_labels)
-
-
-def is_fixed(ctx: RunContext) -> bool:
-    return has_seeds(ctx) and ctx.config.label_mode == "fixed"
-
-
-def seed_id(i: int) -> str:
-    return f"L{i + 1}"
-
-
-def given_labels(ctx: RunContext) -> list[Label]:
-    """The user's labels as taxonomy labels, ids L1..Ln in file order (a label without a description is described by
-    its examples, or its name)."""
-    out = []
-    for i, s in enumerate(ctx.config.seed_labels):
-        desc = s.description or (f"Like: {s.examples[0]}" if s.examples else s.name)
-        out.append(Label(seed_id(i), s.name, desc))
-    return out
-
-
-def seeds_by_id(ctx: RunContext) -> dict[str, SeedLabel]:
-    return {seed_id(i): s for i, s in enumerate(ctx.config.seed_labels)}
-
-
-def _embed(ctx: RunContext, texts: list[str]) -> np.ndarray:
-    return clustering.unit(ctx.embed_texts(texts))
-
-
-def described_vectors(ctx: RunContext, labels: list[Label]) -> np.ndarray:
-    """Each label's vector from what it says: 'name: description', and for a given label also its examples (the
-    mean of the two parts, so one example weighs as much as the description)."""
-    seeds = seeds_by_id(ctx)
-    text = _embed(ctx, [f"{lb.name}: {lb.description}" for lb in labels])
-    rows = []
-    for lb, vec in zip(labels, text):
-        examples = seeds[lb.label_id].examples if lb.label_id in seeds else []
-        rows.append(vec + _embed(ctx, examples).mean(axis=0) if examples else vec)
-    return clustering.unit(np.stack(rows)) if rows else np.zeros((0, 0))
-
-
-def save_origins(ctx: RunContext, labels: list[Label]) -> None:
-    """Record each label id's origin once ('seed' for the given ids, 'discovered' for the others)."""
-    seeds = seeds_by_id(ctx)
-    ctx.store.save_label_origins(ctx.run_id, {lb.label_id: SEED if lb.label_id in seeds else DISCOVERED
-                                              for lb in labels})
-
 
 # -- fixed (zero-shot) -----------------------------------------------------------------------------------------
 
@@ -120,9 +75,7 @@ def nearest_or_other(ctx: RunContext, docs: list[Document], labels: list[Label])
     none is OTHER_BELOW similar."""
     if not docs:
         return {}
-    from workflow.graph.nodes.clusters import embed_docs
-
-    X = embed_docs(ctx, [d.doc_id for d in docs])
+    X = clusters.embed_docs(ctx, [d.doc_id for d in docs])
     sims = X.X @ described_vectors(ctx, labels).T
     best = sims.argmax(axis=1)
     return {d: (labels[j].label_id if sims[i, j] >= OTHER_BELOW else OTHER_ID)
@@ -130,10 +83,6 @@ def nearest_or_other(ctx: RunContext, docs: list[Document], labels: list[Label])
 
 
 # -- seeded, cluster proposal ----------------------------------------------------------------------------------
-
-
-def _slots(ctx: RunContext) -> int:
-    return ctx.config.max_labels - len(ctx.config.seed_labels)
 
 
 def _with_max_labels(ctx: RunContext, n: int) -> RunContext:
@@ -144,8 +93,6 @@ def propose_clusters(ctx: RunContext, state: RunState) -> RunState:
     """Given labels take the sample documents near them, and the clusters of the rest whose centroid is near them;
     the other clusters are named as candidates (ids after the given ones) for the merge to reduce to the labels
     left."""
-    from workflow.graph.nodes import clusters
-
     ctx.stage("propose")
     if (version := existing_version(ctx, "propose", 0)) is not None:
         return {"taxonomy_version": version, "batch": 1}
@@ -160,11 +107,11 @@ def propose_clusters(ctx: RunContext, state: RunState) -> RunState:
     rest = np.flatnonzero(~near)
     candidates: list[Label] = []
     absorbed_clusters = 0
-    if _slots(ctx) <= 0 or len(rest) < 2:  # no room for more labels (or nothing left): nearest given label
+    if slots(ctx) <= 0 or len(rest) < 2:  # no room for more labels (or nothing left): nearest given label
         members |= {space.doc_ids[r]: seeds[best[r]].label_id for r in rest}
     else:
         sub = clusters.Space([space.doc_ids[r] for r in rest], [space.texts[r] for r in rest], space.X[rest])
-        k = clustering.n_clusters(len(rest), _slots(ctx), cfg.cluster_factor)
+        k = clustering.n_clusters(len(rest), slots(ctx), cfg.cluster_factor)
         assign, C = clustering.kmeans(sub.X, k, cfg.seed)
         to_seed = {c: int(np.argmax(C[c] @ S.T)) for c in range(len(C)) if np.max(C[c] @ S.T) >= CENTROID_ABSORB}
         absorbed_clusters = len(to_seed)
@@ -175,9 +122,9 @@ def propose_clusters(ctx: RunContext, state: RunState) -> RunState:
             renumber = {c: i for i, c in enumerate(kept)}
             left = clusters.Space([sub.doc_ids[r] for r in rows], [sub.texts[r] for r in rows], sub.X[rows])
             left_assign = np.array([renumber[assign[r]] for r in rows])
-            named = clusters.name_groups(_with_max_labels(ctx, _slots(ctx)), left, left_assign)
+            named = clusters.name_groups(_with_max_labels(ctx, slots(ctx)), left, left_assign)
             first = len(seeds) + 1
-            candidates = clusters._unique([Label(f"L{first + g}", named[g].name, named[g].description)
+            candidates = clusters.unique_names([Label(f"L{first + g}", named[g].name, named[g].description)
                                            for g in range(len(kept))], clusters.keywords(left, left_assign))
             members |= {d: candidates[g].label_id for d, g in zip(left.doc_ids, left_assign)}
     note = (f"{len(seeds)} given labels took {int(near.sum())} of {len(space.doc_ids)} sample documents "
@@ -193,8 +140,6 @@ def propose_clusters(ctx: RunContext, state: RunState) -> RunState:
 def merge(ctx: RunContext, state: RunState) -> RunState:
     """The candidates are merged into at most --max-labels minus n labels beside the given ones, which stay as
     given; a discovered label that repeats a given one is folded into it."""
-    from workflow.graph.nodes import clusters
-
     ctx.stage("review")
     if (version := existing_version(ctx, "review", None)) is not None:
         return {"taxonomy_version": version}
@@ -210,10 +155,10 @@ def merge(ctx: RunContext, state: RunState) -> RunState:
         cand_members = {d: lid for d, lid in members.items() if lid not in given}
         if len(candidates) > 1:
             discovered, cand_members, note = clusters.merge_candidates(
-                _with_max_labels(ctx, _slots(ctx)), candidates, cand_members)
-            if len(discovered) > _slots(ctx):  # the merge makes at least 2: the smallest joins the largest
-                gone = {lb.label_id for lb in discovered[_slots(ctx):]}
-                discovered = discovered[: _slots(ctx)]
+                _with_max_labels(ctx, slots(ctx)), candidates, cand_members)
+            if len(discovered) > slots(ctx):  # the merge makes at least 2: the smallest joins the largest
+                gone = {lb.label_id for lb in discovered[slots(ctx):]}
+                discovered = discovered[: slots(ctx)]
                 cand_members = {d: discovered[0].label_id if lid in gone else lid for d, lid in cand_members.items()}
         else:
             discovered = candidates
@@ -232,12 +177,10 @@ def drop_duplicates(ctx: RunContext, seeds: list[Label], discovered: list[Label]
     """Discovered labels that do not repeat a given one, and {repeating id: the given id it repeats}: same name
     (case ignored), name embeddings at least NAME_DUPLICATE similar, or its documents' centroid at least
     CENTROID_ABSORB near the given label."""
-    from workflow.graph.nodes.clusters import embed_docs
-
     if not discovered or not seeds:
         return discovered, {}
-    names = _embed(ctx, [lb.name for lb in discovered]) @ _embed(ctx, [lb.name for lb in seeds]).T
-    space = embed_docs(ctx, sorted(members))
+    names = embed_label_texts(ctx, [lb.name for lb in discovered]) @ embed_label_texts(ctx, [lb.name for lb in seeds]).T
+    space = clusters.embed_docs(ctx, sorted(members))
     own = np.array([members[d] for d in space.doc_ids])
     S = described_vectors(ctx, seeds)
     by_name = {lb.name.casefold(): lb.label_id for lb in seeds}
@@ -254,16 +197,3 @@ def drop_duplicates(ctx: RunContext, seeds: list[Label], discovered: list[Label]
         else:
             keep.append(lb)
     return keep, folded
-
-
-# -- seeded, minibatch proposal ----------------------------------------------------------------------------------
-
-
-def keep_given(ctx: RunContext, labels: list[Label]) -> list[Label]:
-    """A model-written taxonomy with the given labels restored as given (first, same ids, names, descriptions):
-    labels the model renamed, dropped or repeated come back, and only --max-labels minus n others stay."""
-    seeds = given_labels(ctx)
-    names = {lb.name.casefold() for lb in seeds}
-    ids = {lb.label_id for lb in seeds}
-    others = [lb for lb in labels if lb.label_id not in ids and lb.name.casefold() not in names]
-    return seeds + others[: _slots(ctx)]

@@ -10,8 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from workflow import clustering
-from workflow.classify.embed import get_embedder
-from workflow.classify.vectors import embed_texts
 from workflow.graph.context import RunContext
 from workflow.store import Document, Label
 
@@ -20,8 +18,9 @@ def label_vectors(ctx: RunContext, labels: list[Label]) -> np.ndarray:
     members = ctx.store.cluster_members(ctx.run_id)
     member_ids = sorted(members)
     X = clustering.unit(ctx.embed(member_ids)) if members else None
-    described = embed_texts(ctx.store, get_embedder(ctx.config.embedding_model),
-                            [f"{lb.name}: {lb.description}" for lb in labels])
+    from workflow.graph.nodes.given import described_vectors  # given labels (--labels) add their examples
+
+    described = described_vectors(ctx, labels)
     rows = []
     for lb, text_vec in zip(labels, described):
         mine = [i for i, d in enumerate(member_ids) if members[d] == lb.label_id]

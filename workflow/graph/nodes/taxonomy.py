@@ -103,7 +103,7 @@ def propose(ctx: RunContext, state: RunState) -> RunState:
 
 
 def _propose_from_given(ctx: RunContext, block: str) -> RunState:
-    from workflow.graph.nodes.seeded import given_labels, keep_given, save_origins
+    from workflow.graph.nodes.given import given_labels, keep_given, save_origins
 
     given = given_labels(ctx)
     res = ctx.gateway.call(
@@ -124,7 +124,7 @@ def _keep_given(ctx: RunContext, labels: list[Label]) -> list[Label]:
     """With given labels (--labels), every model-written version keeps them as given (workflow/graph/nodes/seeded.py)."""
     if not ctx.config.seed_labels:
         return labels
-    from workflow.graph.nodes.seeded import keep_given, save_origins
+    from workflow.graph.nodes.given import keep_given, save_origins
 
     labels = keep_given(ctx, labels)
     save_origins(ctx, labels)
