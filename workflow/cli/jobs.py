@@ -112,7 +112,8 @@ def run(
         flag = {"embedding_model": "embedder", "timeout_s": "timeout", "seed_labels": "labels"}.get(field, field)
         fail(f"invalid option --{flag.replace('_', '-')}: {first['msg']}")
     # validate before touching the database: streamed in batches into a scratch DuckDB beside it (flat memory)
-    stage_dir = Path(db).resolve().parent if not dry_run and Path(db).resolve().parent.is_dir() else None
+    # (beside the database, not in /tmp, which is often RAM; removed afterwards, also by --dry-run)
+    stage_dir = Path(db).resolve().parent if Path(db).resolve().parent.is_dir() else None
     try:
         staged = stage_corpus(corpus, text_field, id_field, tmp_dir=stage_dir)
     except InputError as exc:
