@@ -26,7 +26,7 @@ import pandas as pd
 
 from workflow.classifier import TextClassifier
 from workflow.config import JobConfig
-from workflow.ingest import IngestReport, InputError, read_corpus
+from workflow.ingest import InputError
 from workflow.store import OTHER_ID, OTHER_NAME, Store, StoreError
 
 
@@ -42,36 +42,39 @@ def _is_path(corpus: Any) -> bool:
     return isinstance(corpus, (str, os.PathLike))
 
 
-@contextmanager
-def corpus_source(corpus: Any, text_field: str = "text", id_field: str | None = "id") -> Iterator[tuple[str, str]]:
-    """A path ingest can read for any corpus the API accepts: a path as it is; texts, a DataFrame or an Arrow
-    table written to a temporary Parquet file, so they pass the very same validation (empty texts, duplicate
-    ids, missing fields) as a file on the command line. Yields (source, default corpus name)."""
+def corpus_input(corpus: Any, text_field: str = "text") -> tuple[Any, str]:
+    """What ingest reads (a path, a DataFrame, or a list of texts or dicts) and a default corpus name: a file's
+    stem, or a name from a hash of in-memory data, so the same texts land in the same corpus and different ones
+    never collide."""
     if _is_path(corpus):
-        yield str(corpus), Path(str(corpus).split(":")[0]).stem
-        return
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+        return str(corpus), Path(str(corpus).split(":")[0]).stem
+    if not isinstance(corpus, pd.DataFrame):
+        to_pandas = getattr(corpus, "to_pandas", None)  # a pyarrow Table or polars DataFrame
+        corpus = to_pandas() if callable(to_pandas) else list(corpus)
     if isinstance(corpus, pd.DataFrame):
         if text_field not in corpus.columns:
-            raise InputError(f"the DataFrame has no '{text_field}' column (columns: {', '.join(map(str, corpus.columns))}); "
-                             "pass text_field=")
-        table = pa.Table.from_pandas(corpus, preserve_index=False)
-    elif isinstance(corpus, pa.Table):
-        table = corpus
+            raise InputError(f"the DataFrame has no '{text_field}' column (columns: "
+                             f"{', '.join(map(str, corpus.columns))}); pass text_field=")
+        digest = hashlib.sha256(pd.util.hash_pandas_object(corpus.astype(str), index=False).values.tobytes())
     else:
-        texts = list(corpus)
-        if texts and not all(isinstance(t, str) for t in texts):
-            raise InputError("texts must be strings (or pass a DataFrame with a text column)")
-        table = pa.table({text_field: pa.array(texts, type=pa.string())})
-    digest = hashlib.sha256()
-    for col in table.columns:
-        digest.update(str(col.to_pylist()[:1000]).encode())  # a stable default name for the same data
+        digest = hashlib.sha256(repr(corpus).encode("utf-8", "surrogatepass"))
+    return corpus, f"corpus-{digest.hexdigest()[:8]}"
+
+
+@contextmanager
+def corpus_source(corpus: Any, text_field: str = "text") -> Iterator[tuple[str, str]]:
+    """A file for steps that read a path (``tnt update``): a path as it is, in-memory data as a temporary Parquet
+    file that passes the same validation. Yields (path, default corpus name)."""
+    source, name = corpus_input(corpus, text_field)
+    if isinstance(source, str):
+        yield source, name
+        return
+    frame = source if isinstance(source, pd.DataFrame) else pd.DataFrame(
+        [{text_field: t} if isinstance(t, str) else t for t in source])
     with tempfile.TemporaryDirectory(prefix="tnt-corpus-") as tmp:
         path = Path(tmp) / "corpus.parquet"
-        pq.write_table(table, path)
-        yield str(path), f"corpus-{digest.hexdigest()[:8]}"
+        frame.to_parquet(path, index=False)
+        yield str(path), name
 
 
 # --------------------------------------------------------------------------------------------- project
@@ -124,16 +127,20 @@ class Project:
         interrupted; ``run.resume()`` continues it.
         """
         config = make_config(config, use_case, options)
-        with corpus_source(corpus, text_field, id_field) as (source, default_name):
-            report = read_corpus(source, text_field, id_field)
-            name, _ = self.ingest(report, corpus_name or default_name)
-        run = self.new_run(name, config)
-        return run.resume(progress=progress)
+        name = self.ingest(corpus, text_field=text_field, id_field=id_field, corpus_name=corpus_name)
+        return self.new_run(name, config).resume(progress=progress)
 
-    def ingest(self, report: IngestReport, name: str) -> tuple[str, int]:
-        """Store a read corpus under ``name``; returns (name, documents not stored before)."""
-        added, _ = self.store.insert_documents(name, report.records)
-        return name, added
+    def ingest(self, corpus: Any, *, text_field: str = "text", id_field: str | None = "id",
+               corpus_name: str | None = None) -> str:
+        """Validate and store a corpus without running anything; returns its name in the project (default: the
+        file's stem, or ``corpus-<hash>`` of in-memory data, so the same texts land in the same corpus).
+        Streams in batches, as ``tnt run`` does: memory stays flat however large the file."""
+        from workflow.runner import ingest
+
+        source, default_name = corpus_input(corpus, text_field)
+        name, _, _ = ingest(self.store, source, text_field=text_field, id_field=id_field,
+                            corpus=corpus_name or default_name)
+        return name
 
     def new_run(self, corpus_name: str, config: JobConfig) -> Run:
         """A run of ``config`` on a stored corpus, created but not started (``Run.resume`` starts it)."""
@@ -362,7 +369,7 @@ class Run:
         from workflow.evolve.update import update_run
         from workflow.llm.registry import close_transports
 
-        with corpus_source(corpus, text_field, id_field) as (source, _):
+        with corpus_source(corpus, text_field) as (source, _):
             try:
                 return update_run(self.store, self.run_id, source, text_field=text_field, id_field=id_field,
                                   show_progress=progress, **options)
@@ -389,5 +396,5 @@ class Run:
         return session
 
 
-__all__ = ["Project", "ReviewSession", "Run", "RunError", "StoreError", "InputError", "corpus_source",
-           "make_config"]
+__all__ = ["Project", "ReviewSession", "Run", "RunError", "StoreError", "InputError", "corpus_input",
+           "corpus_source", "make_config"]

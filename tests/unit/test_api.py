@@ -112,8 +112,8 @@ def test_bad_input_gets_a_clear_error(tmp_path):
 
 def test_a_run_without_a_classifier_says_so(tmp_path):
     with tnt.Project(tmp_path / "p.duckdb") as project:
-        name, _ = project.ingest(__import__("workflow.ingest", fromlist=["x"]).read_corpus(
-            str(_jsonl(tmp_path, ["one", "two"]))), "c")
+        name = project.ingest(_jsonl(tmp_path, ["one", "two"]))
+        assert name == "c"
         run = project.new_run(name, tnt.JobConfig(use_case=USE_CASE, **OPTIONS))
         assert run.predictions().empty and run.taxonomy().empty
         with pytest.raises(tnt.RunError, match="no classifier yet"):
