@@ -42,7 +42,7 @@ class StagedTexts:
     def __iter__(self) -> Iterator[str]:
         cur = self._con.cursor()
         try:
-            for batch in cur.sql("SELECT text FROM staged ORDER BY n").to_arrow_reader(BATCH_ROWS):
+            for batch in cur.sql("SELECT text FROM staged").to_arrow_reader(BATCH_ROWS):  # in n order: no sort
                 yield from batch.column(0).to_pylist()
         finally:
             cur.close()
