@@ -349,6 +349,15 @@ class Run:
 
         return export_model(self.store, self.run_id, Path(out_dir), model_id=model_id, overwrite=overwrite)[0]
 
+    def report(self, path: str | os.PathLike[str] = "report.html", *, time_field: str | None = None,
+               map_points: int = 2000) -> Path:
+        """Write one self-contained HTML file (opens offline): taxonomy, a map of the documents, label sizes,
+        agreement, the hierarchy, label share over time (``time_field``, default the run's), coverage, evaluation
+        figures and the model card (``tnt report``). Returns its path."""
+        from workflow.review.report import write_report
+
+        return write_report(self.store, self.run_id, path, time_field=time_field, map_points=map_points)
+
     def evaluate(self, gold: str | None = "label", *, against: str | None = None,
                  gold_parent: str | None = None) -> pd.DataFrame:
         """Metrics of the run (``tnt eval``): against gold labels kept in the corpus field ``gold`` (e.g. a

@@ -63,6 +63,8 @@ def test_a_run_from_texts_gives_taxonomy_labels_predictions_and_a_classifier(row
         assert list(clf.predict(sample["text"])) == list(sample["label_id"])
 
         out = run.export(tmp_path / "artifact")
+        html = run.report(tmp_path / "report.html").read_text()
+        assert tax["name"].iloc[0] in html.replace("&amp;", "&").replace("&#39;", "'") and "<svg" in html
     loaded = tnt.load_classifier(out)  # no database
     assert list(loaded.predict(new)) == list(predicted)
     assert list(loaded.classes_) == list(clf.classes_)
