@@ -139,6 +139,40 @@ def read_only(db: str, batch_size: int) -> float:
     return seconds
 
 
+def cache_path(rows: int) -> None:
+    """The embedding cache (`tnt predict` over texts it has seen, the review page, runs): `embed_texts` with every
+    vector already stored, against the matmul bound on the same vectors."""
+    from workflow.classify.vectors import embed_texts
+    from workflow.store import Store
+
+    class Never:  # an embedder that must not be called: every vector is cached
+        name, dim = "bench", DIM
+
+        def embed(self, texts, batch_size=64, progress=False):  # noqa: ANN001, ANN201
+            raise AssertionError(f"{len(texts)} texts were not cached")
+
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((rows, DIM), dtype=np.float32)
+    W, b = rng.standard_normal((DIM, K), dtype=np.float32), np.zeros(K, dtype=np.float32)
+    texts = [f"text {i}" for i in range(rows)]
+    with tempfile.TemporaryDirectory(prefix="tnt-bench-cache-") as tmp, Store(str(Path(tmp) / "c.duckdb")) as store:
+        from workflow.store import text_hash
+
+        hashes = [text_hash(t) for t in texts]
+        t = time.perf_counter()
+        store.save_embeddings("bench", hashes, X)
+        saved = time.perf_counter() - t
+        t = time.perf_counter()
+        Y = embed_texts(store, Never(), texts, hashes)
+        read = time.perf_counter() - t
+        assert np.array_equal(X, Y)
+        t = time.perf_counter()
+        np.argmax(X @ W + b, axis=1)
+        mm = time.perf_counter() - t
+    print(f"\nembedding cache, {rows:,} vectors: store {saved:.2f}s, read back (embed_texts, all cached) {read:.2f}s "
+          f"= {read / mm:.1f}x the matmul bound ({mm:.3f}s)")
+
+
 def child(args: argparse.Namespace) -> None:
     limit = None if args.memory_limit == "none" else args.memory_limit
     print(json.dumps(stream(args.db, args.table, Path(args.artifact), args.batch_size, limit)))
@@ -156,6 +190,7 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=1_000_000, help="table size for the throughput figures")
     p.add_argument("--memory-rows", type=int, default=2_000_000, help="peak RSS compared at M/10 and M rows")
     p.add_argument("--batch-size", type=int, default=32_768, help="tnt predict's default for vector inputs")
+    p.add_argument("--cache-rows", type=int, default=0, help="only measure the embedding cache at this size")
     p.add_argument("--child", action="store_true")
     p.add_argument("--db")
     p.add_argument("--table", default="emb")
@@ -164,6 +199,9 @@ def main() -> None:
     args = p.parse_args()
     if args.child:
         child(args)
+        return
+    if args.cache_rows:
+        cache_path(args.cache_rows)
         return
     with tempfile.TemporaryDirectory(prefix="tnt-bench-predict-") as tmp:
         main_db = str(Path(tmp) / "main.duckdb")

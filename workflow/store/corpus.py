@@ -116,13 +116,29 @@ class Corpus(Database):
         return {d: str(v) for d, v in rows}
 
     def cached_embeddings(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors by text hash. Read as one Arrow column and reshaped, never row by row as Python floats
+        (which took 6-13x longer; benchmarks/bench_predict.py --cache-rows)."""
         if not hashes:
             return {}
-        rows = self._rows(
-            "SELECT text_hash, vector FROM embeddings WHERE model = ? AND text_hash IN (SELECT unnest(?))",
-            [model, list(set(hashes))],
-        )
-        return {h: np.asarray(v, dtype=np.float32) for h, v in rows}
+        import pyarrow as pa
+
+        wanted = pa.table({"h": pa.array(list(set(hashes)), type=pa.string())})
+        with self._lock:
+            self.con.register("_wanted_hashes", wanted)
+            try:
+                got = self.con.sql(
+                    "SELECT e.text_hash, e.vector FROM embeddings e JOIN _wanted_hashes w ON e.text_hash = w.h "
+                    "WHERE e.model = ?", params=[model]).to_arrow_table()
+            finally:
+                self.con.unregister("_wanted_hashes")
+        if not got.num_rows:
+            return {}
+        vectors = got.column(1).combine_chunks()
+        lengths = pa.compute.list_value_length(vectors).to_numpy(zero_copy_only=False)
+        if (lengths != lengths[0]).any():  # vectors of one model have one size; if not, do not guess a shape
+            return {h: np.asarray(v, dtype=np.float32) for h, v in zip(got.column(0).to_pylist(), vectors.to_pylist())}
+        flat = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        return dict(zip(got.column(0).to_pylist(), flat.reshape(len(lengths), int(lengths[0]))))
 
     def save_embeddings(self, model: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
         if not len(hashes):
@@ -133,7 +149,9 @@ class Corpus(Database):
             {
                 "text_hash": list(hashes),
                 "model": [model] * len(hashes),
-                "vector": pa.array(list(np.asarray(vectors, dtype=np.float32)), type=pa.list_(pa.float32())),
+                "vector": pa.LargeListArray.from_arrays(  # one flat buffer, not one Python object per vector
+                    pa.array(np.arange(len(hashes) + 1, dtype=np.int64) * np.shape(vectors)[1]),
+                    pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())),
             }
         )
         with self._lock:
