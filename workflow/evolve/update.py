@@ -26,8 +26,11 @@
    documents left unlabeled join its fit where it is sure of them: self-training), and the report compares old
    and new classifier on that held-out set, so a regression cannot pass silently.
 
-Every step is idempotent and the gateway cache answers repeated calls, so an interrupted update resumes for free;
-an update already done on the same documents is reported, not redone. `--review` stops after step 3.
+The steps are a LangGraph graph with its own state (`UpdateState`), checkpointed like a run's graph in the same
+file under the thread "<run>:update<k>": an interrupted update resumes at the step it was in (each step is
+idempotent and the gateway cache answers repeated calls), and `--review` is a graph interrupt after step 3 that the
+same command resumes. An update already done on the same documents is reported, not redone. The `updates` table
+keeps each update's key, status, a copy of its state and its report.
 """
 
 from __future__ import annotations
@@ -38,9 +41,13 @@ import random
 import re
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypedDict
 
 import numpy as np
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, interrupt
 
 from workflow.classify.export import classifier_to_bytes
 from workflow.classify.fit import fit_on_run, held_out_ids
@@ -50,11 +57,11 @@ from workflow.classify.train import agreement
 from workflow.classify.vectors import embed_documents
 from workflow.config import JobConfig
 from workflow.evolve import drift, novelty
-from workflow.graph.context import RunFailed, log
+from workflow.graph.context import RunContext, RunFailed, log
+from workflow.graph.state import RunState
 from workflow.ingest import read_corpus
 from workflow.llm.gateway import Usage
 from workflow.names import GENERIC_WORDS, stem
-from workflow.review.edits import _fresh_ids
 from workflow.store import OTHER_ID, Label, Store, StoreError, text_hash
 
 
@@ -232,14 +239,34 @@ def _child_cap(config: JobConfig, n_docs: int, max_new_labels: int) -> int:
     return max(2, min(max_new_labels, supported))
 
 
-def _propose(store: Store, run_id: str, update_id: int, doc_ids: list[str], config: JobConfig,
-             show_progress: bool, usage: dict, max_new_labels: int) -> tuple[list[Label], dict[str, str]]:
-    """The run's own proposal machinery (config.proposal: cluster-seeded or minibatch, the graph's nodes in the
-    graph's order) on a child run whose phase-1 sample is the unexplained documents alone. Returns the child's
-    labels and, for cluster-seeded proposals, the documents each label was built from."""
+def _proposal_graph(ctx: RunContext):
+    """The run graph's proposal steps on their own: summarize -> propose -> update* (-> review, the merge of
+    over-clustered candidates, for a cluster-seeded proposal). Not checkpointed: each step finds its finished work
+    in the store (summaries, taxonomy versions) and the gateway cache answers its calls again."""
     from workflow.graph.build import propose, review
     from workflow.graph.nodes.summarize import summarize
     from workflow.graph.nodes.taxonomy import more_batches, update
+
+    clusters = ctx.config.proposal == "clusters"
+    g = StateGraph(RunState)
+    for name, fn in (("summarize", summarize), ("propose", propose), ("update", update)) + (
+            (("review", review),) if clusters else ()):
+        g.add_node(name, partial(fn, ctx))
+    g.add_edge(START, "summarize")
+    g.add_edge("summarize", "propose")
+    route = {"update": "update", "review": "review" if clusters else END}
+    g.add_conditional_edges("propose", partial(more_batches, ctx), route)
+    g.add_conditional_edges("update", partial(more_batches, ctx), route)
+    if clusters:
+        g.add_edge("review", END)
+    return g.compile(checkpointer=False)
+
+
+def _propose(store: Store, run_id: str, update_id: int, doc_ids: list[str], config: JobConfig,
+             show_progress: bool, usage: dict, max_new_labels: int) -> tuple[list[Label], dict[str, str]]:
+    """The run's own proposal machinery (config.proposal: cluster-seeded or minibatch, the graph's proposal steps,
+    `_proposal_graph`) on a child run whose phase-1 sample is the unexplained documents alone. Returns the child's
+    labels and, for cluster-seeded proposals, the documents each label was built from."""
     from workflow.runner import run_context
 
     run = store.run(run_id)
@@ -253,12 +280,7 @@ def _propose(store: Store, run_id: str, update_id: int, doc_ids: list[str], conf
         store.save_sample(child, 1, doc_ids, config.batch_size)
     ctx = run_context(store, child, show_progress)
     try:
-        summarize(ctx, {})
-        state = propose(ctx, {})
-        while more_batches(ctx, state) == "update":
-            state = update(ctx, state)
-        if ctx.config.proposal == "clusters":  # the merge of over-clustered candidates is part of the proposal
-            review(ctx, state)
+        _proposal_graph(ctx).invoke({}, {"recursion_limit": store.n_batches(child, 1) + 10})
         store.set_run_stage(child, "done", status="done")
     except RunFailed as exc:
         store.set_run_stage(child, "propose", status="failed", error=str(exc))
@@ -290,6 +312,243 @@ def _accuracy(pred: dict[str, str], truth: dict[str, str]) -> dict:
     return {"n": len(ids), "accuracy": a["accuracy"], "macro_f1": a["macro_f1"]}
 
 
+class UpdateState(TypedDict, total=False):
+    """What an update has decided so far: ids, counts and figures (documents, labels and models live in DuckDB).
+    Checkpointed by LangGraph like a run's state, and mirrored into `updates.state` for reports and audits."""
+
+    # set when the update starts
+    model_before: str  # the classifier that judged the new documents
+    held_out: list[str]  # its test split: kept out of every fit, so old and new are compared on it
+    version_before: int
+    source: str
+    n_new: int
+    # propose (steps 1-3)
+    added: list[str]  # label ids added to the taxonomy
+    proposal: str  # "done", or "skipped: why"
+    new_labels: str
+    to_label: list[str]  # the new labels' seed documents (or the most novel ones), then the refresh
+    budget: int
+    reserve: list[str]  # the most novel documents, for rounds the interim classifier cannot fill
+    merged: list[dict]
+    refused: list[dict]
+    n_unexplained: int
+    n_seeds: int
+    n_refresh: int
+    baseline: dict
+    drift_batches: list[int]
+    drift_why: dict[str, list[str]]
+    figures: list[dict]
+    # step 4
+    rounds: list[list[str]]  # documents of each labeling round, stored before they are labeled
+    model_after: str
+    report: dict  # what update_run returns; the update is done once it is stored
+
+
+@dataclass
+class UpdateContext:
+    """What every update step needs besides the state: the run's context (settings, store, gateway) and the
+    options of this invocation (a resumed update takes the options it is resumed with)."""
+
+    ctx: RunContext
+    update_id: int
+    key: str
+    new_ids: list[str]
+    review: bool = False
+    label_budget: int | None = None
+    proposal_sample: int | None = None
+    refresh_per_label: int = 3
+    max_new_labels: int | None = None
+    drift_batch: int = 500
+    new_labels: str = "auto"
+    usage: dict = field(default_factory=lambda: {"calls": 0, "cached": 0, "failed": 0})
+
+    @property
+    def store(self) -> Store:
+        return self.ctx.store
+
+    @property
+    def run_id(self) -> str:
+        return self.ctx.run_id
+
+    def save(self, state: UpdateState, status: str, report: dict | None = None) -> None:
+        self.store.save_update(self.run_id, self.update_id, self.key, status, _plain(dict(state)), report)
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars as Python numbers, so the state checkpoints and stores as plain JSON."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# -- steps (the update graph's nodes) ----------------------------------------------------------------------------
+
+def propose_labels(u: UpdateContext, state: UpdateState) -> UpdateState:
+    """Steps 1-3: drift figures, the unexplained documents, a proposal when the data drifted, the new taxonomy
+    version, and what to label first."""
+    store, ctx, run_id, update_id = u.store, u.ctx, u.run_id, u.update_id
+    config, corpus, new_ids = ctx.config, ctx.corpus, u.new_ids
+    old = from_store(store, state["model_before"])
+    base = drift.baseline(store, old, run_id, corpus, state["held_out"], exclude=new_ids)
+    X = embed_documents(store, corpus, new_ids, old.embedding_model)
+    figs, _ = drift.batched_figures(old, X, base, u.drift_batch)
+    store.save_drift(state["model_before"], f"update {update_id}",
+                     [(f.batch, f.n, f.other_share, f.uncertain_share, f.centroid_distance) for f in figs],
+                     base.as_dict())
+    why = {f.batch: f.drifted(base) for f in figs}
+    drifted = [b for b, w in why.items() if w]
+    unexplained_ids = novelty.ranked(new_ids, _novelty(store, old, run_id, corpus, state["held_out"], X))
+    pool = list(unexplained_ids)  # the proposal sees a random sample: rarer kinds stay in view
+    random.Random(config.seed).shuffle(pool)
+    budget = u.label_budget if u.label_budget is not None else max(20, config.label_sample // 4)
+    # proposing costs naming calls only (no labels), so it sees more documents than are labeled: a kind of
+    # document too rare in a small sample gets no cluster of its own and no label
+    n_sample = u.proposal_sample if u.proposal_sample is not None else max(20, config.taxonomy_sample // 2)
+    idx = old.classify(X)[0]
+    unexplained = set(unexplained_ids)
+    explained = [(d, old.labels[i]) for d, i in zip(new_ids, idx.tolist()) if d not in unexplained]
+    refresh = _refresh([d for d, _ in explained], [lab for _, lab in explained], u.refresh_per_label, config.seed)
+    if len(refresh) > budget // 4:  # the refresh is part of the budget, and the smaller part
+        refresh = sorted(random.Random(config.seed).sample(refresh, budget // 4))
+    spend = max(1, round((budget - len(refresh)) * SEED_SHARE))
+    added: list[Label] = []
+    seeds: list[str] = []
+    merged: list[dict] = []
+    refused: list[dict] = []
+    into: dict[str, str] = {}
+    if u.new_labels == "never":
+        proposal = "skipped: --new-labels never"
+    elif u.new_labels == "auto" and not drifted:
+        proposal = "skipped: no drift"
+    elif len(pool) < 5:
+        proposal = f"skipped: {len(pool)} unexplained documents, too few to propose from"
+    else:
+        proposal = "done"
+        cap = u.max_new_labels or config.max_labels
+        proposed, members = _propose(store, run_id, update_id, pool[:n_sample], config, ctx.show_progress,
+                                     u.usage, cap)
+        _, current = store.taxonomy(run_id)
+        novel, merged, refused = _screen_proposal(config, proposed, members, current, base, new_ids, X, cap)
+        new_id = dict(zip([lb.label_id for lb in novel], store.fresh_label_ids(run_id, len(novel))))
+        added = [Label(new_id[lb.label_id], lb.name, lb.description) for lb in novel]
+        if added:
+            store.apply_review(run_id, action="update", reviewer="tnt update", labels=[*current, *added],
+                               details={"update_id": update_id, "source": state["source"],
+                                        "added": [{"label_id": a.label_id, "name": a.name} for a in added],
+                                        "merged": [{k: v for k, v in m.items() if k != "docs"} for m in merged],
+                                        "refused": refused})
+        # a new label sits where the documents it was built from are (labeling shortlists use this); the
+        # documents of a duplicate count as the existing label's
+        placed = {d: new_id[lid] for d, lid in members.items() if lid in new_id}
+        into = {d: m["into"] for m in merged for d in m["docs"]}
+        store.add_cluster_members(run_id, placed | into)
+        seeds = _seeds([d for d in pool[:n_sample] if d in placed], placed, spend)
+        if not seeds and into:  # no new label: the merged documents, to teach the labels they joined
+            seeds = _seeds([d for d in pool[:n_sample] if d in into], into, spend)
+    if proposal != "done":
+        log.info("update: no labels proposed (%s)", proposal)
+    # nothing added: the most novel documents are labeled instead (old labels or Other may still fit them)
+    work = seeds or unexplained_ids[:spend]
+    taken = set(work)
+    decided: UpdateState = _plain({
+        "added": [a.label_id for a in added], "to_label": work + refresh, "budget": budget,
+        "proposal": proposal, "new_labels": u.new_labels, "drift_why": {str(b): w for b, w in why.items() if w},
+        "merged": [{k: v for k, v in m.items() if k != "docs"} | {"n_docs": len(m["docs"])} for m in merged],
+        "refused": refused,
+        "reserve": [d for d in dict.fromkeys([*sorted(into), *unexplained_ids]) if d not in taken][:budget],
+        "n_unexplained": len(unexplained_ids), "n_seeds": len(seeds), "n_refresh": len(refresh),
+        "baseline": base.as_dict(), "drift_batches": drifted, "figures": [vars(f) for f in figs]})
+    u.save(state | decided, "proposed")
+    return decided
+
+
+def await_review(u: UpdateContext, state: UpdateState) -> UpdateState:
+    """With --review, the update pauses here (a graph interrupt, like a run's approval) once labels were added;
+    the same `tnt update` run again goes on from here."""
+    if u.review and state["added"]:
+        u.store.set_run_stage(u.run_id, f"update {u.update_id}: awaiting review", status="paused")
+        interrupt({"run_id": u.run_id, "update_id": u.update_id, "added": state["added"]})
+    return {}
+
+
+def label_first(u: UpdateContext, state: UpdateState) -> UpdateState:
+    """Step 4a: pseudo-label the seeds and the refresh (the first part of the budget)."""
+    u.store.set_run_stage(u.run_id, f"update {u.update_id}")
+    rounds = state.get("rounds", [])  # an update begun by a tnt without this graph may have rounds already
+    _label_docs(u, [*state["to_label"], *(d for r in rounds for d in r)])
+    u.save(state | {"rounds": rounds}, "labeling")
+    return {"rounds": rounds}
+
+
+def pick_round(u: UpdateContext, state: UpdateState) -> UpdateState:
+    """Step 4b: the next round's documents, chosen by an interim classifier (no model call) and stored before
+    they are labeled, so a resumed update labels the same ones."""
+    left = LABEL_ROUNDS - len(state["rounds"])
+    picked = _next_round(u.store, u.run_id, u.ctx.corpus, u.ctx.config, state, u.new_ids, left)
+    rounds = [*state["rounds"], picked]
+    u.save(state | {"rounds": rounds}, "labeling")
+    return {"rounds": rounds}
+
+
+def label_round(u: UpdateContext, state: UpdateState) -> UpdateState:
+    _label_docs(u, state["rounds"][-1])
+    return {}
+
+
+def retrain(u: UpdateContext, state: UpdateState) -> UpdateState:
+    """Step 4c: retrain with the old held-out documents kept out (the unlabeled new ones self-train), predict the
+    corpus, and place new labels in the hierarchy if the run has one."""
+    store, run_id, config, corpus = u.store, u.run_id, u.ctx.config, u.ctx.corpus
+    version = store.taxonomy(run_id)[0]
+    fitted = fit_on_run(store, run_id, corpus, config, progress=u.ctx.show_progress, held_out=state["held_out"],
+                        unlabeled=u.new_ids)
+    if fitted is None:
+        raise UpdateError("no labeled documents to train on")
+    model_id = store.save_model(run_id, algorithm=fitted.clf.algorithm, embedding_model=fitted.embedding_model,
+                                taxonomy_version=version, metrics=fitted.metrics | {"update_id": u.update_id},
+                                artifact=classifier_to_bytes(fitted.clf))
+    predict_corpus(store, model_id, corpus, run_id, show_progress=u.ctx.show_progress)
+    if state["added"] and store.parents(run_id):
+        from workflow.graph.nodes.hierarchy import build_hierarchy
+
+        build_hierarchy(store, u.ctx.gateway, run_id, config, only=state["added"])
+    return {"model_after": model_id}
+
+
+def report(u: UpdateContext, state: UpdateState) -> UpdateState:
+    """Step 4d: the report: old and new classifier on the same held-out documents, what moved, what it cost."""
+    _add_usage(u.usage, u.ctx.gateway.usage)
+    return {"report": _report(u.store, u.run_id, u.update_id, state, state["model_after"], u.usage,
+                              u.store.find_update(u.run_id, u.key)["created_at"])}
+
+
+def _first_step(state: UpdateState) -> str:
+    return "label_first" if "added" in state else "propose_labels"  # "added": begun by a tnt without this graph
+
+
+def _after_labeling(state: UpdateState) -> str:
+    return "pick_round" if len(state["rounds"]) < LABEL_ROUNDS else "retrain"
+
+
+def build_update_graph(u: UpdateContext, saver: Any):
+    """propose_labels -> await_review (interrupt with --review) -> label_first -> (pick_round -> label_round) x
+    LABEL_ROUNDS -> retrain -> report, checkpointed beside the run's own graph under its own thread."""
+    g = StateGraph(UpdateState)
+    for fn in (propose_labels, await_review, label_first, pick_round, label_round, retrain, report):
+        g.add_node(fn.__name__, partial(fn, u))
+    g.add_conditional_edges(START, _first_step, ["propose_labels", "label_first"])
+    g.add_edge("propose_labels", "await_review")
+    g.add_edge("await_review", "label_first")
+    g.add_conditional_edges("label_first", _after_labeling, ["pick_round", "retrain"])
+    g.add_edge("pick_round", "label_round")
+    g.add_conditional_edges("label_round", _after_labeling, ["pick_round", "retrain"])
+    g.add_edge("retrain", "report")
+    g.add_edge("report", END)
+    return g.compile(checkpointer=saver)
+
+
 def update_run(store: Store, run_id: str, source: str, *, text_field: str = "text", id_field: str | None = "id",
                review: bool = False, show_progress: bool = True, label_budget: int | None = None,
                proposal_sample: int | None = None, refresh_per_label: int = 3, max_new_labels: int | None = None,
@@ -298,13 +557,13 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
 
     ``new_labels``: "auto" proposes labels only when some batch of the new documents drifts from the run's own
     documents (drift.py), "always" proposes whatever the drift, "never" adds no labels (label, retrain, report)."""
-    from workflow.graph.nodes.label import label
+    from workflow.graph.build import open_checkpointer
     from workflow.runner import run_context
 
     if new_labels not in NEW_LABELS:
         raise UpdateError(f"new_labels must be one of {', '.join(NEW_LABELS)}, not {new_labels!r}")
     run = store.run(run_id)
-    config = JobConfig.model_validate(run["config"])
+    config = run.config
     if config.multi_label:
         raise UpdateError("`tnt update` supports single-label runs only")
     records = read_corpus(source, text_field, id_field).records
@@ -323,139 +582,52 @@ def update_run(store: Store, run_id: str, source: str, *, text_field: str = "tex
         return existing["report"] | {"already_done": True}
     if not existing and run["status"] != "done":
         raise UpdateError(f"run '{run_id}' is {run['status']}; finish it first (`tnt resume {run_id}`)")
-    corpus = run["corpus"]
-    store.insert_documents(corpus, records)  # StoreError on an id clash: nothing is lost
+    store.insert_documents(run.corpus, records)  # StoreError on an id clash: nothing is lost
     new_ids = list(dict.fromkeys(d for d, _, _ in records))
-    usage = {"calls": 0, "cached": 0, "failed": 0}
 
     if existing:
-        update_id, state = existing["update_id"], existing["state"]
+        update_id, started = existing["update_id"], existing["state"]
     else:
         model_row = store.latest_model(run_id)
         if model_row is None:
             raise UpdateError(f"run '{run_id}' has no classifier to classify new documents with")
-        state = {"model_before": model_row["model_id"],
-                 "held_out": held_out_ids(store, run_id, config, model_row["model_id"]),
-                 "version_before": store.taxonomy(run_id)[0], "source": source, "n_new": len(new_ids)}
-        update_id = store.save_update(run_id, None, key, "started", state)
-    ctx = run_context(store, run_id, show_progress)
+        started = {"model_before": model_row["model_id"],
+                   "held_out": held_out_ids(store, run_id, config, model_row["model_id"]),
+                   "version_before": store.taxonomy(run_id)[0], "source": source, "n_new": len(new_ids)}
+        update_id = store.save_update(run_id, None, key, "started", started)
     store.set_run_stage(run_id, f"update {update_id}")
-
-    if "added" not in state:  # -- steps 1-3: drift, proposal, new taxonomy version -------------------------
-        old = from_store(store, state["model_before"])
-        base = drift.baseline(store, old, run_id, corpus, state["held_out"], exclude=new_ids)
-        X = embed_documents(store, corpus, new_ids, old.embedding_model)
-        figs, _ = drift.batched_figures(old, X, base, drift_batch)
-        store.save_drift(state["model_before"], f"update {update_id}",
-                         [(f.batch, f.n, f.other_share, f.uncertain_share, f.centroid_distance) for f in figs],
-                         base.as_dict())
-        why = {f.batch: f.drifted(base) for f in figs}
-        drifted = [b for b, w in why.items() if w]
-        unexplained_ids = novelty.ranked(new_ids, _novelty(store, old, run_id, corpus, state["held_out"], X))
-        pool = list(unexplained_ids)  # the proposal sees a random sample: rarer kinds stay in view
-        random.Random(config.seed).shuffle(pool)
-        budget = label_budget if label_budget is not None else max(20, config.label_sample // 4)
-        # proposing costs naming calls only (no labels), so it sees more documents than are labeled: a kind of
-        # document too rare in a small sample gets no cluster of its own and no label
-        n_sample = proposal_sample if proposal_sample is not None else max(20, config.taxonomy_sample // 2)
-        idx = old.classify(X)[0]
-        unexplained = set(unexplained_ids)
-        explained = [(d, old.labels[i]) for d, i in zip(new_ids, idx.tolist()) if d not in unexplained]
-        refresh = _refresh([d for d, _ in explained], [lab for _, lab in explained], refresh_per_label, config.seed)
-        if len(refresh) > budget // 4:  # the refresh is part of the budget, and the smaller part
-            refresh = sorted(random.Random(config.seed).sample(refresh, budget // 4))
-        spend = max(1, round((budget - len(refresh)) * SEED_SHARE))
-        added: list[Label] = []
-        seeds: list[str] = []
-        merged: list[dict] = []
-        refused: list[dict] = []
-        into: dict[str, str] = {}
-        if new_labels == "never":
-            proposal = "skipped: --new-labels never"
-        elif new_labels == "auto" and not drifted:
-            proposal = "skipped: no drift"
-        elif len(pool) < 5:
-            proposal = f"skipped: {len(pool)} unexplained documents, too few to propose from"
-        else:
-            proposal = "done"
-            cap = max_new_labels or config.max_labels
-            proposed, members = _propose(store, run_id, update_id, pool[:n_sample], config, show_progress, usage, cap)
-            _, current = store.taxonomy(run_id)
-            novel, merged, refused = _screen_proposal(config, proposed, members, current, base, new_ids, X, cap)
-            new_id = dict(zip([lb.label_id for lb in novel], _fresh_ids(store, run_id, len(novel))))
-            added = [Label(new_id[lb.label_id], lb.name, lb.description) for lb in novel]
-            if added:
-                store.apply_review(run_id, action="update", reviewer="tnt update", labels=[*current, *added],
-                                   details={"update_id": update_id, "source": source,
-                                            "added": [{"label_id": a.label_id, "name": a.name} for a in added],
-                                            "merged": [{k: v for k, v in m.items() if k != "docs"}
-                                                       for m in merged],
-                                            "refused": refused})
-            # a new label sits where the documents it was built from are (labeling shortlists use this); the
-            # documents of a duplicate count as the existing label's
-            placed = {d: new_id[lid] for d, lid in members.items() if lid in new_id}
-            into = {d: m["into"] for m in merged for d in m["docs"]}
-            store.add_cluster_members(run_id, placed | into)
-            seeds = _seeds([d for d in pool[:n_sample] if d in placed], placed, spend)
-            if not seeds and into:  # no new label: the merged documents, to teach the labels they joined
-                seeds = _seeds([d for d in pool[:n_sample] if d in into], into, spend)
-        if proposal != "done":
-            log.info("update: no labels proposed (%s)", proposal)
-        # nothing added: the most novel documents are labeled instead (old labels or Other may still fit them)
-        work = seeds or unexplained_ids[:spend]
-        taken = set(work)
-        state |= {"added": [a.label_id for a in added], "to_label": work + refresh, "budget": budget,
-                  "proposal": proposal, "new_labels": new_labels, "drift_why": {str(b): w for b, w in why.items() if w},
-                  "merged": [{k: v for k, v in m.items() if k != "docs"} | {"n_docs": len(m["docs"])} for m in merged],
-                  "refused": refused,
-                  "reserve": [d for d in dict.fromkeys([*sorted(into), *unexplained_ids]) if d not in taken][:budget],
-                  "n_unexplained": len(unexplained_ids), "n_seeds": len(seeds),
-                  "n_refresh": len(refresh), "baseline": base.as_dict(), "drift_batches": drifted,
-                  "figures": [vars(f) for f in figs]}
-        store.save_update(run_id, update_id, key, "proposed", state)
-        if review and added:
-            store.set_run_stage(run_id, f"update {update_id}: awaiting review", status="paused")
-            return {"status": "review", "update_id": update_id, "added": state["added"],
+    thread = {"configurable": {"thread_id": f"{run_id}:update{update_id}"}, "recursion_limit": 4 * LABEL_ROUNDS + 20}
+    ctx = run_context(store, run_id, show_progress)
+    u = UpdateContext(ctx, update_id, key, new_ids, review=review, label_budget=label_budget,
+                      proposal_sample=proposal_sample, refresh_per_label=refresh_per_label,
+                      max_new_labels=max_new_labels, drift_batch=drift_batch, new_labels=new_labels)
+    with open_checkpointer(store.path) as saver:
+        graph = build_update_graph(u, saver)
+        snapshot = graph.get_state(thread)
+        if any(t.interrupts for t in snapshot.tasks):
+            graph.invoke(Command(resume={"approved": True}), thread)
+        elif snapshot.next:
+            graph.invoke(None, thread)  # interrupted mid-way: the checkpoint knows where
+        elif "report" not in snapshot.values:
+            graph.invoke(started, thread)  # a new update, or one begun by a tnt without this graph (its stored state)
+        snapshot = graph.get_state(thread)
+        if any(t.interrupts for t in snapshot.tasks):
+            return {"status": "review", "update_id": update_id, "added": snapshot.values["added"],
                     "message": f"new labels proposed: review them with `tnt review {run_id}`, then run the same "
                                "`tnt update` again to label, retrain and report"}
-
-    # -- step 4: pseudo-label what is needed, retrain, predict, report -------------------------------------------
-    # Rounds on one budget: the new labels' seeds first; then interim classifiers (no model call) point the rest
-    # at the new documents they put under the new labels, where examples are scarce, rather than at more of the
-    # old labels' documents. Each round's documents are stored before labeling: a resumed update labels the same.
-    _label_docs(store, ctx, run_id, state["to_label"], config, label)
-    if "rounds" not in state:
-        state["rounds"] = [state.pop("round2")] if "round2" in state else []  # an update begun by an older tnt
-    for r in range(LABEL_ROUNDS):
-        if len(state["rounds"]) <= r:
-            state["rounds"].append(_next_round(store, run_id, corpus, config, state, new_ids, LABEL_ROUNDS - r))
-            store.save_update(run_id, update_id, key, "labeling", state)
-        _label_docs(store, ctx, run_id, state["rounds"][r], config, label)
-    version = store.taxonomy(run_id)[0]
-    fitted = fit_on_run(store, run_id, corpus, config, progress=show_progress, held_out=state["held_out"],
-                        unlabeled=new_ids)
-    if fitted is None:
-        raise UpdateError("no labeled documents to train on")
-    model_id = store.save_model(run_id, algorithm=fitted.clf.algorithm, embedding_model=fitted.embedding_model,
-                                taxonomy_version=version, metrics=fitted.metrics | {"update_id": update_id},
-                                artifact=classifier_to_bytes(fitted.clf))
-    predict_corpus(store, model_id, corpus, run_id, show_progress=show_progress)
-    if state["added"] and store.parents(run_id):
-        from workflow.graph.nodes.hierarchy import build_hierarchy
-
-        build_hierarchy(store, ctx.gateway, run_id, config, only=state["added"])
-    _add_usage(usage, ctx.gateway.usage)
-    report = _report(store, run_id, update_id, state, model_id, usage, store.find_update(run_id, key)["created_at"])
-    _sync_graph(store, run_id, model_id)
-    store.save_update(run_id, update_id, key, "done", state, report)
+        state = snapshot.values
+        _sync_graph(ctx, saver, state["model_after"])
+    u.save(state, "done", state["report"])
     store.set_run_stage(run_id, "done", status="done")
-    return report
+    return state["report"]
 
 
-def _label_docs(store: Store, ctx: Any, run_id: str, doc_ids: list[str], config: JobConfig, label: Any) -> None:
+def _label_docs(u: UpdateContext, doc_ids: list[str]) -> None:
     """Pseudo-label documents with the latest taxonomy through the graph's label node (phase-2 sample grows)."""
-    store.extend_sample(run_id, 2, doc_ids, config.batch_size, round=None)  # earlier rows keep their rounds
-    label(ctx, {"approved_version": store.taxonomy(run_id)[0]})
+    from workflow.graph.nodes.label import label
+
+    u.store.extend_sample(u.run_id, 2, doc_ids, u.ctx.config.batch_size, round=None)  # earlier rows keep rounds
+    label(u.ctx, {"approved_version": u.store.taxonomy(u.run_id)[0]})
 
 
 def _novelty(store: Store, model: Any, run_id: str, corpus: str, held_out: list[str], X: Any) -> novelty.Novelty:
@@ -547,7 +719,8 @@ def _report(store: Store, run_id: str, update_id: int, state: dict, model_id: st
     pred = store.prediction_counts(model_id)
     return {
         "status": "done", "update_id": update_id, "model_before": state["model_before"], "model_after": model_id,
-        "n_new": state["n_new"], "n_unexplained": state["n_unexplained"], "n_labeled": len(state["to_label"]) + sum(len(r) for r in state["rounds"]),
+        "n_new": state["n_new"], "n_unexplained": state["n_unexplained"],
+        "n_labeled": len(state["to_label"]) + sum(len(r) for r in state["rounds"]),
         "n_seeds": state.get("n_seeds", 0), "n_rounds": [len(r) for r in state["rounds"]],
         "n_refresh": state["n_refresh"], "drift_batches": state["drift_batches"], "baseline": state["baseline"],
         "figures": state["figures"], "drift": bool(state["drift_batches"]), "drift_why": state.get("drift_why", {}),
@@ -580,17 +753,15 @@ def _labels_note(state: dict) -> str:
     return f"{why}: {n} labels added{dupes}"
 
 
-def _sync_graph(store: Store, run_id: str, model_id: str) -> None:
+def _sync_graph(ctx: RunContext, saver: Any, model_id: str) -> None:
     """Tell the run's checkpoint about the new version and model, so `tnt resume` does not redo the update."""
-    from workflow.graph.build import build_graph, open_checkpointer
-    from workflow.runner import run_context
+    from workflow.graph.build import build_graph
 
-    cfg: dict[str, Any] = {"configurable": {"thread_id": run_id}}
-    with open_checkpointer(store.path) as saver:
-        graph = build_graph(run_context(store, run_id, False), saver)
-        if graph.get_state(cfg).values:
-            graph.update_state(cfg, {"approved_version": store.taxonomy(run_id)[0], "model_id": model_id},
-                               as_node="hierarchy")
+    cfg: dict[str, Any] = {"configurable": {"thread_id": ctx.run_id}}
+    graph = build_graph(ctx, saver)
+    if graph.get_state(cfg).values:
+        graph.update_state(cfg, {"approved_version": ctx.store.taxonomy(ctx.run_id)[0], "model_id": model_id},
+                           as_node="hierarchy")
 
 
-__all__ = ["NEW_LABELS", "UpdateError", "name_tokens", "screen", "update_run"]
+__all__ = ["NEW_LABELS", "UpdateError", "UpdateState", "build_update_graph", "name_tokens", "screen", "update_run"]

@@ -180,7 +180,8 @@ class Assignments(Database):
                 insert_labels(con, run_id, version, labels, parents)
                 live = "run_id = ? AND source IN ('llm', 'recheck', 'human') AND status = 'ok'"
                 for src, dst in (merge or {}).items():
-                    con.execute(f"UPDATE assignments SET label_id = ? WHERE {live} AND label_id = ?", [dst, run_id, src])
+                    con.execute(f"UPDATE assignments SET label_id = ? WHERE {live} AND label_id = ?",
+                                [dst, run_id, src])
                     con.execute("UPDATE assignments SET nearest_id = ? WHERE run_id = ? AND nearest_id = ?",
                                 [dst, run_id, src])
                     # cluster members move too: they place the merged label in embedding space

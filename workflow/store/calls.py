@@ -43,7 +43,8 @@ class Calls(Database):
         fields["error"] = redact(fields.get("error"))
         values = [fields.get(c) for c in cols]
         self._exec(
-            f"INSERT INTO llm_calls (call_id, {', '.join(cols)}, created_at) VALUES ({', '.join('?' * (len(cols) + 2))})",
+            f"INSERT INTO llm_calls (call_id, {', '.join(cols)}, created_at) "
+            f"VALUES ({', '.join('?' * (len(cols) + 2))})",
             [call_id, *values, now()],
         )
         return call_id
@@ -74,7 +75,8 @@ class Calls(Database):
         return self.query(
             "SELECT step, model, count(*) AS calls, count(*) FILTER (status = 'ok') AS ok, "
             "count(*) FILTER (status = 'rejected') AS rejected, "
-            "count(*) FILTER (status NOT IN ('ok', 'rejected')) AS failed, coalesce(sum(prompt_tokens), 0) AS prompt_tokens, "
+            "count(*) FILTER (status NOT IN ('ok', 'rejected')) AS failed, "
+            "coalesce(sum(prompt_tokens), 0) AS prompt_tokens, "
             "coalesce(sum(completion_tokens), 0) AS completion_tokens, coalesce(sum(cost), 0) AS cost, "
             f"coalesce(sum(latency_s), 0) AS latency_s FROM llm_calls {where} GROUP BY step, model ORDER BY step",
             params,

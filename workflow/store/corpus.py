@@ -96,7 +96,8 @@ class Corpus(Database):
             try:
                 result = cur.sql(f"SELECT {cols} FROM {self._quote_ident(table)}")
             except duckdb.Error as exc:
-                raise StoreError(f"cannot read {', '.join(columns)} from table {table}: {str(exc).splitlines()[0]}") from None
+                raise StoreError(f"cannot read {', '.join(columns)} from table {table}: "
+                                 f"{str(exc).splitlines()[0]}") from None
             yield from result.to_arrow_reader(batch_size)
         finally:
             cur.close()
