@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -19,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from workflow.store import content_id
 
 log = logging.getLogger("tnt")
 
@@ -40,8 +41,13 @@ class IngestReport:
     n_docs: int = 0
 
 
-def _content_id(text: str) -> str:
-    return "d" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:15]
+def duckdb_table(source: str) -> tuple[str, str] | None:
+    """(database file, table) when a source names a table of a DuckDB file (``file.duckdb:table``, ``file.db:table``),
+    else None. The one reading of that form, for `tnt run`, `tnt update` and `tnt predict`."""
+    if ".duckdb:" in source or ".db:" in source:
+        db, table = source.rsplit(":", 1)
+        return db, table
+    return None
 
 
 def _rows_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
@@ -268,9 +274,8 @@ def _rows_duckdb(db: str, table: str) -> Iterator[tuple[int, dict]]:
 
 def iter_source(source: str) -> Iterator[tuple[int, dict]]:
     """Rows of a corpus source: a file path, or `path.duckdb:table` for a DuckDB table."""
-    if ".duckdb:" in source or ".db:" in source:
-        db, table = source.rsplit(":", 1)
-        return _rows_duckdb(db, table)
+    if (db_table := duckdb_table(source)) is not None:
+        return _rows_duckdb(*db_table)
     path = Path(source)
     if not path.exists():
         raise InputError(f"{source}: no such file")
@@ -359,7 +364,7 @@ class RowValidator:
         if "\x00" in text:
             text = text.replace("\x00", "")
         raw_id = row.get(id_field) if id_field else None
-        doc_id = str(raw_id).strip() if raw_id is not None and str(raw_id).strip() else _content_id(text)
+        doc_id = str(raw_id).strip() if raw_id is not None and str(raw_id).strip() else content_id(text)
         meta: dict[str, Any] = {k: v for k, v in row.items() if k not in (text_field, id_field)}
         return doc_id, text, meta, raw_id is not None
 

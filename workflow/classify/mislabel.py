@@ -8,12 +8,13 @@ confidence, when known, raises the score a little. Reviewers look at the top of 
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from workflow.classify.noise import oof_proba
 
 LLM_WEIGHT = 0.25  # share of the score that comes from low LLM confidence when it is known
 
@@ -26,20 +27,9 @@ class Suspect:
     score: float  # 0..1, higher = more likely mislabeled
 
 
-def _oof_proba(X: np.ndarray, y: np.ndarray, n_classes: int, seed: int, folds: int) -> np.ndarray:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    largest = max(Counter(y.tolist()).values())
-    n_splits = max(2, min(folds, largest, len(y) // 2))
-    cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    clf = LogisticRegression(C=1.0, max_iter=1000, class_weight="balanced", random_state=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tiny classes: "least populated class has only 1 member"
-        proba = cross_val_predict(clf, X, y, cv=cv, method="predict_proba")
-    if proba.shape[1] != n_classes:  # pragma: no cover - sklearn pads missing classes itself
-        raise ValueError("cross-validated probabilities miss a class")
-    return proba
+def _folds(y: np.ndarray, folds: int) -> int:
+    """As many folds as asked, but no more than the largest class has documents (at least 2)."""
+    return max(2, min(folds, max(Counter(y.tolist()).values()), len(y) // 2))
 
 
 def rank_suspects(
@@ -66,7 +56,7 @@ def rank_suspects(
         return []
     index = {c: k for k, c in enumerate(classes)}
     y = np.array([index[lab] for lab in labels])
-    proba = _oof_proba(X, y, len(classes), seed, folds)
+    proba = oof_proba(X, y, len(classes), seed, _folds(y, folds), c=1.0, scale=False)
 
     rows = np.arange(len(y))
     p_given = proba[rows, y]

@@ -55,8 +55,10 @@ def noise_c(n: int) -> float:
 
 
 def oof_proba(X: np.ndarray, y: np.ndarray, n_classes: int, seed: int, folds: int = NOISE_FOLDS,
-              c: float | None = None) -> np.ndarray:
-    """Out-of-fold class probabilities (rows of X, columns 0..n_classes-1)."""
+              c: float | None = None, scale: bool = True) -> np.ndarray:
+    """Out-of-fold class probabilities (rows of X, columns 0..n_classes-1) of a balanced logistic regression: the
+    one computation behind the noise estimate (strong regularisation ``noise_c``, standardised features) and the
+    review page's mislabel queue (``c=1.0, scale=False``). A class missing from a fold's fit gets probability 0."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
     from sklearn.preprocessing import StandardScaler
@@ -64,12 +66,13 @@ def oof_proba(X: np.ndarray, y: np.ndarray, n_classes: int, seed: int, folds: in
     c = noise_c(len(y)) if c is None else c
     proba = np.zeros((len(y), n_classes))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # tiny classes: "least populated class has only 1 member"
         for fit, val in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
-            scale = StandardScaler().fit(X[fit])
+            scaler = StandardScaler().fit(X[fit]) if scale else None
+            Xf, Xv = (scaler.transform(X[fit]), scaler.transform(X[val])) if scaler else (X[fit], X[val])
             model = LogisticRegression(C=c, class_weight="balanced", max_iter=1000, random_state=seed)
-            model.fit(scale.transform(X[fit]), y[fit])
-            proba[np.ix_(val, model.classes_)] = model.predict_proba(scale.transform(X[val]))
+            model.fit(Xf, y[fit])
+            proba[np.ix_(val, model.classes_)] = model.predict_proba(Xv)
     return proba
 
 

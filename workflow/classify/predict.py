@@ -8,7 +8,6 @@ drift summary (share of uncertain and Other predictions) at the end.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,9 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 from workflow.classify.embed import get_embedder
 from workflow.classify.loader import ServingModel, from_store, sets_of
 from workflow.classify.vectors import embed_texts
+from workflow.ingest import duckdb_table
 from workflow.progress import progress_bar
-from workflow.store import OTHER_ID, Store, text_hash
+from workflow.store import OTHER_ID, Store, content_id, text_hash
 
 UNCERTAIN = "uncertain"
 
@@ -69,11 +69,6 @@ class InputBatch:
     texts: list[str] | None = None
     hashes: list[str] | None = None
     vectors: np.ndarray | None = None
-
-
-def content_id(text: str) -> str:
-    """The id `tnt run` gives a document without one (same text, same id)."""
-    return "d" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:15]
 
 
 def vectors_from_arrow(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -161,8 +156,8 @@ def open_input(source: str, store: Store | None, *, text_field: str = "text", id
 
     ``memory_limit`` caps the DuckDB instance an input table is read from, when it is not ``store``."""
     wanted = [c for c in (id_field, vector_field or text_field) if c]
-    if ".duckdb:" in source or ".db:" in source:
-        db, table = source.rsplit(":", 1)
+    if (db_table := duckdb_table(source)) is not None:
+        db, table = db_table
         same = store is not None and Path(db).resolve() == Path(store.path).resolve()
         src = store if same else _open_readonly(db)
         if memory_limit and not same:
@@ -217,7 +212,7 @@ def names_db_object(source: str) -> bool:
 
 
 def _bare_name(source: str) -> bool:
-    if ".duckdb:" in source or ".db:" in source or "/" in source or "\\" in source:
+    if duckdb_table(source) is not None or "/" in source or "\\" in source:
         return False
     return not Path(source).exists()
 

@@ -9,7 +9,6 @@ that were never used in the run, so no assignment is ever orphaned or silently r
 from __future__ import annotations
 
 import getpass
-import re
 
 from workflow.store import OTHER_ID, OTHER_NAME, Label, Store
 
@@ -63,12 +62,6 @@ def _clean_description(text: str) -> str:
     return text
 
 
-def _fresh_ids(store: Store, run_id: str, n: int) -> list[str]:
-    used = store.all_label_ids(run_id)
-    top = max([int(m.group(1)) for i in used if (m := re.fullmatch(r"L(\d+)", i))] + [0])
-    return [f"L{top + k}" for k in range(1, n + 1)]
-
-
 def rename(store: Store, run_id: str, label_id: str, name: str, *, reviewer: str) -> int:
     """Rename a label (same id, so every assignment keeps pointing at it)."""
     _, labels = _current(store, run_id)
@@ -113,7 +106,7 @@ def split(store: Store, run_id: str, label_id: str, parts: list[tuple[str, str]]
         raise ReviewError("a split needs at least two new labels")
     rest = [lb for lb in labels if lb.label_id != label_id]
     made: list[Label] = []
-    for (name, desc), lid in zip(parts, _fresh_ids(store, run_id, len(parts))):
+    for (name, desc), lid in zip(parts, store.fresh_label_ids(run_id, len(parts))):
         made.append(Label(lid, _clean_name(name, rest + made), _clean_description(desc)))
     pos = labels.index(old)
     new = labels[:pos] + made + labels[pos + 1:]
@@ -125,7 +118,7 @@ def split(store: Store, run_id: str, label_id: str, parts: list[tuple[str, str]]
 def add(store: Store, run_id: str, name: str, description: str, *, reviewer: str, relabel_other: bool = True) -> int:
     """Add a label. Documents the LLM put in Other are re-labeled (they may fit the new label); others are not."""
     _, labels = _current(store, run_id)
-    lb = Label(_fresh_ids(store, run_id, 1)[0], _clean_name(name, labels), _clean_description(description))
+    lb = Label(store.fresh_label_ids(run_id, 1)[0], _clean_name(name, labels), _clean_description(description))
     return store.apply_review(run_id, action="add", reviewer=reviewer, labels=[*labels, lb],
                               stale_labels=[OTHER_ID] if relabel_other else [],
                               details={"label_id": lb.label_id, "name": lb.name, "relabel_other": relabel_other})[1]

@@ -23,13 +23,15 @@ from workflow.store.schema import (
     Label,
     RunRow,
     StoreError,
+    content_id,
+    next_label_ids,
     now,
     text_hash,
 )
 from workflow.store.taxonomy import Taxonomies
 
-__all__ = ["OTHER_ID", "OTHER_NAME", "SCHEMA_VERSION", "Document", "Label", "RunRow", "Store", "StoreError", "now",
-           "text_hash"]
+__all__ = ["OTHER_ID", "OTHER_NAME", "SCHEMA_VERSION", "Document", "Label", "RunRow", "Store", "StoreError",
+           "content_id", "next_label_ids", "now", "text_hash"]
 
 
 class Store(Corpus, Runs, Taxonomies, Assignments, Calls, Models, Drift):

@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any
@@ -118,6 +118,19 @@ def now() -> dt.datetime:
 
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def content_id(text: str) -> str:
+    """The id a document without one gets, from its text (same text, same id; `tnt run` and `tnt predict`)."""
+    return "d" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:15]
+
+
+def next_label_ids(used: Iterable[str], n: int, prefix: str = "L") -> list[str]:
+    """n fresh label ids after the highest ``<prefix><number>`` in ``used`` ("L" leaves, "P" level-2 parents).
+    Pass every id the run ever used (`Store.all_label_ids`) so a deleted label's id is never given again."""
+    pattern = re.compile(rf"{re.escape(prefix)}(\d+)")
+    top = max([int(m.group(1)) for i in used if (m := pattern.fullmatch(i))] + [0])
+    return [f"{prefix}{top + k}" for k in range(1, n + 1)]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import duckdb
 
 from workflow.store.connection import Database
-from workflow.store.schema import Label, now
+from workflow.store.schema import Label, next_label_ids, now
 
 
 def insert_labels(con: duckdb.DuckDBPyConnection, run_id: str, version: int, labels: Sequence[Label],
@@ -99,6 +99,10 @@ class Taxonomies(Database):
     def all_label_ids(self, run_id: str) -> set[str]:
         """Every label id any version of the run used: fresh ids must never reuse a deleted label's id."""
         return {r[0] for r in self._rows("SELECT DISTINCT label_id FROM labels WHERE run_id = ?", [run_id])}
+
+    def fresh_label_ids(self, run_id: str, n: int, prefix: str = "L") -> list[str]:
+        """n label ids the run never used (see schema.next_label_ids): new labels from edits and updates."""
+        return next_label_ids(self.all_label_ids(run_id), n, prefix)
 
     def save_label_origins(self, run_id: str, origins: Mapping[str, str]) -> None:
         """Where label ids came from ('seed': given with --labels, 'discovered'); an id's first origin stays."""

@@ -9,7 +9,6 @@ stable: a parent the model proposes again under the same name keeps its id, and 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -48,16 +47,10 @@ def _label_line(lb: Label, size: int | None = None) -> str:
     return text + (f" ({size} documents)" if size is not None else "")
 
 
-def _fresh_parent_ids(store: Store, run_id: str, n: int) -> list[str]:
-    used = store.all_label_ids(run_id)
-    top = max([int(m.group(1)) for i in used if (m := re.fullmatch(r"P(\d+)", i))] + [0])
-    return [f"P{top + k}" for k in range(1, n + 1)]
-
-
 def _with_ids(store: Store, run_id: str, drafts: list[tuple[str, str]]) -> list[Label]:
     """Parents keep the id of a parent of the same name in the run's latest hierarchy; others get fresh ids."""
     previous = {p.name.lower(): p.label_id for p in store.parents(run_id)}
-    fresh = iter(_fresh_parent_ids(store, run_id, len(drafts)))
+    fresh = iter(store.fresh_label_ids(run_id, len(drafts), prefix="P"))
     out, used = [], set()
     for name, desc in drafts:
         pid = previous.get(name.lower())

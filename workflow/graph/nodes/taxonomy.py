@@ -12,7 +12,7 @@ from workflow.graph.nodes.text import approx_tokens
 from workflow.graph.state import RunState
 from workflow.llm.prompts import fence
 from workflow.llm.responses import LabelDraft, ProposedTaxonomy, ReviewedTaxonomy, UpdatedTaxonomy, capped_taxonomy
-from workflow.store import Label
+from workflow.store import Label, next_label_ids
 
 TAXONOMY_MAX_TOKENS = 1200
 
@@ -23,12 +23,12 @@ def assign_ids(drafts: list[LabelDraft], previous: list[Label]) -> list[Label]:
     by_id = {lb.label_id: lb for lb in previous}
     by_name = {lb.name.lower(): lb.label_id for lb in previous}
     used: set[str] = set()
-    next_n = max([int(i[1:]) for i in by_id if i[1:].isdigit()] + [0]) + 1
+    fresh = iter(next_label_ids(by_id, len(drafts)))
     out: list[Label] = []
     for d in drafts:
         lid = d.id if d.id in by_id and d.id not in used else by_name.get(d.name.lower())
         if lid is None or lid in used:
-            lid, next_n = f"L{next_n}", next_n + 1
+            lid = next(fresh)
         used.add(lid)
         out.append(Label(lid, d.name, d.description))
     return out
