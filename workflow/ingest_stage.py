@@ -136,7 +136,7 @@ def _flush(con: duckdb.DuckDBPyConnection, cols: tuple[list, ...]) -> None:
     batch = pa.table({
         "n": pa.array(cols[0], pa.int64()), "doc_id": pa.array(cols[1], pa.string()),
         "has_id": pa.array(cols[2], pa.bool_()), "text": pa.array(cols[3], pa.large_string()),
-        "meta": pa.array([json.dumps(m, default=str) for m in cols[4]], pa.large_string()),
+        "meta": pa.array([json.dumps(m, default=str) if m else "{}" for m in cols[4]], pa.large_string()),
     })
     con.register("_batch", batch)
     try:
