@@ -12,6 +12,7 @@ ratio to PCA's fit on the same points in the same run. UMAP's first fit includes
 
     python benchmarks/bench_map.py                     # 5000 real vectors, 100k grown; every method
     python benchmarks/bench_map.py --n 20000 --skip-large tsne
+    python benchmarks/bench_map.py --product          # what the review page and tnt report pay: 2000 points
     PYTHONPATH=/tmp/projlibs python benchmarks/bench_map.py   # umap-learn / openTSNE installed elsewhere
 """
 
@@ -88,8 +89,20 @@ def main() -> None:
     ap.add_argument("--noise", type=float, default=0.25, help="norm of the noise added to a drawn vector")
     ap.add_argument("--methods", default="pca,umap,tsne")
     ap.add_argument("--skip-large", default="", help="methods not to fit on the whole --n points")
+    ap.add_argument("--product", action="store_true", help="only time what a map costs the product: "
+                    "workflow.review.mapview.project on MAP_POINTS real vectors, against PCA on the same points")
     args = ap.parse_args()
     X, y = real_vectors(args.real)
+    if args.product:
+        from workflow.review.mapview import MAP_POINTS, project
+
+        project(X[:100], "pca")
+        for method in ("pca", "tsne"):
+            t = time.perf_counter()
+            Y, used = project(X[:MAP_POINTS], method)
+            print(f"product map, {MAP_POINTS} points, {used}: {time.perf_counter() - t:.1f}s, 10-NN intent "
+                  f"agreement {knn_agreement(Y, y[:MAP_POINTS]):.3f}")
+        return
     G = grow(X, args.n, args.noise)
     print(f"{args.real} real MiniLM vectors ({len(set(y))} intents), grown to {len(G)} (noise {args.noise})")
     methods = [m for m in args.methods.split(",") if m]

@@ -168,6 +168,8 @@ def test_time_field_charts_share_over_time_and_a_missing_field_is_one_line(tmp_p
     ok = runner.invoke(app, ["run", str(corpus), *opts, "--time-field", "created"])
     assert ok.exit_code == 0, ok.output
     out = tmp_path / "r.html"
+    res = runner.invoke(app, ["report", "--db", db, "--out", str(out), "--time-field", "nope"])
+    assert res.exit_code == 2 and "no document of corpus" in res.output and not out.exists()
     res = runner.invoke(app, ["report", "--db", db, "--out", str(out)])
     assert res.exit_code == 0, res.output
     html = out.read_text()

@@ -66,6 +66,7 @@ def report(
     map_points: int = typer.Option(2000, "--map-points", min=10, max=20000, help="Documents sampled onto the map."),
 ) -> None:
     """Write one self-contained HTML report of a run: taxonomy, map, charts, coverage, evaluation, model card."""
+    from workflow.review.figures import doc_times
     from workflow.review.report import write_report
 
     if not Path(db).exists():
@@ -75,6 +76,9 @@ def report(
     with open_store(db) as store:
         try:
             run_id = run_id or store.latest_run_id()
+            corpus = store.run(run_id).corpus
+            if time_field and not doc_times(store, corpus, time_field):
+                fail(f"no document of corpus '{corpus}' has a date in field '{time_field}' (ISO date or Unix seconds)")
             path = write_report(store, run_id, out, map_points=map_points, time_field=time_field)
         except StoreError as exc:
             fail(str(exc))
