@@ -133,6 +133,12 @@ class JobConfig(BaseModel):
             return self.teacher
         return "nearest" if self.model_for("label").startswith("local/") else "llm"
 
+    def uses_summaries(self) -> bool:
+        """Whether cluster naming shows summaries, with auto resolved for the summary step's model."""
+        if self.summaries != "auto":
+            return self.summaries == "always"
+        return not self.model_for("summarize").startswith("local/")
+
     def model_for(self, step: str) -> str:
         """The model for a step: a step-specific model wins over the general one."""
         specific = {"summarize": self.summary_model, "taxonomy": self.taxonomy_model, "label": self.label_model,

@@ -139,7 +139,7 @@ def mmr(sims: np.ndarray, E: np.ndarray, n: int, lam: float = MMR_LAMBDA) -> lis
     return picked
 
 
-def cores(X: np.ndarray, assign: np.ndarray, seed: int = 0) -> np.ndarray:
+def cores(X: np.ndarray, assign: np.ndarray, seed: int = 0, which: list[int] | None = None) -> np.ndarray:
     """``assign`` with the smaller group of each cluster that splits into two clear groups set to -1: what the
     cluster is named from. Clear: 2-means halves with a mean cosine silhouette of SPLIT_SILHOUETTE or more, the
     smaller holding SPLIT_MIN_SHARE of the cluster or more."""
@@ -147,7 +147,7 @@ def cores(X: np.ndarray, assign: np.ndarray, seed: int = 0) -> np.ndarray:
     from sklearn.metrics import silhouette_score
 
     out = np.array(assign, copy=True)
-    for c in range(int(assign.max()) + 1 if len(assign) else 0):
+    for c in (range(int(assign.max()) + 1 if len(assign) else 0) if which is None else which):
         rows = np.flatnonzero(assign == c)
         if len(rows) < SPLIT_MIN_DOCS:
             continue
@@ -228,7 +228,7 @@ def represent(texts: list[str], X: np.ndarray, assign: np.ndarray, embed: Callab
     embedder over short phrases (called once, on all candidate terms)."""
     k = int(assign.max()) + 1 if len(assign) else 0
     which = list(range(k)) if which is None else which
-    core = cores(X, assign, seed)
+    core = cores(X, assign, seed, which)
     stats = term_stats(texts, core)
     shortlist = {c: ranked(stats, c, top=CANDIDATES) if stats is not None else [] for c in which}
     phrases = sorted({t for ts in shortlist.values() for t in ts})

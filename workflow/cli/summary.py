@@ -70,6 +70,10 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
         out.print(redaction_line(store.redaction_counts(run_id), sum(r["calls"] for r in stats)), highlight=False)
     if usage is not None and getattr(usage, "cached", 0):
         out.print(f"answered from the cache: {usage.cached} calls (no model call made)")
+    if config is not None and not (config.label_mode == "fixed" and config.seed_labels):
+        from workflow.graph.nodes.summarize import summaries_line
+
+        out.print(summaries_line(config, len(store.summarized_ids(run_id))), highlight=False)
 
     failed = store.count_failed(run_id)
     out.print(

@@ -26,10 +26,12 @@ import numpy as np
 
 from workflow import clustering
 from workflow.graph.context import RunContext, RunFailed, log
-from workflow.graph.nodes.summarize import summarize_docs
+from workflow.graph.nodes.summarize import SHOWN_WORDS, summarize_docs
 from workflow.graph.nodes.taxonomy import existing_version
 from workflow.graph.nodes.text import clip
 from workflow.graph.state import RunState
+from workflow.keywords import represent
+from workflow.names import copy_reason, truncated_reason
 from workflow.llm.gateway import CallResult, Request
 from workflow.llm.prompts import fence
 from workflow.llm.responses import (
@@ -44,7 +46,6 @@ from workflow.store import Label
 CENTRAL_DOCS = 6
 CONTRAST_DOCS = 3
 KEYWORDS = 8
-SHOWN_WORDS = 60  # a document shown in a naming prompt (when it has no summary) is cut to this many words
 MIN_MERGE_QUALITY = 0.5  # the model's grouping must keep half the structure that merging nearest centroids keeps
 MIN_KEPT_SHARE = 0.6  # ... and must keep at least this share of the labels allowed
 MERGE_MAX_TOKENS = 1600
@@ -71,11 +72,10 @@ def keywords(space: Space, assign: np.ndarray) -> list[list[str]]:
     return clustering.keywords(space.clean, assign, KEYWORDS)
 
 
-def fallback_name(g: int, words: list[str], frequent: list[str], texts: list[str], max_words: int) -> str:
-    """The name of group ``g`` when the model's is refused: its keywords, unless that name is refused too (see
-    `injected_name_reason`); then a neutral name from the words most of its documents use, kept one by one while the
-    name stays acceptable; "Topic N" when no word is left."""
-    name = clustering.keyword_name(words, max_words)
+def fallback_name(g: int, name: str, words: list[str], frequent: list[str], texts: list[str], max_words: int) -> str:
+    """The name of group ``g`` when the model's is refused: its keyword name (`workflow.keywords.phrase_name`),
+    unless that name is refused too (see `injected_name_reason`); then a neutral name from the words most of its
+    documents use, kept one by one while the name stays acceptable; "Topic N" when no word is left."""
     if name and not injected_name_reason(name, texts):
         return name
     kept: list[str] = []
@@ -83,6 +83,12 @@ def fallback_name(g: int, words: list[str], frequent: list[str], texts: list[str
         if len(kept) < 3 and not injected_name_reason(clustering.keyword_name([*kept, w], max_words), texts):
             kept.append(w)
     return clustering.keyword_name(kept, max_words) or f"Topic {g + 1}"
+
+
+def merged_name_reason(name: str, texts: list[str]) -> str | None:
+    """Why a name the model gave a merged group is refused: it repeats one document or an instruction, copies a
+    document (6+ words of one, or its opening), or ends mid-phrase."""
+    return injected_name_reason(name, texts) or copy_reason(name, texts) or truncated_reason(name)
 
 
 def embed_docs(ctx: RunContext, doc_ids: list[str]) -> Space:
@@ -99,9 +105,12 @@ def name_groups(ctx: RunContext, space: Space, assign: np.ndarray, which: list[i
     Label ids are left empty for the caller to give."""
     cfg = ctx.config
     C = clustering.centroids(space.X, assign)
-    words = keywords(space, assign)
     frequent = clustering.frequent_words(space.clean, assign)
     which = list(range(len(C))) if which is None else which
+    # keywords re-ranked by embedding (one batch of candidate phrases), keyword names, typical-document descriptions
+    reps = represent(space.clean, space.X, assign, ctx.embed_texts, which, KEYWORDS, cfg.name_max_words,
+                     cfg.description_max_words, cfg.seed)
+    words = {g: reps[g].keywords for g in which}
     members = {g: [space.texts[r] for r in np.flatnonzero(assign == g)] for g in which}
     rows = {g: clustering.central(space.X, assign, C[g], g, CENTRAL_DOCS) for g in which}
     others = {g: clustering.nearest_other(C, g) for g in which}
@@ -109,8 +118,9 @@ def name_groups(ctx: RunContext, space: Space, assign: np.ndarray, which: list[i
     contrast = {g: clustering.central(space.X, assign, C[g], o, CONTRAST_DOCS) if o is not None else []
                 for g, o in others.items()}
     # what the model reads of each document: its summary (one batch for all groups), or the document cut short
+    # (`--summaries`: the embedded model's summaries cost most of a run on long documents and made no better names)
     shown_rows = sorted({r for g in which for r in rows[g] + contrast[g]})
-    summaries = summarize_docs(ctx, [space.doc_ids[r] for r in shown_rows])
+    summaries = summarize_docs(ctx, [space.doc_ids[r] for r in shown_rows]) if cfg.uses_summaries() else {}
 
     def shown(rs: list[int]) -> list[str]:
         return [" ".join((summaries.get(space.doc_ids[r]) or clip(space.texts[r], SHOWN_WORDS)).split()) for r in rs]
@@ -118,8 +128,8 @@ def name_groups(ctx: RunContext, space: Space, assign: np.ndarray, which: list[i
     requests, fallback = [], {}
     for g in which:
         docs = shown(rows[g])
-        fallback[g] = Label("", fallback_name(g, words[g], frequent[g], members[g], cfg.name_max_words),
-                            "Documents mentioning " + ", ".join(words[g][:6]) + "." if words[g] else "Documents of one cluster.")
+        fallback[g] = Label("", fallback_name(g, reps[g].name, words[g], frequent[g], members[g], cfg.name_max_words),
+                            reps[g].description or "Documents of one cluster.")
         requests.append(Request(g, {
             "use_case": cfg.use_case, "n": len(docs), "name_max_words": cfg.name_max_words,
             "description_max_words": cfg.description_max_words,
@@ -286,7 +296,7 @@ def merge_candidates(ctx: RunContext, candidates: list[Label], members: dict[str
     if drafts:  # the model named its groups; a name that repeats one of its documents is made again from them
         named = {g: Label("", d.name, d.description) for g, d in enumerate(drafts)}
         refused = [g for g, d in enumerate(drafts)
-                   if injected_name_reason(d.name, [space.texts[r] for r in np.flatnonzero(group_of_doc == g)])]
+                   if merged_name_reason(d.name, [space.texts[r] for r in np.flatnonzero(group_of_doc == g)])]
         if refused:
             log.warning("%d merged label names repeat a single document or an instruction in one; named again from "
                         "their documents", len(refused))

@@ -3,12 +3,16 @@ A document no longer than a summary is its own summary (no model call): short-te
 
 from __future__ import annotations
 
+from workflow.config import JobConfig
 from workflow.graph.context import RunContext
 from workflow.graph.nodes.text import clip
 from workflow.graph.state import RunState
 from workflow.llm.gateway import CallResult, Request
 from workflow.llm.prompts import fence
 from workflow.llm.responses import Summary, summary_model
+
+
+SHOWN_WORDS = 60  # a document shown in a naming prompt without a summary is cut to this many words
 
 
 def is_own_summary(text: str, max_words: int) -> bool:
@@ -51,3 +55,16 @@ def summarize_docs(ctx: RunContext, doc_ids: list[str]) -> dict[str, str]:
         description="summarize", max_tokens=cfg.summary_max_words * 6 + 40,
     )
     return store.summaries(ctx.run_id, doc_ids)
+
+
+def summaries_line(config: JobConfig, summarized: int) -> str:
+    """The run summary's line on summaries: how many were made and why (`--summaries`; none by default for the
+    embedded model, whose summaries cost most of a run on long documents and did not make better names)."""
+    how = f"--summaries {config.summaries}" + (" (auto: made with any model but the embedded one)"
+                                               if config.summaries == "auto" else "")
+    if config.proposal == "minibatch":
+        return f"summaries: {summarized} documents summarised for the minibatch proposal (the paper's path)"
+    if not config.uses_summaries():
+        return (f"summaries: none made ({how}); cluster-naming prompts showed documents cut to {SHOWN_WORDS} words; "
+                "--summaries always to summarise them")
+    return f"summaries: {summarized} documents summarised for the cluster-naming prompts ({how})"
