@@ -152,6 +152,41 @@ def test_review_pauses_then_the_same_command_finishes_without_re_proposing(db_co
         assert {a["label_id"]: a["name"] for a in done["added"]}[added[0].label_id] == "Renamed by a reviewer"
 
 
+def test_an_update_killed_mid_way_resumes_at_its_step_through_the_checkpoint(db_copy, monkeypatch):
+    """The update is a checkpointed graph: killed while retraining, the same command goes on at the retraining
+    step. Nothing is labeled or proposed again (no model call), and the result is the uninterrupted one's."""
+    from workflow.evolve import update as upd
+
+    db, run_id, new = db_copy
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with Store(db) as store:
+        monkeypatch.setattr(upd, "predict_corpus", killed)
+        with pytest.raises(KeyboardInterrupt):
+            update_run(store, run_id, str(new), show_progress=False)
+        monkeypatch.undo()
+        calls = store.query("SELECT count(*) AS n FROM llm_calls")[0]["n"]
+        labeled = store.assignments(run_id, "llm")
+        assert store.query("SELECT status FROM updates")[0]["status"] == "labeling"
+        from workflow.graph.build import open_checkpointer
+
+        with open_checkpointer(db) as saver:  # the graph's checkpoint holds every round, and no new model yet
+            (update_id,) = [r["update_id"] for r in store.query("SELECT update_id FROM updates")]
+            thread = {"thread_id": f"{run_id}:update{update_id}", "checkpoint_ns": ""}
+            saved = saver.get_tuple({"configurable": thread})
+        assert len(saved.checkpoint["channel_values"]["rounds"]) == LABEL_ROUNDS
+        assert "model_after" not in saved.checkpoint["channel_values"]
+        report = update_run(store, run_id, str(new), show_progress=False)
+        assert report["status"] == "done" and report["added"] and store.run(run_id)["status"] == "done"
+        assert store.query("SELECT count(*) AS n FROM llm_calls")[0]["n"] == calls
+        assert store.assignments(run_id, "llm") == labeled
+        # one model from the killed attempt (it was stored before predicting), one from the resumed step
+        assert report["model_after"] == store.latest_model(run_id)["model_id"]
+        assert len(report["n_rounds"]) == LABEL_ROUNDS
+
+
 def test_update_of_an_unfinished_run_or_clashing_ids_is_refused(db_copy, tmp_path: Path):
     db, run_id, new = db_copy
     clash = tmp_path / "clash.jsonl"
