@@ -119,6 +119,30 @@ def fit_predict(args: argparse.Namespace, X_tr: np.ndarray, tr_y: list[str], X_t
     return LogisticRegression(C=args.c, max_iter=2000).fit(X_tr, tr_y).predict(X_te)
 
 
+def fast_tier(train_n: int = 3000, test_n: int | None = None, c: float = 10.0) -> dict:
+    """minilm-int8 vs static-minilm on BANKING77 (for benchmarks/bench_scale.py): texts/s on the test texts and
+    test accuracy of the same logistic regression, both measured here."""
+    from sklearn.linear_model import LogisticRegression
+
+    tr_x, tr_y = load_split("train", train_n)
+    te_x, te_y = load_split("test", test_n)
+    out: dict = {"train": len(tr_x), "test": len(te_x)}
+    for name, encode in (("minilm-int8", OnnxMiniLMEmbedder().embed), ("static-minilm", static_backend())):
+        if isinstance(encode, str):
+            out[name] = {"skipped": encode}
+            continue
+        encode(te_x[:64], 64)
+        t = time.perf_counter()
+        X_te = encode(te_x, 64)
+        rate = len(te_x) / (time.perf_counter() - t)
+        clf = LogisticRegression(C=c, max_iter=2000).fit(encode(tr_x, 64), tr_y)
+        out[name] = {"texts_per_s": rate, "accuracy": float(np.mean(clf.predict(X_te) == np.asarray(te_y)))}
+    if "texts_per_s" in out.get("static-minilm", {}):
+        out["speed_ratio"] = out["static-minilm"]["texts_per_s"] / out["minilm-int8"]["texts_per_s"]
+        out["accuracy_points"] = 100 * (out["static-minilm"]["accuracy"] - out["minilm-int8"]["accuracy"])
+    return out
+
+
 def accuracy(args: argparse.Namespace) -> None:
     """One fixed classifier on each embedder: test accuracy and throughput, relative to the default."""
     threads = int(args.threads.split(",")[-1])

@@ -16,8 +16,10 @@ predict    tnt predict's production path (workflow.classify.predict: JSONL -> em
            cache) on unique BANKING77 texts, against the embedder alone on the same texts (docs/s ratio), and
            the Ray engine (`--engine ray`, a local cluster on this machine's CPUs) against the single-machine
            path: overhead ratio with and without starting the cluster.
-fast_tier  (hook) the fast embedding tier's throughput ratio and accuracy: bench_embed.py --accuracy measures it.
-serve      (hook) tnt serve's load-test ratios.
+fast_tier  static-minilm against minilm-int8: texts/s ratio and BANKING77 accuracy of one logistic regression
+           (benchmarks/bench_embed.py fast_tier; `bench_embed.py --accuracy` has the fuller table).
+serve      tnt serve under a loopback load test (benchmarks/bench_serve.py): 2,000 one-text requests at 8 and 32
+           concurrent, throughput vs the classifier in-process, p50/p99, errors.
 
 Ratios are measured within one run, so they compare across machines; seconds depend on the machine.
 """
@@ -221,14 +223,30 @@ def section_predict(args: argparse.Namespace, work: Path, out: dict) -> None:
     out["predict"] = res
 
 
+# --------------------------------------------------------------------------- fast tier and serve (issue 23, parts 2
+# and 5): thin wrappers over bench_embed.fast_tier and bench_serve.run, which print the details themselves.
+
+
 def section_fast_tier(args: argparse.Namespace, work: Path, out: dict) -> None:
-    print("(hook) the fast embedding tier's texts/s ratio and BANKING77 accuracy: "
-          "benchmarks/bench_embed.py --accuracy measures them; add them here")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_embed import fast_tier
+
+    r = fast_tier(*((500, 500) if args.smoke else (3000, None)))
+    out["fast_tier"] = r
+    for name in ("minilm-int8", "static-minilm"):
+        row = r[name]
+        print(f"{name:<15} " + (row["skipped"] if "skipped" in row else
+                                f"{row['texts_per_s']:9.1f} texts/s, BANKING77 accuracy {row['accuracy']:.3f}"))
+    if "speed_ratio" in r:
+        print(f"static-minilm: {r['speed_ratio']:.1f}x the texts/s for {r['accuracy_points']:+.1f} accuracy points "
+              f"(target >= 20x for >= -5 points); {r['train']} train / {r['test']} test texts, logistic regression")
 
 
 def section_serve(args: argparse.Namespace, work: Path, out: dict) -> None:
-    print("(hook) tnt serve's throughput ratio vs in-process, p50/p99 and errors at 8 and 32 concurrent: "
-          "add the load test here")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_serve import run
+
+    out["serve"] = run(200 if args.smoke else 2000, (8, 32), train_n=300 if args.smoke else 1000)
 
 
 SECTIONS: dict[str, Callable[[argparse.Namespace, Path, dict], None]] = {
