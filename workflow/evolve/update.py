@@ -13,9 +13,9 @@
    beside "Money / refund / cash") and took documents from them. The report says "no drift: no labels added".
 3. Proposed labels that the taxonomy lacks are added as a new taxonomy version through `Store.apply_review`
    (action "update"): existing ids never change and the edit is in the review log like a human one. A proposed
-   label that duplicates an existing one (`screen`: same content words; its documents closer to an existing
-   label's than any two existing labels are; shared words and documents closer to that label than its nearest
-   neighbour; near-identical name and description) is merged into it (its documents are placed under it) or,
+   label that duplicates an existing one (workflow/evolve/duplicates.py: same content words; its documents closer
+   to an existing label's than any two existing labels are; shared words and documents closer to that label than
+   its nearest neighbour; near-identical name and description) is merged into it (its documents are placed under it) or,
    without documents, refused; the report and the review log list both, with the rule and the similarity.
 4. Only what is needed is pseudo-labeled, in rounds on one budget: first the documents each new label was built
    from (its seeds), then, LABEL_ROUNDS times, the new documents on a new label's border by an interim classifier
@@ -38,7 +38,6 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -57,11 +56,11 @@ from workflow.classify.train import agreement
 from workflow.classify.vectors import embed_documents
 from workflow.config import JobConfig
 from workflow.evolve import drift, novelty
+from workflow.evolve.duplicates import CENTROID_FLOOR, name_tokens, screen, screen_proposal
 from workflow.graph.context import RunContext, RunFailed, log
 from workflow.graph.state import RunState
 from workflow.ingest import read_corpus
 from workflow.llm.gateway import Usage
-from workflow.names import GENERIC_WORDS, stem
 from workflow.store import OTHER_ID, Label, Store, StoreError, text_hash
 
 
@@ -69,9 +68,6 @@ class UpdateError(ValueError):
     """The update cannot run as asked; the message says what to do."""
 
 
-DUPLICATE_SIMILARITY = 0.92  # a proposed label this close to an existing one (name + description) is not new
-CENTROID_FLOOR = 0.85  # least cosine similarity of centroids that makes a proposed label a duplicate (see screen)
-NAME_OVERLAP = 0.5  # least Jaccard overlap of content words for the name-and-centroid rule
 NEW_LABELS = ("auto", "always", "never")  # when an update may add labels: on drift only (default), always, never
 FORCED_KEY = "+new-labels"  # suffix of the key of an update forced to propose after one that did not
 _CHOSEN_SKIPS = ("skipped: no drift", "skipped: --new-labels never")  # proposals not made by choice
@@ -90,140 +86,6 @@ def _add_usage(total: dict, usage: Usage) -> None:
     total["calls"] += usage.calls
     total["cached"] += usage.cached
     total["failed"] += usage.failed
-
-
-def _bare(name: str) -> str:
-    return re.sub(r"(\s*\([^()]*\))+\s*$", "", name).strip().lower() or name.lower()
-
-
-_GENERIC = GENERIC_WORDS  # words a label name shares with every other label (workflow/names.py)
-_stem = stem
-
-
-def name_tokens(name: str) -> frozenset[str]:
-    """The content words of a label name, stemmed: "Refund / money / bought" -> {refund, money, bought}."""
-    return frozenset(_stem(w) for w in re.findall(r"[a-z0-9]+", _bare(name)) if w not in _GENERIC and len(w) > 1)
-
-
-def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    return len(a & b) / len(a | b) if a and b else 0.0
-
-
-def screen(proposed: Sequence[Label], current: Sequence[Label], centroids: dict[str, np.ndarray],
-           proposed_centroids: dict[str, np.ndarray], text_sim: np.ndarray | None = None) -> list[dict | None]:
-    """Per proposed label, the existing label it duplicates (None: it is new), as
-    {"into", "rule", "similarity", "threshold"}. Rules, first match wins:
-
-    * "same name": the same name up to a trailing "(keyword)", or the same content words (stemmed, generic words
-      like "requests" left out: "Requests about refunds" = "Refund requests");
-    * "centroid": the proposed label's documents (the cluster it was built from; ``proposed_centroids``, unit
-      vectors) are closer to an existing label's training documents (``centroids``, unit vectors) than the two
-      closest existing labels are to each other: the taxonomy never keeps labels that close apart
-      (CENTROID_FLOOR at least, so a taxonomy of a few far-apart labels does not swallow new topics);
-    * "name and centroid": the names share content words (Jaccard >= NAME_OVERLAP: "Refund / money / bought"
-      and "Money / refund / cash") and the proposed documents are closer to that label than its nearest other
-      existing label is (neither rule alone: "Pending card payment" and "Declined card payment" share as many
-      words and are different intents);
-    * "description": the embeddings of name and description are near-identical (``text_sim``, proposed x current,
-      >= DUPLICATE_SIMILARITY).
-    """
-    cur_tokens = [name_tokens(lb.name) for lb in current]
-    bare = {_bare(lb.name): lb.label_id for lb in current}
-    with_c = [lb.label_id for lb in current if lb.label_id in centroids]
-    C = np.stack([centroids[i] for i in with_c]) if with_c else np.zeros((0, 0), dtype=np.float32)
-    if len(with_c) >= 2:
-        S = C @ C.T
-        np.fill_diagonal(S, -1.0)
-        closest = S.max(axis=1)  # each existing label's similarity to its nearest other existing label
-        threshold = max(float(S.max()), CENTROID_FLOOR)
-    else:
-        closest, threshold = np.full(len(with_c), CENTROID_FLOOR), CENTROID_FLOOR
-    row_of = {lid: i for i, lid in enumerate(with_c)}
-    out: list[dict | None] = []
-    for p, lb in enumerate(proposed):
-        toks = name_tokens(lb.name)
-        same = bare.get(_bare(lb.name)) or next(
-            (c.label_id for c, t in zip(current, cur_tokens) if toks and t == toks), None)
-        if same:
-            out.append({"into": same, "rule": "same name", "similarity": 1.0, "threshold": 1.0})
-            continue
-        v = proposed_centroids.get(lb.label_id)
-        sims = C @ v if v is not None and len(with_c) else np.zeros(0)
-        if len(sims) and float(sims.max()) >= threshold:
-            j = int(sims.argmax())
-            out.append({"into": with_c[j], "rule": "centroid", "similarity": round(float(sims[j]), 3),
-                        "threshold": round(threshold, 3)})
-            continue
-        hit = None
-        for c, t in zip(current, cur_tokens):
-            j = row_of.get(c.label_id)
-            if j is None or _jaccard(toks, t) < NAME_OVERLAP or not len(sims):
-                continue
-            if float(sims[j]) >= float(closest[j]) and (hit is None or sims[j] > hit["similarity"]):
-                hit = {"into": c.label_id, "rule": "name and centroid", "similarity": round(float(sims[j]), 3),
-                       "threshold": round(float(closest[j]), 3), "name_overlap": round(_jaccard(toks, t), 3)}
-        if hit:
-            out.append(hit)
-            continue
-        if text_sim is not None and text_sim.shape[1] and float(text_sim[p].max()) >= DUPLICATE_SIMILARITY:
-            j = int(text_sim[p].argmax())
-            out.append({"into": current[j].label_id, "rule": "description",
-                        "similarity": round(float(text_sim[p, j]), 3), "threshold": DUPLICATE_SIMILARITY})
-            continue
-        out.append(None)
-    return out
-
-
-def _text_similarity(config: JobConfig, proposed: Sequence[Label], current: Sequence[Label]) -> np.ndarray | None:
-    if not proposed or not current:
-        return None
-    from workflow.classify.embed import get_embedder
-
-    emb = get_embedder(config.embedding_model)
-    A = emb.embed([f"{lb.name}. {lb.description}" for lb in proposed])
-    B = emb.embed([f"{lb.name}. {lb.description}" for lb in current])
-    return np.asarray(A @ B.T)
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / max(float(np.linalg.norm(v)), 1e-12)
-
-
-def _screen_proposal(config: JobConfig, proposed: list[Label], members: dict[str, str], current: list[Label],
-                     base: drift.Baseline, new_ids: list[str], X: np.ndarray, cap: int
-                     ) -> tuple[list[Label], list[dict], list[dict]]:
-    """Split the proposal into labels to add, duplicates merged into the existing label they duplicate (their
-    documents are placed under it) and labels refused (a duplicate without documents, or over the cap)."""
-    row = {d: i for i, d in enumerate(new_ids)}
-    centroids = {lid: base.centroids[i] for i, lid in enumerate(base.centroid_labels) if i < len(base.centroids)}
-    mine: dict[str, list[str]] = {}
-    for d, lid in members.items():
-        if d in row:
-            mine.setdefault(lid, []).append(d)
-    proposed_centroids = {lid: _unit(X[[row[d] for d in docs]].mean(axis=0)) for lid, docs in mine.items()}
-    verdicts = screen(proposed, current, centroids, proposed_centroids, _text_similarity(config, proposed, current))
-    names = {lb.label_id: lb.name for lb in current}
-    novel, merged, refused = [], [], []
-    for lb, v in zip(proposed, verdicts):
-        if v is None:
-            if len(novel) < cap:
-                novel.append(lb)
-            else:
-                refused.append({"name": lb.name, "reason": f"over the cap of {cap} new labels"})
-            continue
-        entry = {"name": lb.name, "into": v["into"], "into_name": names.get(v["into"], v["into"])} | {
-            k: v[k] for k in v if k != "into"}
-        docs = sorted(mine.get(lb.label_id, []))
-        if docs:
-            merged.append(entry | {"docs": docs})
-        else:
-            refused.append(entry | {"reason": "duplicates an existing label"})
-    for m in merged:
-        log.info("update: proposed label %r merged into %s %r (%s: %.3f >= %.3f; %d documents)", m["name"],
-                 m["into"], m["into_name"], m["rule"], m["similarity"], m["threshold"], len(m["docs"]))
-    for r in refused:
-        log.info("update: proposed label %r refused (%s)", r["name"], r.get("rule") or r["reason"])
-    return novel, merged, refused
 
 
 def _child_cap(config: JobConfig, n_docs: int, max_new_labels: int) -> int:
@@ -430,7 +292,7 @@ def propose_labels(u: UpdateContext, state: UpdateState) -> UpdateState:
         proposed, members = _propose(store, run_id, update_id, pool[:n_sample], config, ctx.show_progress,
                                      u.usage, cap)
         _, current = store.taxonomy(run_id)
-        novel, merged, refused = _screen_proposal(config, proposed, members, current, base, new_ids, X, cap)
+        novel, merged, refused = screen_proposal(config, proposed, members, current, base, new_ids, X, cap)
         new_id = dict(zip([lb.label_id for lb in novel], store.fresh_label_ids(run_id, len(novel))))
         added = [Label(new_id[lb.label_id], lb.name, lb.description) for lb in novel]
         if added:
@@ -764,4 +626,5 @@ def _sync_graph(ctx: RunContext, saver: Any, model_id: str) -> None:
                            as_node="hierarchy")
 
 
-__all__ = ["NEW_LABELS", "UpdateError", "UpdateState", "build_update_graph", "name_tokens", "screen", "update_run"]
+__all__ = ["CENTROID_FLOOR", "NEW_LABELS", "UpdateError", "UpdateState", "build_update_graph", "name_tokens",
+           "screen", "update_run"]
