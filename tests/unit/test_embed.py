@@ -67,6 +67,25 @@ def test_bucketing_matches_unbucketed() -> None:
     np.testing.assert_allclose(plain.embed(texts, batch_size=4), E.get_embedder().embed(texts, batch_size=4), atol=1e-4)
 
 
+def test_a_small_mixed_batch_runs_in_length_groups_with_the_same_vectors(minilm: E.Embedder) -> None:
+    """tnt serve's micro-batches mix short and long texts: padding them all to the longest once doubled the compute
+    per text. Runs now end where the next text is much longer than the run's first, the vectors unchanged."""
+    texts = ["hi", "card lost", "my card was declined at the shop", "what is the exchange rate today please"] * 4
+    texts.append(" ".join(["word"] * 120))
+    encodings = minilm.tokenizer.encode_batch(texts)  # type: ignore[attr-defined]
+    lengths = np.array([len(e.ids) for e in encodings])
+    order = np.argsort(lengths, kind="stable")
+    runs = list(minilm._runs(order, lengths))  # type: ignore[attr-defined]
+    assert np.array_equal(np.concatenate(runs), order) and len(runs) >= 3
+    for run in runs:
+        widths = lengths[run]
+        assert widths.max() <= 1.25 * widths.min() + 2 or len(run) == 1
+        assert len(run) * widths.max() <= minilm.max_batch_tokens  # type: ignore[attr-defined]
+    together = minilm.embed(texts)
+    alone = np.stack([minilm.embed([t])[0] for t in texts])
+    assert np.allclose(together, alone, atol=1e-5)
+
+
 def test_long_text_truncated_not_failed(minilm: E.Embedder) -> None:
     long = "the card never arrived " * 400  # far past 256 tokens
     v = minilm.embed([long, "short"])

@@ -187,12 +187,28 @@ class OnnxMiniLMEmbedder:
         order = np.argsort(lengths, kind="stable") if self.bucket else np.arange(len(texts))
         for start, stop in _chunks(len(order), batch_size, progress, self.name):
             chunk = order[start:stop]
-            # Cap rows x width per run: past ~1-2k tokens activations spill out of cache and throughput drops.
-            rows = max(1, self.max_batch_tokens // int(lengths[chunk].max()))
-            for sub in range(0, len(chunk), rows):
-                idx = chunk[sub : sub + rows]
+            for idx in self._runs(chunk, lengths):
                 out[idx] = self._run([encodings[i] for i in idx], int(lengths[idx].max()))
         return out
+
+    def _runs(self, chunk: np.ndarray, lengths: np.ndarray) -> Iterator[np.ndarray]:
+        """Consecutive slices of ``chunk`` to run together. Rows x width stays under max_batch_tokens (past ~1-2k
+        tokens activations spill out of cache and throughput drops); with bucketing, a run also ends where the
+        next text is much longer than its first, so a small mixed batch (tnt serve's micro-batches of a few dozen
+        texts) is not padded to its longest text: padding is compute spent on nothing."""
+        if not self.bucket:
+            rows = max(1, self.max_batch_tokens // int(lengths[chunk].max()))
+            for sub in range(0, len(chunk), rows):
+                yield chunk[sub : sub + rows]
+            return
+        first = 0
+        for i in range(1, len(chunk) + 1):
+            if i < len(chunk):
+                width, shortest = int(lengths[chunk[i]]), int(lengths[chunk[first]])
+                if (i - first + 1) * width <= self.max_batch_tokens and width <= 1.25 * shortest + 2:
+                    continue
+            yield chunk[first:i]
+            first = i
 
     def _run(self, encodings: Sequence[Any], width: int) -> np.ndarray:
         """One padded batch through the graph, mean-pooled with the attention mask and L2-normalised."""
