@@ -26,7 +26,7 @@ import pandas as pd
 
 from workflow.classifier import TextClassifier
 from workflow.config import JobConfig
-from workflow.ingest import InputError
+from workflow.ingest import InputError, default_corpus_name
 from workflow.store import OTHER_ID, OTHER_NAME, Store, StoreError
 
 
@@ -47,7 +47,7 @@ def corpus_input(corpus: Any, text_field: str = "text") -> tuple[Any, str]:
     stem, or a name from a hash of in-memory data, so the same texts land in the same corpus and different ones
     never collide."""
     if _is_path(corpus):
-        return str(corpus), Path(str(corpus).split(":")[0]).stem
+        return str(corpus), default_corpus_name(str(corpus))
     if not isinstance(corpus, pd.DataFrame):
         to_pandas = getattr(corpus, "to_pandas", None)  # a pyarrow Table or polars DataFrame
         corpus = to_pandas() if callable(to_pandas) else list(corpus)
@@ -222,7 +222,7 @@ class Run:
 
     @property
     def config(self) -> JobConfig:
-        return JobConfig.model_validate(self._row["config"])
+        return self._row.config
 
     # -- running --------------------------------------------------------------------------------------------
 

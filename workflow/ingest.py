@@ -50,6 +50,15 @@ def duckdb_table(source: str) -> tuple[str, str] | None:
     return None
 
 
+def default_corpus_name(source: Any) -> str:
+    """A corpus's name when none is given: a file's stem (the database file's for ``file.duckdb:table``), or
+    "records" for in-memory data."""
+    if not isinstance(source, (str, Path)):
+        return "records"
+    table = duckdb_table(str(source))
+    return Path(table[0] if table else str(source)).stem
+
+
 def _rows_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     with path.open("rb") as fh:
         for n, raw in enumerate(fh, 1):

@@ -7,10 +7,9 @@ from typing import Any
 
 from langgraph.types import Command
 
-from pathlib import Path
 
 from workflow.config import JobConfig
-from workflow.ingest import IngestReport
+from workflow.ingest import IngestReport, default_corpus_name
 from workflow.ingest_stage import StagedCorpus, ingest_stream, insert_staged
 from workflow.graph.build import build_graph, open_checkpointer
 from workflow.graph.context import RunContext, RunFailed
@@ -36,7 +35,7 @@ def ingest(store: Store, source: Any, *, text_field: str = "text", id_field: str
     texts or dicts. It streams into DuckDB in batches (memory stays flat with the corpus size); the name defaults
     to the file's stem, or "records" for in-memory data. Pass ``report`` (read_corpus's records) or ``staged``
     (stage_corpus's result, e.g. validated before the database was opened) to avoid reading the corpus twice."""
-    name = corpus or (Path(str(source).split(":")[0]).stem if isinstance(source, (str, Path)) else "records")
+    name = corpus or default_corpus_name(source)
     if report is not None and report.records:
         added, _ = store.insert_documents(name, report.records)
         return name, report, added
@@ -58,7 +57,7 @@ def run_context(store: Store, run_id: str, show_progress: bool, overrides: dict 
                 retry_failed: bool = False) -> RunContext:
     """What a run's steps need (config, store, gateway), for the graph and for `tnt hierarchy` / `tnt update`."""
     run = store.run(run_id)
-    config = JobConfig.model_validate({**run["config"], **(overrides or {})})
+    config = run.config_with(overrides)
     gateway = Gateway(
         store, run_id, api_base=config.api_base, concurrency=config.concurrency, max_attempts=config.max_attempts,
         timeout_s=config.timeout_s, max_cost=config.max_cost, temperature=config.temperature, seed=config.seed,

@@ -33,7 +33,7 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
     t.add_column("label" if wide else "label and description", overflow="fold", ratio=2)
     if wide:
         t.add_column("description", overflow="fold", ratio=3)
-    config = JobConfig.model_validate(run["config"]) if run.get("config") else None
+    config = run.config if run["config"] else None
     teacher = "LLM" if config is None or config.label_teacher() == "llm" else "nearest"  # who labeled the sample
     t.add_column(f"{teacher} labels", justify="right", no_wrap=True)
     t.add_column("classifier", justify="right", no_wrap=True)
