@@ -213,3 +213,22 @@ def test_a_minibatch_run_places_its_sample_at_the_nearest_label_at_the_pause(cor
     assert len(view["insight"]["map"].points) == len(sample)
     assert sum(p.size for p in view["insight"]["profiles"].values()) == len(sample)
     assert any(p.typical for p in view["insight"]["profiles"].values())
+
+
+def test_a_large_taxonomy_offers_only_the_nearest_labels_when_moving_an_example(paused_db, monkeypatch):
+    from workflow.review import server
+
+    db, run_id = paused_db
+    monkeypatch.setattr(server, "MOVE_CHOICES", 2)
+    app = server.ReviewApp(db, run_id, "ana")
+    html = app.render()
+    with Store(db) as store:
+        labels = store.taxonomy(run_id)[1]
+        prof = build_view(store, run_id, default_embed("minilm-int8"), QueueCache())["insight"]["profiles"]
+    assert len(labels) > 3
+    for lb in labels:
+        p = prof[lb.label_id]
+        for d in p.typical + p.border:
+            form = re.search(rf'data-doc="{re.escape(d["doc_id"])}">.*?</form>', html, re.S).group(0)
+            offered = re.findall(r'<option value="([^"]+)"', form)
+            assert set(offered) == set(p.neighbours[:2]) | {d.get("near"), "other"} - {None}, lb.label_id

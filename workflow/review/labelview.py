@@ -42,6 +42,7 @@ class Profile:
     border: list[dict] = field(default_factory=list)
     nearest: str | None = None
     nearest_sim: float | None = None
+    neighbours: list[str] = field(default_factory=list)  # the other labels, nearest centroid first
 
 
 def placement(store: Store, run_id: str, labels: list[Label], embed=None) -> Placement:
@@ -109,6 +110,7 @@ def profiles(store: Store, run_id: str, labels: list[Label], place: Placement, e
         if len(present) > 1:
             k = int(np.argmax(CC[j]))
             p.nearest, p.nearest_sim = present[k], float(CC[j, k])
+            p.neighbours = [present[i] for i in np.argsort(-CC[j], kind="stable")[: len(present) - 1]]
             others = S[rows].copy()
             others[:, j] = -np.inf
             margin = S[rows, j] - others.max(axis=1)

@@ -35,6 +35,7 @@ from workflow.store import Store, StoreError
 
 HERE = Path(__file__).parent
 MAX_BODY = 64 * 1024
+MOVE_CHOICES = 12  # labels offered when moving an example, nearest first, in a taxonomy larger than this
 MAX_CONNECTIONS = 32  # connections served at once; more are answered 503 at once, without a thread
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
@@ -65,7 +66,7 @@ class ReviewApp:
             view = build_view(store, self.run_id, self._embedder(store), self.cache, self.pictures)
         flash, self.flash = self.flash, None
         return self.env.get_template("page.html").render(
-            **view, csrf=self.csrf, css=self.css, flash=flash, reviewer=self.reviewer
+            **view, csrf=self.csrf, css=self.css, flash=flash, reviewer=self.reviewer, move_choices=MOVE_CHOICES
         )
 
     def apply(self, form: dict[str, str]) -> str:
