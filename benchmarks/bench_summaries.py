@@ -63,7 +63,7 @@ def summarise(texts: list[str], db: str, timeout_s: float) -> tuple[list[str], f
         config = JobConfig(use_case=USE_CASE, model="local/smollm2", taxonomy_sample=len(texts), summaries="always",
                            timeout_s=timeout_s)
         run_id = store.create_run("bench", USE_CASE, config.model_dump())
-        ctx = RunContext(run_id, "bench", config, store, Gateway(store, run_id, show_progress=False), False)
+        ctx = RunContext(run_id, "bench", config, store, Gateway(store, run_id, show_progress=False, timeout_s=timeout_s), False)
         ids = [f"d{i}" for i in range(len(texts))]
         t0 = time.perf_counter()
         got = summarize_docs(ctx, ids)

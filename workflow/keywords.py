@@ -81,15 +81,33 @@ def term_stats(texts: list[str], assign: np.ndarray) -> Terms | None:
         return None
     vec = counts_doc
     D = vec.transform(texts_at(texts, rows)).astype(np.float64)
+    D, terms = _by_root(D, list(vec.get_feature_names_out()))
     member = sparse.csr_matrix((np.ones(len(rows)), (assign[rows], np.arange(len(rows)))), shape=(k, len(rows)))
     counts = np.asarray((member @ D).todense())
     df = np.asarray((member @ (D > 0).astype(np.float64)).todense())
-    terms = list(vec.get_feature_names_out())
     tf = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     idf = np.log(1 + counts.sum(axis=1).mean() / np.maximum(counts.sum(axis=0), 1))
     single = np.array([" " not in t for t in terms])
     common = single & (df > 0).all(axis=0) if k >= 3 else np.zeros(len(terms), dtype=bool)
     return Terms(terms, tf * idf, df, np.bincount(assign[rows], minlength=k), common)
+
+
+def _by_root(D, terms: list[str]):
+    """Columns of inflections of one term ("exchange rate", "exchange rates") summed into one, shown as its most
+    frequent form: one keyword per root, and counts that do not split between spellings."""
+    from scipy import sparse
+
+    keys = [" ".join(root(w) for w in t.split()) for t in terms]
+    index = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    G = sparse.csr_matrix((np.ones(len(terms)), (np.arange(len(terms)), [index[k] for k in keys])),
+                          shape=(len(terms), len(index)))
+    total = np.asarray(D.sum(axis=0)).ravel()
+    best: dict[int, int] = {}
+    for v, k in enumerate(keys):
+        u = index[k]
+        if u not in best or total[v] > total[best[u]]:
+            best[u] = v
+    return D @ G, [terms[best[u]] for u in range(len(index))]
 
 
 def texts_at(texts: list[str], rows: np.ndarray) -> list[str]:

@@ -2,7 +2,8 @@
 share, and the checks that tell a name from a copied or cut-off piece of a document.
 
 JUNK_WORDS is the published list a keyword name may not use and bench_names.py counts: the SMART system's English
-stop list (Salton, Cornell; 571 words) together with scikit-learn's English stop words (Glasgow IR group), less
+stop list (Salton, Cornell; 571 words) together with scikit-learn's English stop words (Glasgow IR group) and
+CHAT_WORDS (chat words: "ago", "thing", "pls"), less
 TOPIC_WORDS, a few stop-listed words that are topics in some corpora ("top up", "bill", "new card", "change pin").
 """
 
@@ -47,6 +48,12 @@ wish with within without won't wonder would wouldn't x y yes yet you you'd you'l
 yourselves z zero
 """.split())
 
+# Words of chat that no stop list has but that name nothing alone ("Transfer / days ago", "Card / pls"): the
+# published list's own additions. Words of time ("days", "week") stay: "how many days" is what a timing question
+# is about.
+CHAT_WORDS = frozenset("""ago today yesterday tomorrow thing things lot bit stuff guys hey hiya pls plz thx lol wanna
+    gonna im ive dont cant didnt doesnt isnt wont couldnt wouldnt shouldnt havent hasnt ll ve""".split())
+
 # Stop-listed words that name a topic in some corpora; a keyword name may use them inside a phrase ("top up", "new
 # card", "change pin") and, the longer ones, alone ("bill", "interest").
 TOPIC_WORDS = frozenset({"top", "up", "new", "bill", "call", "interest", "amount", "move", "name", "system", "full",
@@ -65,7 +72,7 @@ def _sklearn_stop_words() -> frozenset[str]:
 @lru_cache(maxsize=1)
 def junk_words() -> frozenset[str]:
     """The published junk-word list (module docstring): never a keyword, never the edge of a keyword name."""
-    return (SMART_STOP_WORDS | _sklearn_stop_words()) - TOPIC_WORDS
+    return (SMART_STOP_WORDS | _sklearn_stop_words() | CHAT_WORDS) - TOPIC_WORDS
 
 
 # Words of 3+ letters that match no topic ("the", "about"): what content-word checks skip.
@@ -91,6 +98,8 @@ def stem(word: str) -> str:
     """A crude stem, enough to make "refunds", "refunded" and "refund" (or "charges" and "charged") one word."""
     word = word.lower()
     for suffix, repl in (("ings", ""), ("ies", "y"), ("sses", "ss"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+        if suffix == "es" and not re.search(r"(s|x|z|ch|sh)es$", word):
+            continue  # "rates" -> "rate" (by "s"), "boxes" -> "box"
         if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not (suffix == "s" and word.endswith("ss")):
             word = word[: len(word) - len(suffix)] + repl
             break
