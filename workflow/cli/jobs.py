@@ -75,6 +75,10 @@ def run(
                                                "with name, optional description and examples (docs: workflow/seeds.py)."),
     label_mode: str = typer.Option("seeded", "--label-mode", help="With --labels: seeded (proposal adds labels up to "
                                    "--max-labels beside yours) or fixed (zero-shot: only yours and Other)."),
+    summaries: str = typer.Option("auto", "--summaries", help="Summaries for the cluster-naming prompts: auto (none "
+                                  "with the embedded model, whose summaries cost most of a run and named no better; "
+                                  "made with any other model), always, or never (documents cut to 60 words). "
+                                  "--proposal minibatch always summarises."),
     redact_pii: bool = typer.Option(False, "--redact-pii", help="Scrub e-mails, phone, card numbers and IBANs from "
                                     "every prompt to a model that is not the embedded one (stored text is kept)."),
 ) -> None:
@@ -102,7 +106,7 @@ def run(
             label_selection=label_selection, levels=levels, max_parents=max_parents,
             structured_output=structured_output, embedding_model=embedder, recheck=recheck, time_field=time_field,
             seed_labels=seed_labels, labels_file=str(labels_file) if labels_file else None, label_mode=label_mode,
-            redact_pii=redact_pii,
+            redact_pii=redact_pii, summaries=summaries,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
