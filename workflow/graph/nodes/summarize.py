@@ -60,11 +60,10 @@ def summarize_docs(ctx: RunContext, doc_ids: list[str]) -> dict[str, str]:
 def summaries_line(config: JobConfig, summarized: int) -> str:
     """The run summary's line on summaries: how many were made and why (`--summaries`; none by default for the
     embedded model, whose summaries cost most of a run on long documents and did not make better names)."""
-    how = f"--summaries {config.summaries}" + (" (auto: made with any model but the embedded one)"
-                                               if config.summaries == "auto" else "")
     if config.proposal == "minibatch":
         return f"summaries: {summarized} documents summarised for the minibatch proposal (the paper's path)"
     if not config.uses_summaries():
-        return (f"summaries: none made ({how}); cluster-naming prompts showed documents cut to {SHOWN_WORDS} words; "
-                "--summaries always to summarise them")
-    return f"summaries: {summarized} documents summarised for the cluster-naming prompts ({how})"
+        why = "auto, the embedded model" if config.summaries == "auto" else config.summaries
+        return (f"summaries: none made (--summaries {why}); cluster-naming prompts showed documents cut to "
+                f"{SHOWN_WORDS} words (--summaries always to summarise them)")
+    return f"summaries: {summarized} documents summarised for the cluster-naming prompts (--summaries {config.summaries})"
