@@ -1,6 +1,7 @@
 """Request limits of the review page's stdlib web server (`tnt serve`, on uvicorn, reuses the constants and
-`content_length`: workflow/classify/serve.py), so one client cannot exhaust it: a byte cap on the header block (http.server already caps each line and the header count), Content-Length
-checks before any body is read, an idle and a per-request deadline, and a cap on connections served at once.
+`content_length`: workflow/classify/serve.py), so one client cannot exhaust it: a byte cap on the header block
+(http.server already caps each line and the header count), Content-Length checks before any body is read, an idle
+and a per-request deadline, and a cap on connections served at once.
 
 Standard library only: both servers import this at start-up, so it must stay cheap.
 """
