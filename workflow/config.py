@@ -15,17 +15,17 @@ LOCAL_MODEL = "local/smollm2"
 class JobConfig(BaseModel):
     """Settings of one run. Defaults follow TnT-LLM (minibatches of 200, label caps, word caps)."""
 
-    use_case: str = Field(min_length=3)
-    model: str = LOCAL_MODEL
-    summary_model: str | None = None
-    taxonomy_model: str | None = None
-    label_model: str | None = None
-    api_base: str | None = None
+    use_case: str = Field(min_length=3, description="What the taxonomy is for.")
+    model: str = Field(LOCAL_MODEL, description="Any litellm model string; default: the embedded model.")
+    summary_model: str | None = Field(None, description="Model for summaries (default: --model).")
+    taxonomy_model: str | None = Field(None, description="Model for taxonomy steps (default: --model).")
+    label_model: str | None = Field(None, description="Model for pseudo-labels (default: --model).")
+    api_base: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
 
     batch_size: int = Field(200, ge=2, description="summaries per taxonomy minibatch")
     taxonomy_sample: int = Field(600, ge=2, description="documents summarised for taxonomy generation (phase 1)")
     label_sample: int = Field(1000, ge=2, description="documents pseudo-labeled by the LLM (phase 2)")
-    max_labels: int = Field(10, ge=2, le=100)
+    max_labels: int = Field(10, ge=2, le=100, description="Most labels in the taxonomy.")
     proposal: Literal["clusters", "minibatch"] = Field(
         "clusters", description="clusters: embed and over-cluster the sample, the model names and merges clusters; "
         "minibatch: the model writes the taxonomy from minibatches of summaries (the TnT-LLM paper)")
@@ -52,23 +52,23 @@ class JobConfig(BaseModel):
         "proposal (the paper) always summarises")
     max_doc_tokens: int = Field(600, ge=16, description="documents are cut to this many tokens in prompts")
 
-    seed: int = 0
+    seed: int = Field(0, description="Seed for sampling and models.")
     temperature: float = 0.0
-    concurrency: int = Field(8, ge=1)
-    max_attempts: int = Field(4, ge=1)
-    timeout_s: float = Field(120.0, gt=0)
-    max_cost: float | None = Field(None, ge=0)
+    concurrency: int = Field(8, ge=1, description="Model calls in flight at once.")
+    max_attempts: int = Field(4, ge=1, description="Attempts per model call before its document fails.")
+    timeout_s: float = Field(120.0, gt=0, description="Seconds one model call may take before it is retried.")
+    max_cost: float | None = Field(None, ge=0, description="Stop cleanly before spending more than this (USD).")
     structured_output: str = Field("auto", description="auto | json_schema | json_object | tools | prompt "
                                    "(workflow/llm/structured.py)")
 
-    embedding_model: str = "minilm-int8"
+    embedding_model: str = Field("minilm-int8", description="Embeddings for clusters, shortlists and the classifier: minilm-int8 (bundled), static-minilm (the fast tier: ~80x the texts/s, ~5 points less accurate; docs/serving.md), st:/path/to/sentence-transformers-dir, static:/dir, or litellm:<provider model> (e.g. litellm:text-embedding-3-small).")
     algorithms: list[str] = ["logreg"]
     test_size: float = Field(0.2, gt=0, lt=1)
     noise_aware: bool = Field(True, description="estimate the LLM labels' noise and leave suspects out of the fit")
     recheck: float = Field(0.0, ge=0, le=1, description="share of the teacher's labels, most suspect first by "
                            "the noise estimate, sent back to the label model once with two choices: the label they "
                            "have and the classifier's alternative (0: off)")
-    auto_approve: bool = True
+    auto_approve: bool = Field(True, description="Pause for human review before labeling?")
     levels: int = Field(1, ge=1, le=2, description="2: group the final labels under at most max_parents parents")
     max_parents: int = Field(8, ge=2, le=50, description="most level-2 parents of a two-level taxonomy")
     time_field: str | None = Field(None, description="document field holding dates (kept in the documents' meta): "

@@ -9,6 +9,7 @@ Exit codes: 0 done or paused for review, 1 run failed, 2 bad input or usage, 3 s
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -24,6 +25,21 @@ log = logging.getLogger("tnt")
 
 DB_OPT = typer.Option("tnt.duckdb", "--db", help="DuckDB file holding documents, runs and models.")
 EXIT = {"done": 0, "paused": 0, "failed": 1, "stopped": 3}
+
+
+def config_option(field: str, *flags: str, **kwargs: Any) -> Any:
+    """A `tnt run` option whose default and help are the JobConfig field's: one place for both, shared with the
+    Python API's options."""
+    from pydantic_core import PydanticUndefined
+
+    from workflow.config import JobConfig
+
+    info = JobConfig.model_fields[field]
+    default = ... if info.default is PydanticUndefined else info.default
+    text = (info.description or "").strip()
+    if text:  # JobConfig's descriptions read as phrases; a flag's help reads as a sentence
+        text = text[0].upper() + text[1:] + ("" if text.endswith((".", "?", ")")) else ".")
+    return typer.Option(default, *flags, help=text or None, **kwargs)
 
 
 def fail(message: str, code: int = 2) -> None:

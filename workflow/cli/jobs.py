@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from workflow.api import Project, Run
-from workflow.cli.common import DB_OPT, EXIT, app, err, fail, open_store, out, setup_logging
+from workflow.cli.common import DB_OPT, EXIT, app, config_option, err, fail, open_store, out, setup_logging
 from workflow.cli.summary import print_summary
 from workflow.config import LOCAL_MODEL, JobConfig
 from workflow.secrets import redact
@@ -22,65 +22,46 @@ from workflow.store import Store, StoreError
 @app.command()
 def run(
     corpus: str = typer.Argument(..., help="JSONL, CSV or Parquet file, or file.duckdb:table."),
-    use_case: str = typer.Option(..., "--use-case", "-u", help="What the taxonomy is for."),
+    use_case: str = config_option("use_case", "--use-case", "-u"),
     db: str = DB_OPT,
-    model: str = typer.Option(LOCAL_MODEL, "--model", "-m", help="Any litellm model string; default: the embedded model."),
-    summary_model: Optional[str] = typer.Option(None, help="Model for summaries (default: --model)."),
-    taxonomy_model: Optional[str] = typer.Option(None, help="Model for taxonomy steps (default: --model)."),
-    label_model: Optional[str] = typer.Option(None, help="Model for pseudo-labels (default: --model)."),
-    api_base: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1."),
+    model: str = config_option("model", "--model", "-m"),
+    summary_model: Optional[str] = config_option("summary_model"),
+    taxonomy_model: Optional[str] = config_option("taxonomy_model"),
+    label_model: Optional[str] = config_option("label_model"),
+    api_base: Optional[str] = config_option("api_base"),
     text_field: str = typer.Option("text", help="Field holding the document text."),
     id_field: str = typer.Option("id", help="Field holding a unique document id (default: hash of the text)."),
-    time_field: Optional[str] = typer.Option(None, "--time-field", help="Field holding each document's date (ISO "
-                                             "or Unix seconds): charts label share over time."),
+    time_field: Optional[str] = config_option("time_field", "--time-field"),
     corpus_name: Optional[str] = typer.Option(None, "--corpus", help="Name of the corpus in the database."),
-    batch_size: int = typer.Option(200, help="Summaries per taxonomy minibatch."),
-    taxonomy_sample: int = typer.Option(600, help="Documents summarised for taxonomy generation."),
-    label_sample: int = typer.Option(1000, help="Documents pseudo-labeled by the LLM."),
-    label_selection: str = typer.Option("random", "--label-selection", help="Which documents the LLM labels: "
-                                        "random (the paper), or active (a random quarter of --label-sample, then "
-                                        "rounds of the documents a fast classifier is least sure of, spread out). "
-                                        "Same number of labels either way."),
-    max_labels: int = typer.Option(10, help="Most labels in the taxonomy."),
-    proposal: str = typer.Option("clusters", help="clusters: embed and over-cluster the taxonomy sample; the model "
-                                 "names and merges clusters. minibatch: the model writes the taxonomy from minibatches "
-                                 "of summaries (the TnT-LLM paper)."),
-    shortlist: int = typer.Option(5, help="Labels offered per document when labeling, nearest by embedding (0: all)."),
-    teacher: str = typer.Option("auto", help="Whose labels the classifier learns from: llm (the paper), nearest "
-                                "(each document's nearest label by embedding, no label calls), auto (nearest for "
-                                "the embedded local model, llm otherwise)."),
-    recheck: float = typer.Option(0.0, "--recheck", min=0.0, max=1.0, help="Share of the teacher's labels, most "
-                                  "suspect first (noise estimate), asked again once: the label or the classifier's "
-                                  "alternative; training learns the answer (0: off)."),
-    multi_label: bool = typer.Option(False, "--multi-label", help="Let a document have several labels (the LLM "
-                                     "lists all that apply; the classifier is one-vs-rest)."),
-    max_labels_per_doc: int = typer.Option(3, help="Most labels per document with --multi-label."),
-    concurrency: int = typer.Option(8, help="Model calls in flight at once."),
-    max_cost: Optional[float] = typer.Option(None, help="Stop cleanly before spending more than this (USD)."),
-    timeout: float = typer.Option(120.0, "--timeout", help="Seconds one model call may take before it is retried."),
-    max_attempts: int = typer.Option(4, "--max-attempts", help="Attempts per model call before its document fails."),
-    seed: int = typer.Option(0, help="Seed for sampling and models."),
-    auto_approve: bool = typer.Option(True, "--auto-approve/--review", help="Pause for human review before labeling?"),
+    batch_size: int = config_option("batch_size"),
+    taxonomy_sample: int = config_option("taxonomy_sample"),
+    label_sample: int = config_option("label_sample"),
+    label_selection: str = config_option("label_selection", "--label-selection"),
+    max_labels: int = config_option("max_labels"),
+    proposal: str = config_option("proposal"),
+    shortlist: int = config_option("shortlist"),
+    teacher: str = config_option("teacher"),
+    recheck: float = config_option("recheck", "--recheck", min=0.0, max=1.0),
+    multi_label: bool = config_option("multi_label", "--multi-label"),
+    max_labels_per_doc: int = config_option("max_labels_per_doc"),
+    concurrency: int = config_option("concurrency"),
+    max_cost: Optional[float] = config_option("max_cost"),
+    timeout: float = config_option("timeout_s", "--timeout"),
+    max_attempts: int = config_option("max_attempts", "--max-attempts"),
+    seed: int = config_option("seed"),
+    auto_approve: bool = config_option("auto_approve", "--auto-approve/--review"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the estimated calls, tokens and cost; run nothing."),
-    levels: int = typer.Option(1, "--levels", min=1, max=2, help="2: also group the final labels under parents."),
-    max_parents: int = typer.Option(8, "--max-parents", help="Most parents with --levels 2."),
-    structured_output: str = typer.Option("auto", "--structured-output", help="How to ask the server for JSON: "
-                                          "auto|json_schema|json_object|tools|prompt (auto steps down when refused)."),
-    embedder: str = typer.Option("minilm-int8", "--embedder", help="Embeddings for clusters, shortlists and the "
-                                 "classifier: minilm-int8 (bundled), st:/path/to/sentence-transformers-dir, or "
-                                 "litellm:<provider model> (e.g. litellm:text-embedding-3-small)."),
+    levels: int = config_option("levels", "--levels", min=1, max=2),
+    max_parents: int = config_option("max_parents", "--max-parents"),
+    structured_output: str = config_option("structured_output", "--structured-output"),
+    embedder: str = config_option("embedding_model", "--embedder"),
     labels_file: Optional[Path] = typer.Option(None, "--labels", help="Labels you already have: YAML, JSON or CSV "
                                                "with name, optional description and examples (docs: workflow/seeds.py)."),
-    label_mode: str = typer.Option("seeded", "--label-mode", help="With --labels: seeded (proposal adds labels up to "
-                                   "--max-labels beside yours) or fixed (zero-shot: only yours and Other)."),
-    summaries: str = typer.Option("auto", "--summaries", help="Summaries for the cluster-naming prompts: auto (none "
-                                  "with the embedded model, whose summaries cost most of a run and named no better; "
-                                  "made with any other model), always, or never (documents cut to 60 words). "
-                                  "--proposal minibatch always summarises."),
-    redact_pii: bool = typer.Option(False, "--redact-pii", help="Scrub e-mails, phone, card numbers and IBANs from "
-                                    "every prompt to a model that is not the embedded one (stored text is kept)."),
+    label_mode: str = config_option("label_mode", "--label-mode"),
+    summaries: str = config_option("summaries", "--summaries"),
+    redact_pii: bool = config_option("redact_pii", "--redact-pii"),
 ) -> None:
     """Ingest a corpus and run the whole job: taxonomy, pseudo-labels, classifier, predictions."""
     setup_logging(verbose)
