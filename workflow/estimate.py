@@ -91,7 +91,8 @@ def estimate_run(config: JobConfig, texts: Sequence[str]) -> list[PhaseEstimate]
         merge = _template_tokens("merge_labels") + uc + k * (label_line + 12)
         calls = k + 1 + config.max_labels  # name each cluster, merge, name merged groups (at most)
         phases = [
-            ("summarize", round(shown * long_share), _template_tokens("summarize") + uc + mean_doc, summary + JSON_OVERHEAD),
+            ("summarize", round(shown * long_share), _template_tokens("summarize") + uc + mean_doc,
+             summary + JSON_OVERHEAD),
             ("taxonomy", calls, (naming * (k + config.max_labels) + merge) / calls, label_line + 20),
             label,
         ]
@@ -99,7 +100,8 @@ def estimate_run(config: JobConfig, texts: Sequence[str]) -> list[PhaseEstimate]
         batches = math.ceil(n1 / config.batch_size)
         per_batch = min(config.batch_size, n1) * (summary + 3)
         phases = [
-            ("summarize", round(n1 * long_share), _template_tokens("summarize") + uc + mean_doc, summary + JSON_OVERHEAD),
+            ("summarize", round(n1 * long_share), _template_tokens("summarize") + uc + mean_doc,
+             summary + JSON_OVERHEAD),
             ("taxonomy", batches + 1,
              (_template_tokens("propose") + _template_tokens("update") * (batches - 1) + _template_tokens("review")
               + uc * (batches + 1) + per_batch * batches + taxonomy * batches) / (batches + 1),

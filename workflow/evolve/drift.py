@@ -61,7 +61,7 @@ def share_p(k: int, n: int, k_ref: int, n_ref: int) -> float | None:
     return float(hypergeom.sf(k - 1, n + n_ref, k + k_ref, n))
 
 
-def distance_p(mean: float, n: int, base: "Baseline") -> float | None:
+def distance_p(mean: float, n: int, base: Baseline) -> float | None:
     """One-sided p-value of a batch's mean distance under no drift: a z-test with the reference's spread."""
     if n <= 0 or base.n <= 0 or base.distance_sd <= 0:
         return None  # no spread known: only the threshold decides, as before

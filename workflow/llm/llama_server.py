@@ -1,7 +1,7 @@
 """`python -m llama_cpp.server`, with the embedded model loaded safely on AMX CPUs.
 
-    python -m workflow.llm.llama_server --model "$(python -c 'from workflow.llm.local import gguf_path; print(gguf_path())')" \\
-        --model_alias smol --n_ctx 4096
+    GGUF="$(python -c 'from workflow.llm.local import gguf_path; print(gguf_path())')"
+    python -m workflow.llm.llama_server --model "$GGUF" --model_alias smol --n_ctx 4096
 
 Same arguments as llama-cpp-python's server (it needs `pip install -e ".[server]"`); the only difference is that
 llama.cpp's AMX weight repack is off (workflow/llm/local_worker.py:disable_amx_repack), which crashes llama-cpp-python

@@ -11,7 +11,7 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
@@ -45,7 +45,7 @@ class Prompt:
         return [{"role": role, "content": fill(body)} for role, body in self.sections]
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_prompt(name: str) -> Prompt:
     path = prompts_dir() / f"{name}.md"
     if not path.exists():

@@ -112,7 +112,8 @@ def capped_taxonomy(model: type[BaseModel], *, max_labels: int, name_max_words: 
     )
     return create_model(  # type: ignore[call-overload]
         model.__name__, __base__=model,
-        labels=(list[draft], Field(min_length=1, json_schema_extra={"minItems": min(3, max_labels), "maxItems": max_labels})),  # type: ignore[valid-type]
+        labels=(list[draft], Field(min_length=1,  # type: ignore[valid-type]
+                                   json_schema_extra={"minItems": min(3, max_labels), "maxItems": max_labels})),
     )
 
 
@@ -152,7 +153,8 @@ def _checked_name(names: dict[str, str], chosen: str | None, name: str) -> str:
     if chosen in names and name.strip().lower() != names[chosen].lower():
         other = {n.lower(): i for i, n in names.items()}.get(name.strip().lower())
         if other is not None and other != chosen:
-            raise ValueError(f"label_id '{chosen}' is '{names[chosen]}' but label_name '{name}' is the name of '{other}'")
+            raise ValueError(
+                f"label_id '{chosen}' is '{names[chosen]}' but label_name '{name}' is the name of '{other}'")
     return names.get(chosen, name)  # type: ignore[arg-type]
 
 
@@ -271,7 +273,8 @@ def multi_assignment_model(label_ids: list[str], label_names: list[str], max_lab
 # -- cluster-seeded proposal -----------------------------------------------------------------------------------
 
 FIRST_PERSON = re.compile(r"^\s*(i|i'm|im|i've|my|me|we|our)\b", re.I)
-CHAT_REPLY = re.compile(r"\b(i'm sorry|i am sorry|i'm unable|i am unable|as an ai|i apologi[sz]e|i cannot|i can't)\b", re.I)
+CHAT_REPLY = re.compile(
+    r"\b(i'm sorry|i am sorry|i'm unable|i am unable|as an ai|i apologi[sz]e|i cannot|i can't)\b", re.I)
 CLUSTER_ID_LIKE = re.compile(r"^\s*((cluster|group|topic|category|class)\s*#?\s*\d*|\w+[_#-]\d+)\s*$", re.I)
 # a name that talks about the documents as documents ("The document with the pin") names the data, not its topic
 # a description in the first person quotes a customer instead of saying which documents belong
@@ -523,9 +526,11 @@ def merged_taxonomy_model(candidate_ids: list[str], max_labels: int, name_max_wo
         "MergedLabel", __base__=MergedLabel,
         name=(str, Field(min_length=1, json_schema_extra={"maxLength": name_max_words * 7})),
         description=(str, Field(min_length=1, json_schema_extra={"maxLength": description_max_words * 7})),
-        members=(list[Literal[tuple(candidate_ids)]], Field(min_length=1, json_schema_extra={"maxItems": len(candidate_ids)})),  # type: ignore[valid-type]
+        members=(list[Literal[tuple(candidate_ids)]],  # type: ignore[valid-type]
+                 Field(min_length=1, json_schema_extra={"maxItems": len(candidate_ids)})),
     )
     return create_model(  # type: ignore[call-overload]
         "MergedTaxonomy", __base__=MergedTaxonomy,
-        labels=(list[group], Field(min_length=1, json_schema_extra={"minItems": min(2, max_labels), "maxItems": max_labels})),  # type: ignore[valid-type]
+        labels=(list[group], Field(min_length=1,  # type: ignore[valid-type]
+                                   json_schema_extra={"minItems": min(2, max_labels), "maxItems": max_labels})),
     )
