@@ -17,7 +17,7 @@ from workflow.graph.nodes import label as label_node
 from workflow.graph.selection import candidate_pool
 from workflow.graph.nodes.sample import sample
 from workflow.testing import scripted
-from workflow.runner import _context, execute
+from workflow.runner import execute, run_context
 from workflow.store import Store, text_hash
 
 
@@ -109,7 +109,7 @@ def test_active_run_spends_the_budget_in_recorded_rounds_and_resumes_the_same(co
         assert [r["n"] for r in by_round] == counts
         # the seed set is random: the first documents a random run of the same seed labels
         random_run = new_run(store, corpus)
-        sample(_context(store, random_run, False), {})
+        sample(run_context(store, random_run, False), {})
         assert [d for d, r in rounds.items() if r == 0] == store.sample(random_run, 2)[:15]
         assert set(store.sample(random_run, 2)) != set(rounds)  # later rounds chose differently
         model = store.model(run_id=run_id)

@@ -20,11 +20,30 @@ def _metric(metrics: dict, name: str) -> str:
 def print_summary(store: Store, run_id: str, usage: object | None = None) -> None:
     """The end-of-run report: labels with counts, model calls and cost, classifier metrics, where data is."""
     run = store.run(run_id)
-    version, labels = store.taxonomy(run_id)
-    llm_counts = store.label_counts(run_id, "llm")
+    config = run.config if run["config"] else None
+    teacher = "LLM" if config is None or config.label_teacher() == "llm" else "nearest"  # who labeled the sample
     model = store.latest_model(run_id)
-    pred_counts = store.prediction_counts(model["model_id"]) if model else {}
+    llm_counts = store.label_counts(run_id, "llm")
+    print_taxonomy(store, run_id, config, teacher, llm_counts, model)
+    print_calls(store, run_id, config, usage)
+    print_labeling(store, run_id, config, teacher, sum(llm_counts.values()), llm_counts.get(OTHER_ID, 0), model)
+    if model:
+        print_classifier(model, teacher)
+    from workflow.evolve.cli import print_drift
 
+    print_drift(store, run_id)
+    out.print(
+        f"stored in {store.path}: tables documents, summaries, taxonomies/labels, assignments, llm_calls, models, "
+        f"predictions (run_id = '{run_id}', status {run['status']})",
+        highlight=False,
+    )
+
+
+def print_taxonomy(store: Store, run_id: str, config: JobConfig | None, teacher: str, llm_counts: dict[str, int],
+                   model: dict | None) -> None:
+    """The labels with teacher and classifier counts, and which were given with --labels."""
+    version, labels = store.taxonomy(run_id)
+    pred_counts = store.prediction_counts(model["model_id"]) if model else {}
     # Narrow terminals and pipes get 80 columns: the description goes under its label (dim) instead of a column of
     # its own, so no column is squeezed to one word a line.
     wide = out.width >= 120
@@ -33,8 +52,6 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
     t.add_column("label" if wide else "label and description", overflow="fold", ratio=2)
     if wide:
         t.add_column("description", overflow="fold", ratio=3)
-    config = run.config if run["config"] else None
-    teacher = "LLM" if config is None or config.label_teacher() == "llm" else "nearest"  # who labeled the sample
     t.add_column(f"{teacher} labels", justify="right", no_wrap=True)
     t.add_column("classifier", justify="right", no_wrap=True)
     rows = [(lb.label_id, lb.name, lb.description) for lb in labels] + [(OTHER_ID, "Other", "fits no label")]
@@ -47,8 +64,9 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
 
         out.print(origins_line(store.label_origins(run_id), config.label_mode), highlight=False)
 
-    labeled = sum(llm_counts.values())
-    coverage = (labeled - llm_counts.get(OTHER_ID, 0)) / labeled if labeled else 0.0
+
+def print_calls(store: Store, run_id: str, config: JobConfig | None, usage: object | None) -> None:
+    """Model calls per step (valid, rejected, failed, tokens, cost, seconds), redactions, cache and summaries."""
     stats = store.call_stats(run_id)
     models = sorted({r["model"] for r in stats})
     one_model = len(models) == 1  # then it goes in the title, and the numbers keep 80 columns
@@ -75,6 +93,11 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
 
         out.print(summaries_line(config, len(store.summarized_ids(run_id))), highlight=False)
 
+
+def print_labeling(store: Store, run_id: str, config: JobConfig | None, teacher: str, labeled: int, other: int,
+                   model: dict | None) -> None:
+    """Coverage (or the nearest-label teacher), calls without an answer, active selection rounds, rechecks."""
+    coverage = (labeled - other) / labeled if labeled else 0.0
     failed = store.count_failed(run_id)
     out.print(
         (f"coverage (LLM labels not Other): {coverage:.1%} of {labeled} labeled documents" if teacher == "LLM" else
@@ -94,40 +117,35 @@ def print_summary(store: Store, run_id: str, usage: object | None = None) -> Non
                   f"below are {held}")
     if config is not None and config.recheck > 0:
         out.print(recheck_line(store.recheck_counts(run_id), config.recheck, labeled, teacher), highlight=False)
-    if model:
-        m = model["metrics"]
-        head = (f"classifier {model['model_id']} ({model['algorithm']} on {model['embedding_model']}): held-out vs "
-                f"{teacher} ")
-        if m.get("multi_label"):
-            out.print(
-                head + f"label sets micro-F1 {_metric(m, 'micro_f1')}, macro-F1 {_metric(m, 'macro_f1')}, exact sets "
-                f"{_metric(m, 'subset_accuracy')}, top label in LLM set {_metric(m, 'accuracy')} (n_test={m.get('n_test')})"
-            )
-        else:
-            out.print(
-                head + f"labels accuracy {_metric(m, 'accuracy')}, macro-F1 {_metric(m, 'macro_f1')}, "
-                f"Cohen's kappa {_metric(m, 'cohen_kappa')} (n_test={m.get('n_test')})"
-                + (f"; on the {m['random_rows']['n']} of them drawn at random: accuracy "
-                   f"{_metric(m['random_rows'], 'accuracy')}"
-                   if m.get("random_rows") and m["random_rows"]["n"] != m.get("n_test") else "")
-            )
-        from workflow.classify.noise import label_noise_line
 
-        noise_line = label_noise_line(m.get("label_noise"), teacher)
-        if noise_line:
-            out.print(noise_line)
-        if m.get("self_training"):
-            st = m["self_training"]
-            out.print(f"self-training: {st['added']} of {st['unlabeled']} unlabeled documents joined the fit under the "
-                      f"classifier's own label (probability >= {st['min_probability']:g}; no model calls)")
-    from workflow.evolve.cli import print_drift
 
-    print_drift(store, run_id)
-    out.print(
-        f"stored in {store.path}: tables documents, summaries, taxonomies/labels, assignments, llm_calls, models, "
-        f"predictions (run_id = '{run_id}', status {run['status']})",
-        highlight=False,
-    )
+def print_classifier(model: dict, teacher: str) -> None:
+    """The classifier's held-out agreement with its teacher, label noise and self-training."""
+    m = model["metrics"]
+    head = (f"classifier {model['model_id']} ({model['algorithm']} on {model['embedding_model']}): held-out vs "
+            f"{teacher} ")
+    if m.get("multi_label"):
+        out.print(
+            head + f"label sets micro-F1 {_metric(m, 'micro_f1')}, macro-F1 {_metric(m, 'macro_f1')}, exact sets "
+            f"{_metric(m, 'subset_accuracy')}, top label in LLM set {_metric(m, 'accuracy')} (n_test={m.get('n_test')})"
+        )
+    else:
+        out.print(
+            head + f"labels accuracy {_metric(m, 'accuracy')}, macro-F1 {_metric(m, 'macro_f1')}, "
+            f"Cohen's kappa {_metric(m, 'cohen_kappa')} (n_test={m.get('n_test')})"
+            + (f"; on the {m['random_rows']['n']} of them drawn at random: accuracy "
+               f"{_metric(m['random_rows'], 'accuracy')}"
+               if m.get("random_rows") and m["random_rows"]["n"] != m.get("n_test") else "")
+        )
+    from workflow.classify.noise import label_noise_line
+
+    noise_line = label_noise_line(m.get("label_noise"), teacher)
+    if noise_line:
+        out.print(noise_line)
+    if m.get("self_training"):
+        st = m["self_training"]
+        out.print(f"self-training: {st['added']} of {st['unlabeled']} unlabeled documents joined the fit under the "
+                  f"classifier's own label (probability >= {st['min_probability']:g}; no model calls)")
 
 
 def recheck_line(counts: dict[str, int], fraction: float, labeled: int, teacher: str) -> str:
