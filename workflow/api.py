@@ -345,7 +345,7 @@ class Run:
                overwrite: bool = False) -> Path:
         """Write the classifier as a versioned artifact (model.skops, taxonomy.json, metrics, manifest, model
         card) that ``load_classifier`` and ``tnt predict`` read without a database."""
-        from workflow.classify.export import export_model
+        from workflow.classify.loader import export_model
 
         return export_model(self.store, self.run_id, Path(out_dir), model_id=model_id, overwrite=overwrite)[0]
 

@@ -100,7 +100,7 @@ class JobConfig(BaseModel):
     @field_validator("embedding_model")
     @classmethod
     def _known_embedder(cls, v: str) -> str:
-        from workflow.classify.embed import validate_embedder_name  # the one list of embedder names
+        from workflow.classify.embed_base import validate_embedder_name  # the one list of embedder names
 
         return validate_embedder_name(v)
 

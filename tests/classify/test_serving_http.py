@@ -11,7 +11,7 @@ import pytest
 
 from workflow.classify.embed import get_embedder
 from workflow.classify.loader import from_artifact
-from workflow.classify.serve import make_server
+from workflow.classify.serve_uvicorn import make_server
 
 
 @pytest.fixture(scope="module")

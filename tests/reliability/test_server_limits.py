@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
-from workflow.classify import serve
+from workflow.classify import serve, serve_uvicorn
 from workflow.review import server as review
 
 HOST = "127.0.0.1"
@@ -138,7 +138,7 @@ def serve_server() -> Callable[..., serve.ClassifyServer]:
 
     def make(**limits):
         try:
-            srv = serve.make_server(VectorModel(), HOST, 0, **limits)  # type: ignore[arg-type]
+            srv = serve_uvicorn.make_server(VectorModel(), HOST, 0, **limits)  # type: ignore[arg-type]
         except EmbeddingUnavailable as exc:
             pytest.skip(str(exc))
         gen = start(srv)

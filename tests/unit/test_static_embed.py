@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from workflow.classify import static_embed
-from workflow.classify.embed import EmbeddingUnavailable, _minilm_tokenizer_path, get_embedder, validate_embedder_name
+from workflow.classify.embed import EmbeddingUnavailable, get_embedder, validate_embedder_name
+from workflow.classify.minilm import minilm_tokenizer_path
 from workflow.classify.static_embed import StaticEmbedder, fit_to_corpus
 from workflow.config import JobConfig
 
@@ -19,7 +20,7 @@ def fake_dir(tmp_path, dim: int = 8, seed: int = 0):
     """A distilled-looking directory with a random matrix over MiniLM's real vocabulary."""
     path = tmp_path / "static"
     path.mkdir()
-    tok = _minilm_tokenizer_path()
+    tok = minilm_tokenizer_path()
     shutil.copyfile(tok, path / "tokenizer.json")
     vocab = json.loads(tok.read_text())["model"]["vocab"]
     matrix = np.random.default_rng(seed).normal(size=(len(vocab), dim)).astype(np.float16)

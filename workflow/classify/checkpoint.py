@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ import pyarrow as pa
 from workflow.classify.predict import OUTPUT_SCHEMA, InputBatch, PredictInputError, Sink
 
 UNFINISHED = "tnt predict unfinished; model "
-FAULT_ENV = "TNT_PREDICT_FAULT"  # "kill:N": SIGKILL this process after N batches are written (tests, benchmarks)
 
 
 class DoneIds:
@@ -162,13 +160,6 @@ def open_resumable_output(target: str, store: Any, model_version: str, overwrite
     if not target.replace("_", "").isalnum():
         raise PredictInputError(f"'{target}' is not a plain table name (letters, digits, _) nor a .parquet file")
     return ResumableTableSink(store, target, model_version, overwrite)
-
-
-def fault_after(batches_written: int) -> None:
-    """TNT_PREDICT_FAULT=kill:N kills this process (SIGKILL, no cleanup) once N batches are written."""
-    spec = os.environ.get(FAULT_ENV, "")
-    if spec.startswith("kill:") and batches_written >= int(spec.split(":", 1)[1]):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def count_input_rows(source: str, store: Any) -> int | None:

@@ -296,7 +296,8 @@ def export(
     overwrite: bool = typer.Option(False, help="Replace an existing artifact directory's files."),
 ) -> None:
     """Write a versioned artifact: model.skops, taxonomy.json (stable ids), metrics, manifest, model card."""
-    from workflow.classify.export import ArtifactError, export_model
+    from workflow.classify.export import ArtifactError
+    from workflow.classify.loader import export_model
 
     with open_store(db) as store:
         run_id = _run_id(store, run_id)

@@ -234,22 +234,6 @@ def write_artifact(
     return out_dir
 
 
-def export_model(store: Any, run_id: str, out_dir: Path, *, model_id: str | None = None,
-                 overwrite: bool = False) -> tuple[Path, str]:
-    """Export a run's model (its latest, or ``model_id``) with the run's taxonomy; returns (directory, model id).
-    What `tnt export` and ``Run.export`` both do."""
-    from workflow.classify.loader import taxonomy_records
-
-    row = store.model(model_id) if model_id else store.model(run_id=run_id)
-    if row["run_id"] != run_id:
-        raise ArtifactError(f"model {row['model_id']} belongs to run {row['run_id']}, not {run_id}")
-    taxonomy = taxonomy_records(store, run_id, row["taxonomy_version"])  # leaves, then any level-2 parents
-    path = write_artifact(out_dir, classifier_from_bytes(row["artifact"]), taxonomy=taxonomy,
-                          embedding_model=row["embedding_model"], metrics=row["metrics"], run_id=run_id,
-                          model_id=row["model_id"], overwrite=overwrite)
-    return path, row["model_id"]
-
-
 def load_artifact(path: Path) -> tuple[TrainedClassifier, dict, list[dict]]:
     """Load (classifier, manifest, taxonomy), refusing a model whose sha256 differs from the manifest."""
     path = Path(path)

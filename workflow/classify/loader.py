@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from workflow.classify.export import ArtifactError, classifier_from_bytes, load_artifact
+from workflow.classify.export import ArtifactError, classifier_from_bytes, load_artifact, write_artifact
 from workflow.classify.train import TrainedClassifier
 from workflow.store import OTHER_ID, OTHER_NAME, Store, StoreError
 
@@ -303,6 +303,20 @@ def taxonomy_records(store: Store, run_id: str, version: int) -> list[dict]:
     return out
 
 
+def export_model(store: Any, run_id: str, out_dir: Path, *, model_id: str | None = None,
+                 overwrite: bool = False) -> tuple[Path, str]:
+    """Export a run's model (its latest, or ``model_id``) with the run's taxonomy; returns (directory, model id).
+    What `tnt export` and ``Run.export`` both do."""
+    row = store.model(model_id) if model_id else store.model(run_id=run_id)
+    if row["run_id"] != run_id:
+        raise ArtifactError(f"model {row['model_id']} belongs to run {row['run_id']}, not {run_id}")
+    taxonomy = taxonomy_records(store, run_id, row["taxonomy_version"])  # leaves, then any level-2 parents
+    path = write_artifact(out_dir, classifier_from_bytes(row["artifact"]), taxonomy=taxonomy,
+                          embedding_model=row["embedding_model"], metrics=row["metrics"], run_id=run_id,
+                          model_id=row["model_id"], overwrite=overwrite)
+    return path, row["model_id"]
+
+
 def load_model(spec: str, store: Store | None = None) -> ServingModel:
     """``spec`` is an artifact directory, or a model/run id in ``store``."""
     if Path(spec).is_dir():
@@ -313,4 +327,4 @@ def load_model(spec: str, store: Store | None = None) -> ServingModel:
 
 
 __all__ = ["ArtifactError", "LinearHeads", "ModelNotFound", "ServingModel", "from_artifact", "from_store",
-           "linear_heads", "load_model", "taxonomy_records"]
+           "linear_heads", "load_model", "taxonomy_records", "export_model"]

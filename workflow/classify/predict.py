@@ -8,6 +8,8 @@ drift summary (share of uncertain and Other predictions) at the end.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -401,6 +403,16 @@ def prefetch(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
         thread.join(timeout=5)
 
 
+FAULT_ENV = "TNT_PREDICT_FAULT"  # "kill:N": SIGKILL this process after N batches are written (tests, benchmarks)
+
+
+def fault_after(batches_written: int) -> None:
+    """TNT_PREDICT_FAULT=kill:N kills this process (SIGKILL, no cleanup) once N batches are written."""
+    spec = os.environ.get(FAULT_ENV, "")
+    if spec.startswith("kill:") and batches_written >= int(spec.split(":", 1)[1]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def predict_stream(model: ServingModel, batches: Iterable[InputBatch], sink: Sink, *,
                    vectorize: Callable[[InputBatch], np.ndarray] | None = None, total: int | None = None,
                    show_progress: bool = False, read_ahead: int = 2,
@@ -411,8 +423,6 @@ def predict_stream(model: ServingModel, batches: Iterable[InputBatch], sink: Sin
     A resumable sink (workflow.classify.checkpoint) that took up an unfinished output drops the documents it
     already holds from each batch before they are embedded; the bar then counts the rest. A sink with ``abort``
     keeps an unfinished output unfinished when this fails or is interrupted."""
-    from workflow.classify.checkpoint import fault_after
-
     stats = PredictStats()
     k = len(model.labels)
     done_ids = getattr(sink, "done_ids", None)

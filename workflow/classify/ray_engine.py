@@ -66,7 +66,7 @@ def predict_ray(model: ServingModel, batches: Iterable[InputBatch], sink: Sink, 
                 threads_per_worker: int = 1) -> PredictStats:
     """Classify every batch on Ray actors and write the results in input order (see the module docstring).
     ``workers`` defaults to the cluster's CPUs / ``threads_per_worker``."""
-    from workflow.classify.checkpoint import fault_after
+    from workflow.classify.predict import fault_after
 
     ray = start_ray(address)
     n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // threads_per_worker)

@@ -376,13 +376,4 @@ def create_app(model: Any = None, db: str | None = None, *, max_texts: int = MAX
     return limited
 
 
-def make_server(model: Any, host: str = "127.0.0.1", port: int = 8080, max_texts: int = MAX_TEXTS,
-                **limits: Any) -> Any:
-    """A bound uvicorn server for ``model`` (port 0 picks a free port: read ``server.server_address``); call
-    ``serve_forever`` (see workflow.classify.serve_uvicorn.make_server for the limits)."""
-    from workflow.classify.serve_uvicorn import make_server as _make
-
-    return _make(model, host, port, max_texts, **limits)
-
-
-__all__ = ["MAX_BODY_BYTES", "MAX_TEXTS", "Classifier", "MicroBatcher", "create_app", "make_server", "text_limits"]
+__all__ = ["MAX_BODY_BYTES", "MAX_TEXTS", "Classifier", "MicroBatcher", "create_app", "text_limits"]

@@ -135,11 +135,11 @@ def distill(out_dir: Path | None = None, *, corpus: list[str] | None = None, bat
 
     Written to a temporary sibling and renamed into place, so a concurrent reader never sees half a matrix.
     """
-    from workflow.classify.embed import OnnxMiniLMEmbedder, _minilm_tokenizer_path
+    from workflow.classify.minilm import OnnxMiniLMEmbedder, minilm_tokenizer_path
 
     out_dir = Path(out_dir) if out_dir is not None else default_dir()
     teacher = OnnxMiniLMEmbedder()
-    tokenizer_path = _minilm_tokenizer_path()
+    tokenizer_path = minilm_tokenizer_path()
     vocab = teacher.tokenizer.get_vocab()
     size = teacher.tokenizer.get_vocab_size()
     special = {i for t, i in vocab.items() if t.startswith("[") and t.endswith("]")}
@@ -191,7 +191,7 @@ class StaticEmbedder:
     def __init__(self, directory: Path | None = None, name: str = NAME) -> None:
         from tokenizers import Tokenizer
 
-        from workflow.classify.embed import EmbeddingUnavailable
+        from workflow.classify.embed_base import EmbeddingUnavailable
 
         self.name = name
         if directory is None:
@@ -215,11 +215,11 @@ class StaticEmbedder:
         tokens is one sparse (texts x vocab) product with the matrix (a gather + reduceat is 100x slower)."""
         import scipy.sparse as sp
 
-        from workflow.classify.embed import _chunks, _l2_normalise
+        from workflow.classify.embed_base import chunks, l2_normalise
 
         texts = list(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for start, stop in _chunks(len(texts), max(batch_size, 1), progress, self.name):
+        for start, stop in chunks(len(texts), max(batch_size, 1), progress, self.name):
             ids = [e.ids for e in self.tokenizer.encode_batch(texts[start:stop], add_special_tokens=False)]
             indptr = np.zeros(len(ids) + 1, dtype=np.int64)
             np.cumsum([len(i) for i in ids], out=indptr[1:])
@@ -227,7 +227,7 @@ class StaticEmbedder:
             bag = sp.csr_matrix((np.ones(len(flat), dtype=np.float32), flat, indptr),
                                 shape=(len(ids), self.matrix.shape[0]))
             out[start:stop] = bag @ self.matrix
-        return _l2_normalise(out)
+        return l2_normalise(out)
 
 
 def _read_texts(path: Path, field: str, limit: int) -> list[str]:
