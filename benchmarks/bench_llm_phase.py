@@ -90,9 +90,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from workflow.config import JobConfig
     from workflow.ingest import read_corpus
-    from workflow.testing.testserver import OpenAITestServer
     from workflow.runner import execute
     from workflow.store import Store
+    from workflow.testing.testserver import OpenAITestServer
 
     tmp = Path(tempfile.mkdtemp(prefix="tnt-bench-llm-"))
     rows = [json.loads(line) for line in DATA.open()][: 2 * args.n]

@@ -60,7 +60,7 @@ def main() -> None:
         out: dict = {"mode": mode, "kind": kind, "n_fit": len(fit)}
         started = time.perf_counter()
 
-        def flagged(sus: np.ndarray) -> dict:
+        def flagged(sus: np.ndarray, ff: np.ndarray = ff) -> dict:
             hit = (sus & ff).sum()
             return {"flagged": round(float(sus.mean()), 3), "recall": round(hit / max(ff.sum(), 1), 3),
                     "precision": round(hit / max(sus.sum(), 1), 3)}

@@ -69,9 +69,9 @@ def run_one(kind: str, args: argparse.Namespace, data: dict) -> dict:
     from workflow.config import JobConfig
     from workflow.graph.context import RunContext
     from workflow.graph.nodes.recheck import recheck
-    from workflow.testing import scripted
     from workflow.llm.gateway import Gateway
     from workflow.store import Label, Store, text_hash
+    from workflow.testing import scripted
 
     texts, y, intents, X = data["texts"], data["y"], data["intents"], data["X"]
     noisy, flipped = corrupt(y, X, args.noise, kind, np.random.default_rng(args.seed + 1))

@@ -162,10 +162,11 @@ def section_predict(args: argparse.Namespace, work: Path, out: dict) -> None:
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from bench_predict import make_model
+
+    from workflow.classify.checkpoint import open_resumable_output
     from workflow.classify.embed import get_embedder
     from workflow.classify.loader import from_artifact
     from workflow.classify.predict import make_vectorizer, open_input, predict_stream
-    from workflow.classify.checkpoint import open_resumable_output
 
     texts = list(dict.fromkeys(banking77_texts()))[: args.predict_texts]  # unique: nothing repeats
     corpus = work / f"predict_{len(texts)}.jsonl"

@@ -46,9 +46,9 @@ from workflow.classify.vectors import embed_texts  # noqa: E402
 from workflow.config import JobConfig  # noqa: E402
 from workflow.evolve.update import update_run  # noqa: E402
 from workflow.ingest import read_corpus  # noqa: E402
-from workflow.testing import scripted  # noqa: E402
 from workflow.runner import execute  # noqa: E402
 from workflow.store import Store  # noqa: E402
+from workflow.testing import scripted  # noqa: E402
 
 DATA = Path("/work/shared/datasets/banking77")
 

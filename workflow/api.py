@@ -16,7 +16,7 @@ import hashlib
 import os
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +28,6 @@ from workflow.classifier import TextClassifier
 from workflow.config import JobConfig
 from workflow.ingest import InputError, default_corpus_name
 from workflow.store import OTHER_ID, OTHER_NAME, Store, StoreError
-
 
 
 class RunError(RuntimeError):

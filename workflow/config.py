@@ -115,7 +115,7 @@ class JobConfig(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _seeds_fit(self) -> "JobConfig":
+    def _seeds_fit(self) -> JobConfig:
         if self.label_mode == "fixed" and not self.seed_labels:
             raise ValueError("--label-mode fixed needs the labels: give --labels FILE")
         if len(self.seed_labels) > self.max_labels:

@@ -20,7 +20,13 @@ import duckdb
 import pyarrow as pa
 
 from workflow.ingest import (
-    LONG_DOC_CHARS, IngestReport, InputError, RowValidator, duplicate_id_error, iter_rows, source_label,
+    LONG_DOC_CHARS,
+    IngestReport,
+    InputError,
+    RowValidator,
+    duplicate_id_error,
+    iter_rows,
+    source_label,
 )
 
 BATCH_ROWS = 10_000

@@ -7,14 +7,13 @@ from typing import Any
 
 from langgraph.types import Command
 
-
 from workflow.config import JobConfig
-from workflow.ingest import IngestReport, default_corpus_name
-from workflow.ingest_stage import StagedCorpus, ingest_stream, insert_staged
 from workflow.graph.build import build_graph, open_checkpointer
 from workflow.graph.context import RunContext, RunFailed
-from workflow.llm.gateway import BudgetExceeded, Gateway, Usage
+from workflow.ingest import IngestReport, default_corpus_name
+from workflow.ingest_stage import StagedCorpus, ingest_stream, insert_staged
 from workflow.llm.base import FatalModelError
+from workflow.llm.gateway import BudgetExceeded, Gateway, Usage
 from workflow.store import Store
 
 

@@ -15,7 +15,6 @@ from workflow.runner import execute
 from workflow.store import Store
 
 
-
 @dataclass(frozen=True)
 class Trained:
     db: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workflow.classify.loader import ServingModel, from_artifact, from_store, linear_heads, load_model, ModelNotFound
+from workflow.classify.loader import ModelNotFound, ServingModel, from_artifact, from_store, linear_heads, load_model
 from workflow.classify.train import train_classifier
 from workflow.store import Store
 

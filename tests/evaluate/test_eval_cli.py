@@ -7,13 +7,13 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from tests.conftest import SCRIPTED_JOB
 from workflow.cli import app
 from workflow.config import JobConfig
 from workflow.evaluate import metrics as M
 from workflow.ingest import read_corpus
 from workflow.runner import execute
 from workflow.store import Store
-from tests.conftest import SCRIPTED_JOB
 
 runner = CliRunner()
 

@@ -7,15 +7,14 @@ import re
 
 import pytest
 
+from tests.conftest import SCRIPTED_JOB
 from workflow.config import JobConfig
-from workflow.evaluate.judge import make_pairs, judge_run
+from workflow.evaluate.judge import judge_run, make_pairs
 from workflow.ingest import read_corpus
-from workflow.testing import scripted
-from workflow.testing.scripted import register_script
 from workflow.runner import execute
 from workflow.store import Label, Store
-from tests.conftest import SCRIPTED_JOB
-
+from workflow.testing import scripted
+from workflow.testing.scripted import register_script
 
 
 def _doc_words(user: str) -> set[str]:

@@ -9,10 +9,10 @@ import pytest
 from workflow.clustering import n_clusters
 from workflow.config import JobConfig
 from workflow.ingest import read_corpus
-from workflow.testing.scripted import PROMPT_OF_SCHEMA, keywords
-from workflow.testing.testserver import OpenAITestServer
 from workflow.runner import execute
 from workflow.store import OTHER_ID, Store
+from workflow.testing.scripted import PROMPT_OF_SCHEMA, keywords
+from workflow.testing.testserver import OpenAITestServer
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import sample_rows
+
 from workflow.config import JobConfig
 from workflow.ingest import read_corpus
 from workflow.runner import execute

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.conftest import USE_CASE, no_traceback, tnt, write_jsonl
-from workflow.testing.scripted import _taxonomy_lines, keywords, register_script
 from workflow.store import Store
+from workflow.testing.scripted import _taxonomy_lines, keywords, register_script
 
 pytestmark = pytest.mark.integration
 

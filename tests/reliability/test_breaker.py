@@ -13,8 +13,8 @@ import pytest
 from tests.reliability.conftest import USE_CASE, no_traceback, respond, tnt, tnt_subprocess, write_jsonl
 from tests.reliability.test_provider_faults import long_rows
 from workflow.llm import gateway
-from workflow.testing.testserver import OpenAITestServer
 from workflow.store import Store
+from workflow.testing.testserver import OpenAITestServer
 
 pytestmark = pytest.mark.integration
 

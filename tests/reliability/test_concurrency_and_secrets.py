@@ -10,10 +10,16 @@ import time
 import pytest
 
 from tests.reliability.conftest import (
-    SCRIPTED_CLI, USE_CASE, no_traceback, respond, tnt, tnt_subprocess, write_jsonl,
+    SCRIPTED_CLI,
+    USE_CASE,
+    no_traceback,
+    respond,
+    tnt,
+    tnt_subprocess,
+    write_jsonl,
 )
-from workflow.testing.testserver import OpenAITestServer
 from workflow.store import Store
+from workflow.testing.testserver import OpenAITestServer
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ import threading
 import pytest
 
 from tests.reliability.conftest import USE_CASE, no_traceback, respond, tnt, write_jsonl
-from workflow.testing.testserver import OpenAITestServer
 from workflow.store import OTHER_ID, Store
+from workflow.testing.testserver import OpenAITestServer
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from tests.reliability.conftest import USE_CASE, no_traceback, respond, tnt, write_jsonl
-from workflow.testing.testserver import OpenAITestServer
 from workflow.store import Store
+from workflow.testing.testserver import OpenAITestServer
 
 pytestmark = pytest.mark.integration
 MODEL = "openai/test-model"

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SCRIPTED_JOB
 from workflow.config import JobConfig
 from workflow.ingest import read_corpus
 from workflow.review.server import ReviewApp, make_server, url_of
 from workflow.runner import execute
 from workflow.store import Store
-from tests.conftest import SCRIPTED_JOB
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "banking77_sample.jsonl"
 

@@ -5,11 +5,10 @@ Only touched documents go back to the LLM (counted via workflow.testing.scripted
 
 from __future__ import annotations
 
-from workflow.testing import scripted
 from workflow.review import edits
 from workflow.runner import execute
 from workflow.store import Store
-
+from workflow.testing import scripted
 
 
 def _biggest_labels(store: Store, run_id: str) -> list[tuple[str, int]]:

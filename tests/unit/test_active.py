@@ -14,12 +14,11 @@ from workflow.cli import app, print_summary
 from workflow.config import JobConfig
 from workflow.estimate import estimate_run
 from workflow.graph.nodes import label as label_node
-from workflow.graph.selection import candidate_pool
 from workflow.graph.nodes.sample import sample
-from workflow.testing import scripted
+from workflow.graph.selection import candidate_pool
 from workflow.runner import execute, run_context
 from workflow.store import Store, text_hash
-
+from workflow.testing import scripted
 
 # -- the selection function ---------------------------------------------------------------------------------------
 

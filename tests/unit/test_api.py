@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 import workflow as tnt
-from workflow.testing import scripted  # noqa: F401  (registers the scripted/ models)
 from tests.conftest import SCRIPTED_JOB, sample_rows
+from workflow.testing import scripted  # noqa: F401  (registers the scripted/ models)
 
 OPTIONS = {k: v for k, v in SCRIPTED_JOB.items() if k != "use_case"}
 USE_CASE = SCRIPTED_JOB["use_case"]

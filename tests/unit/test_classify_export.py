@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
-from threadpoolctl import threadpool_limits
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
+from threadpoolctl import threadpool_limits
 
 from workflow.classify.export import (
     ArtifactError,

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from workflow.testing import scripted
 from workflow.llm.gateway import BudgetExceeded, Gateway, Request
 from workflow.llm.responses import Summary, assignment_model
-from workflow.testing.testserver import OpenAITestServer
 from workflow.store import Store
+from workflow.testing import scripted
+from workflow.testing.testserver import OpenAITestServer
 
 VARS = {"use_case": "bank support", "max_words": 10, "text": "my card has not arrived"}
 
@@ -68,8 +68,8 @@ def test_a_rejected_request_is_an_answer_a_rerun_reuses_unless_asked_to_retry(st
 
 
 def test_answers_that_never_validate_stop_the_run_within_a_few_documents(store):
-    from workflow.llm.gateway import Request
     from workflow.llm.base import FatalModelError
+    from workflow.llm.gateway import Request
 
     scripted.register_script("never", lambda *a: '{"summary": ""}')
     before = scripted.calls["never"]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from workflow.testing import scripted
 from workflow.runner import execute
 from workflow.store import OTHER_ID, Store
-
+from workflow.testing import scripted
 
 
 @pytest.mark.parametrize("proposal", ["clusters", "minibatch"])

@@ -15,12 +15,12 @@ from workflow.cli import app
 from workflow.config import JobConfig
 from workflow.graph.nodes.hierarchy import build_hierarchy
 from workflow.ingest import read_corpus
-from workflow.testing import scripted
 from workflow.llm.gateway import Gateway
 from workflow.review import edits
 from workflow.review.edits import ReviewError
 from workflow.runner import execute
 from workflow.store import Label, Store
+from workflow.testing import scripted
 
 cli = CliRunner()
 

@@ -48,7 +48,7 @@ def test_checksums_and_local_models():
 
 
 def test_gateway_scrubs_prompts_to_remote_models_only(db):
-    from workflow.llm.gateway import Gateway, Request
+    from workflow.llm.gateway import Gateway
     from workflow.llm.responses import summary_model
     from workflow.store import Store
 

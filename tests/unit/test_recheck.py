@@ -10,10 +10,10 @@ import pytest
 
 from workflow.classify.recheck import budget
 from workflow.cli import recheck_line
-from workflow.testing import scripted
 from workflow.llm.responses import recheck_model
 from workflow.runner import execute
 from workflow.store import OTHER_ID, Store
+from workflow.testing import scripted
 
 RECHECK = 0.25
 

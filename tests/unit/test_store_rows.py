@@ -29,4 +29,4 @@ def test_a_bad_stored_config_fails_where_it_is_read_not_when_the_row_is(tmp_path
         row = store.run(run_id)
         assert row["status"] == "running"
         with pytest.raises(ValidationError):
-            row.config
+            _ = row.config

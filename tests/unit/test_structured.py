@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import pytest
 
+from workflow.llm.base import FatalModelError
 from workflow.llm.failfast import FailureTracker
 from workflow.llm.gateway import Gateway, Request
 from workflow.llm.responses import Summary
 from workflow.llm.structured import MODES, is_refusal, request_params
-from workflow.testing.testserver import OpenAITestServer, requested_schema
-from workflow.llm.base import FatalModelError
 from workflow.store import Store
+from workflow.testing.testserver import OpenAITestServer, requested_schema
 
 pytestmark = pytest.mark.integration
 MODEL = "openai/test-model"

@@ -19,9 +19,9 @@ from workflow.cli import app
 from workflow.config import JobConfig
 from workflow.evolve.update import LABEL_ROUNDS, UpdateError, update_run
 from workflow.ingest import read_corpus
-from workflow.testing import scripted
 from workflow.runner import execute
 from workflow.store import OTHER_ID, Label, Store
+from workflow.testing import scripted
 
 cli = CliRunner()
 

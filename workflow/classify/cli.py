@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import duckdb
 import typer
@@ -20,7 +19,7 @@ def _fmt(x: object) -> str:
     return "n/a" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))
 
 
-def _run_id(store: Store, run_id: Optional[str]) -> str:
+def _run_id(store: Store, run_id: str | None) -> str:
     try:
         run_id = run_id or store.latest_run_id()
         store.run(run_id)
@@ -34,7 +33,7 @@ def _run_id(store: Store, run_id: Optional[str]) -> str:
 
 @app.command()
 def train(
-    run_id: Optional[str] = typer.Argument(None, help="Run whose labels to train on (default: the latest)."),
+    run_id: str | None = typer.Argument(None, help="Run whose labels to train on (default: the latest)."),
     db: str = DB_OPT,
     algorithms: str = typer.Option("logreg", help="Comma-separated candidates: logreg, lightgbm, mlp."),
     label_docs: bool = typer.Option(True, "--predict/--no-predict", help="Label the run's corpus with the new "
@@ -190,9 +189,9 @@ def predict(
     db: str = DB_OPT,
     text_field: str = typer.Option("text", help="Field holding the text."),
     id_field: str = typer.Option("id", help="Field holding the document id (missing: hash of the text)."),
-    vector_field: Optional[str] = typer.Option(None, help="Use precomputed embeddings from this column instead "
+    vector_field: str | None = typer.Option(None, help="Use precomputed embeddings from this column instead "
                                                           "of embedding the text (Parquet or DuckDB input)."),
-    batch_size: Optional[int] = typer.Option(None, min=1, help="Rows read, embedded and written per batch "
+    batch_size: int | None = typer.Option(None, min=1, help="Rows read, embedded and written per batch "
                                              "[default: 4096 texts, 32768 precomputed vectors]."),
     memory_limit: str = typer.Option("256MB", help="DuckDB memory cap while streaming; DuckDB would otherwise "
                                                    "keep the blocks it read cached, up to 80% of RAM."),
@@ -204,18 +203,22 @@ def predict(
                                                                "model against its run's own unseen documents."),
     engine: str = typer.Option("local", help="local: this process; ray: embed and classify on Ray actors (a local "
                                "cluster, or --ray-address), same output rows; no embedding cache, no drift."),
-    ray_address: Optional[str] = typer.Option(None, help="With --engine ray: a running cluster ('auto', "
+    ray_address: str | None = typer.Option(None, help="With --engine ray: a running cluster ('auto', "
                                               "'ray://host:10001'); default: start one on this machine."),
 ) -> None:
     """Label any number of documents with a classifier, streaming in batches (memory stays flat).
 
     Interrupted (Ctrl-C, killed, a crash), the same command run again continues where it stopped: documents
     already in the output are neither embedded nor written again."""
+    from workflow.classify.checkpoint import count_input_rows, open_resumable_output
     from workflow.classify.embed import EmbeddingUnavailable
     from workflow.classify.predict import (
-        PredictInputError, make_vectorizer, open_input, other_share, predict_stream,
+        PredictInputError,
+        make_vectorizer,
+        open_input,
+        other_share,
+        predict_stream,
     )
-    from workflow.classify.checkpoint import count_input_rows, open_resumable_output
 
     if engine not in ("local", "ray"):
         fail(f"unknown --engine {engine!r}; choose local or ray")
@@ -289,10 +292,10 @@ def predict(
 
 @app.command()
 def export(
-    run_id: Optional[str] = typer.Argument(None, help="Run whose model to export (default: the latest run)."),
+    run_id: str | None = typer.Argument(None, help="Run whose model to export (default: the latest run)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Directory to write the artifact into."),
     db: str = DB_OPT,
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model id (default: the run's latest)."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model id (default: the run's latest)."),
     overwrite: bool = typer.Option(False, help="Replace an existing artifact directory's files."),
 ) -> None:
     """Write a versioned artifact: model.skops, taxonomy.json (stable ids), metrics, manifest, model card."""

@@ -4,7 +4,7 @@ static fast tier is distilled from (workflow/classify/static_embed.py)."""
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 

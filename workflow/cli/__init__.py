@@ -6,10 +6,10 @@ Errors a user can fix print one line and exit non-zero; no tracebacks. Each comm
 
 from __future__ import annotations
 
+from workflow.classify import cli as _classify_cli  # noqa: F401
 from workflow.cli import jobs as _jobs  # noqa: F401  (run, resume, status)
 from workflow.cli.common import app
 from workflow.cli.summary import print_summary, recheck_line
-from workflow.classify import cli as _classify_cli  # noqa: F401
 from workflow.evaluate import cli as _evaluate_cli  # noqa: F401
 from workflow.evolve import cli as _evolve_cli  # noqa: F401
 from workflow.review import cli as _review_cli  # noqa: F401

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich import box
@@ -14,7 +13,7 @@ from rich.table import Table
 from workflow.api import Project, Run
 from workflow.cli.common import DB_OPT, EXIT, app, config_option, err, fail, open_store, out, setup_logging
 from workflow.cli.summary import print_summary
-from workflow.config import LOCAL_MODEL, JobConfig
+from workflow.config import JobConfig
 from workflow.secrets import redact
 from workflow.store import Store, StoreError
 
@@ -25,14 +24,14 @@ def run(
     use_case: str = config_option("use_case", "--use-case", "-u"),
     db: str = DB_OPT,
     model: str = config_option("model", "--model", "-m"),
-    summary_model: Optional[str] = config_option("summary_model"),
-    taxonomy_model: Optional[str] = config_option("taxonomy_model"),
-    label_model: Optional[str] = config_option("label_model"),
-    api_base: Optional[str] = config_option("api_base"),
+    summary_model: str | None = config_option("summary_model"),
+    taxonomy_model: str | None = config_option("taxonomy_model"),
+    label_model: str | None = config_option("label_model"),
+    api_base: str | None = config_option("api_base"),
     text_field: str = typer.Option("text", help="Field holding the document text."),
     id_field: str = typer.Option("id", help="Field holding a unique document id (default: hash of the text)."),
-    time_field: Optional[str] = config_option("time_field", "--time-field"),
-    corpus_name: Optional[str] = typer.Option(None, "--corpus", help="Name of the corpus in the database."),
+    time_field: str | None = config_option("time_field", "--time-field"),
+    corpus_name: str | None = typer.Option(None, "--corpus", help="Name of the corpus in the database."),
     batch_size: int = config_option("batch_size"),
     taxonomy_sample: int = config_option("taxonomy_sample"),
     label_sample: int = config_option("label_sample"),
@@ -45,7 +44,7 @@ def run(
     multi_label: bool = config_option("multi_label", "--multi-label"),
     max_labels_per_doc: int = config_option("max_labels_per_doc"),
     concurrency: int = config_option("concurrency"),
-    max_cost: Optional[float] = config_option("max_cost"),
+    max_cost: float | None = config_option("max_cost"),
     timeout: float = config_option("timeout_s", "--timeout"),
     max_attempts: int = config_option("max_attempts", "--max-attempts"),
     seed: int = config_option("seed"),
@@ -57,7 +56,7 @@ def run(
     max_parents: int = config_option("max_parents", "--max-parents"),
     structured_output: str = config_option("structured_output", "--structured-output"),
     embedder: str = config_option("embedding_model", "--embedder"),
-    labels_file: Optional[Path] = typer.Option(None, "--labels", help="Labels you already have: YAML, JSON or CSV "
+    labels_file: Path | None = typer.Option(None, "--labels", help="Labels you already have: YAML, JSON or CSV "
                                                "with name, optional description and examples (docs: workflow/seeds.py)."),
     label_mode: str = config_option("label_mode", "--label-mode"),
     summaries: str = config_option("summaries", "--summaries"),
@@ -131,9 +130,9 @@ def run(
 
 @app.command()
 def resume(
-    run_id: Optional[str] = typer.Argument(None, help="Run to continue (default: the latest)."),
+    run_id: str | None = typer.Argument(None, help="Run to continue (default: the latest)."),
     db: str = DB_OPT,
-    max_cost: Optional[float] = typer.Option(None, help="Raise the budget of a run stopped by --max-cost."),
+    max_cost: float | None = typer.Option(None, help="Raise the budget of a run stopped by --max-cost."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Ask again the calls that failed or whose "
                                       "answers were rejected (kept as they are otherwise, also by a re-run)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -186,7 +185,7 @@ def _execute(job: Run, quiet: bool, max_cost: float | None = None, retry_failed:
 
 
 @app.command()
-def status(run_id: Optional[str] = typer.Argument(None), db: str = DB_OPT,
+def status(run_id: str | None = typer.Argument(None), db: str = DB_OPT,
            as_json: bool = typer.Option(False, "--json")) -> None:
     """Show each run's stage, counts, calls and cost (or one run in detail)."""
     if not Path(db).exists():

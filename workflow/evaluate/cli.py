@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -30,18 +29,18 @@ def _note(details: dict) -> str:
 
 @app.command("eval")
 def eval_cmd(
-    run_id: Optional[str] = typer.Argument(None, help="Run to evaluate (default: the latest)."),
+    run_id: str | None = typer.Argument(None, help="Run to evaluate (default: the latest)."),
     db: str = DB_OPT,
     gold: str = typer.Option("label", "--gold", help="Field of the input records holding gold labels, if any."),
-    against: Optional[str] = typer.Option(None, "--against", help="Another run: report run-to-run stability."),
-    gold_parent: Optional[str] = typer.Option(None, "--gold-parent", help="Field holding gold parent classes, "
+    against: str | None = typer.Option(None, "--against", help="Another run: report run-to-run stability."),
+    gold_parent: str | None = typer.Option(None, "--gold-parent", help="Field holding gold parent classes, "
                                               "for level-2 metrics of a two-level taxonomy (default: --gold)."),
-    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Also grade the run with this LLM judge."),
+    judge_model: str | None = typer.Option(None, "--judge-model", help="Also grade the run with this LLM judge."),
     judge_pairs: int = typer.Option(50, "--judge-pairs", min=1, help="Documents in the judge's label-accuracy test."),
-    api_base: Optional[str] = typer.Option(None, help="Endpoint for the judge model (default: the run's)."),
+    api_base: str | None = typer.Option(None, help="Endpoint for the judge model (default: the run's)."),
     seed: int = typer.Option(0, help="Seed for the judge's samples and label positions."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    structured_output: Optional[str] = typer.Option(None, "--structured-output", help="How to ask the judge for "
+    structured_output: str | None = typer.Option(None, "--structured-output", help="How to ask the judge for "
                                                     "JSON: auto|json_schema|json_object|tools|prompt (default: the run's)."),
 ) -> None:
     """Evaluate a run against gold labels, its classifier and (optionally) an LLM judge."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 from rich.table import Table
 
@@ -13,16 +11,16 @@ from workflow.store import StoreError
 
 @app.command("hierarchy")
 def hierarchy_cmd(
-    run_id: Optional[str] = typer.Argument(None, help="Run whose final labels get parents (default: the latest)."),
+    run_id: str | None = typer.Argument(None, help="Run whose final labels get parents (default: the latest)."),
     db: str = DB_OPT,
-    max_parents: Optional[int] = typer.Option(None, "--max-parents", min=2, help="Most parents (default: the run's)."),
+    max_parents: int | None = typer.Option(None, "--max-parents", min=2, help="Most parents (default: the run's)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Group a run's final labels under at most N parents (a new taxonomy version; leaf ids do not change)."""
     from workflow.graph.nodes.hierarchy import HierarchyError, build_hierarchy
-    from workflow.llm.gateway import BudgetExceeded
     from workflow.llm.base import FatalModelError
+    from workflow.llm.gateway import BudgetExceeded
     from workflow.llm.registry import close_transports
     from workflow.runner import run_context
 
@@ -68,14 +66,14 @@ def update_cmd(
     db: str = DB_OPT,
     text_field: str = typer.Option("text", help="Field holding the document text."),
     id_field: str = typer.Option("id", help="Field holding a unique document id."),
-    label_budget: Optional[int] = typer.Option(None, "--label-budget", min=1,
+    label_budget: int | None = typer.Option(None, "--label-budget", min=1,
                                                help="Most new documents pseudo-labeled: the refresh (at most a quarter), the new labels' seed "
                                                     "documents, then those an interim classifier puts under new labels (default: label_sample/4)."),
-    proposal_sample: Optional[int] = typer.Option(None, "--proposal-sample", min=1,
+    proposal_sample: int | None = typer.Option(None, "--proposal-sample", min=1,
                                                   help="Unexplained documents the new labels are proposed from (default: taxonomy_sample/2)."),
     refresh_per_label: int = typer.Option(3, "--refresh-per-label", min=0,
                                           help="Explained documents per label re-labeled as a refresh."),
-    max_new_labels: Optional[int] = typer.Option(None, "--max-new-labels", min=1, help="Most labels added."),
+    max_new_labels: int | None = typer.Option(None, "--max-new-labels", min=1, help="Most labels added."),
     new_labels: str = typer.Option("auto", "--new-labels",
                                    help="When to add labels: auto (only when the new documents drift from the run's "
                                         "own), always (propose whatever the drift), never."),
@@ -92,8 +90,8 @@ def update_cmd(
     from workflow.classify.train import TrainingError
     from workflow.evolve.update import UpdateError, update_run
     from workflow.ingest import InputError
-    from workflow.llm.gateway import BudgetExceeded
     from workflow.llm.base import FatalModelError
+    from workflow.llm.gateway import BudgetExceeded
     from workflow.llm.registry import close_transports
 
     setup_logging(verbose)

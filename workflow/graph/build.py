@@ -26,6 +26,7 @@ from workflow.graph.nodes.taxonomy import more_batches, update
 from workflow.graph.nodes.train import predict, train
 from workflow.graph.state import RunState
 
+
 def propose(ctx: RunContext, state: RunState) -> RunState:
     if given.is_fixed(ctx):  # --label-mode fixed: the given labels are the taxonomy
         return seeded.fixed_taxonomy(ctx, state)

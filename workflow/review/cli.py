@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import webbrowser
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,12 +15,12 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 @app.command()
 def review(
-    run_id: Optional[str] = typer.Argument(None, help="Run to review (default: the latest)."),
+    run_id: str | None = typer.Argument(None, help="Run to review (default: the latest)."),
     db: str = DB_OPT,
     host: str = typer.Option("127.0.0.1", help="Interface to bind; keep the default unless you know why."),
     port: int = typer.Option(0, help="Port to listen on; 0 picks a free one."),
     no_open: bool = typer.Option(False, "--no-open", help="Do not open a browser."),
-    reviewer: Optional[str] = typer.Option(None, "--reviewer", help="Name recorded with each edit (default: OS user)."),
+    reviewer: str | None = typer.Option(None, "--reviewer", help="Name recorded with each edit (default: OS user)."),
 ) -> None:
     """Review a run's taxonomy and labels in the browser: rename, merge, split, add, delete, correct documents."""
     from workflow.review.edits import default_reviewer
@@ -58,10 +57,10 @@ def review(
 
 @app.command()
 def report(
-    run_id: Optional[str] = typer.Argument(None, help="Run to report on (default: the latest)."),
+    run_id: str | None = typer.Argument(None, help="Run to report on (default: the latest)."),
     out: Path = typer.Option(Path("report.html"), "--out", "-o", help="HTML file to write."),
     db: str = DB_OPT,
-    time_field: Optional[str] = typer.Option(None, "--time-field", help="Document field holding dates, for label "
+    time_field: str | None = typer.Option(None, "--time-field", help="Document field holding dates, for label "
                                              "share over time (default: the run's --time-field)."),
     map_points: int = typer.Option(2000, "--map-points", min=10, max=20000, help="Documents sampled onto the map."),
 ) -> None:

@@ -15,8 +15,8 @@ import numpy as np
 
 from workflow.classify.mislabel import rank_suspects
 from workflow.clustering import min_docs
-from workflow.review.insight import InsightCache, insight
 from workflow.llm.responses import injected_name_reason, instruction_reason, name_support
+from workflow.review.insight import InsightCache, insight
 from workflow.store import OTHER_ID, OTHER_NAME, Label, Store
 
 EmbedFn = Callable[[Store, list[str], list[str]], np.ndarray]  # (store, texts, text hashes) -> vectors

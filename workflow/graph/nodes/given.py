@@ -7,8 +7,6 @@ from __future__ import annotations
 import numpy as np
 
 from workflow import clustering
-from workflow.classify.embed import get_embedder
-from workflow.classify.vectors import embed_texts
 from workflow.graph.context import RunContext
 from workflow.seeds import SeedLabel
 from workflow.store import Label

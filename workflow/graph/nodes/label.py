@@ -5,10 +5,10 @@ every label that applies (the first is stored as label_id, all of them as label_
 from __future__ import annotations
 
 from workflow.graph.context import RunContext, RunFailed
-from workflow.graph.selection import next_round
 from workflow.graph.nodes.shortlist import shortlists
 from workflow.graph.nodes.taxonomy import format_taxonomy
 from workflow.graph.nodes.text import clip
+from workflow.graph.selection import next_round
 from workflow.graph.state import RunState
 from workflow.llm.gateway import CallResult, Request
 from workflow.llm.prompts import fence

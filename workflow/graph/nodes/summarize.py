@@ -11,7 +11,6 @@ from workflow.llm.gateway import CallResult, Request
 from workflow.llm.prompts import fence
 from workflow.llm.responses import Summary, summary_model
 
-
 SHOWN_WORDS = 60  # a document shown in a naming prompt without a summary is cut to this many words
 
 
