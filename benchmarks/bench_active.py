@@ -188,7 +188,8 @@ def plot(rows: list[dict], budgets: list[int], path: str) -> None:
             prod = [(r["labels"], r["product_accuracy"]) for r in rows if r["teacher"] == teacher
                     and r["method"] == method and r["product_accuracy"] is not None]
             if prod:
-                ax.scatter(*zip(*prod), marker=mark, s=140 if mark == "*" else 60, color=colour, edgecolor="black", zorder=3,
+                ax.scatter(*zip(*prod), marker=mark, s=140 if mark == "*" else 60, color=colour, edgecolor="black",
+                           zorder=3,
                            label=f"{method}, {teacher} teacher (product training)")
     ax.set_xscale("log")
     ax.minorticks_off()

@@ -6,7 +6,8 @@ centroid is nearest to the document: the kind of mistake a real labeler makes). 
 each noise level, the classifier is trained on the noisy train split through the product's own training function
 and defaults (workflow.classify.fit.train_single_label with a default JobConfig: what `tnt run` / `tnt train` run,
 including the held-out, conformal and calibration splits, the CV choice of C on the noisy labels and the
-noise-aware re-weighting; `--no-noise-aware` turns the last off) and scored on the clean test split. `teacher_accuracy` is the share of training labels that are correct (the teacher's accuracy). Then the mislabel queue
+noise-aware re-weighting; `--no-noise-aware` turns the last off) and scored on the clean test split. \
+`teacher_accuracy` is the share of training labels that are correct (the teacher's accuracy). Then the mislabel queue
 (workflow.classify.mislabel.rank_suspects) ranks the noisy training set and we report the share of injected errors
 found in its top 10% and top 20% (a random ranking finds 10% and 20%).
 
@@ -144,11 +145,13 @@ def main(argv: list[str] | None = None) -> None:
     X_tr_all, X_te_all = cached_embeddings(tr_texts, "train"), cached_embeddings(te_texts, "test")
     print(f"BANKING77: train {len(tr_texts)}, test {len(te_texts)}; embeddings {EMBEDDER} dim {X_tr_all.shape[1]}; "
           f"train subsampled to <= {args.train_n}; trained by train_single_label with JobConfig() defaults "
-          f"(algorithms {JobConfig(use_case='bench_noise').algorithms}, C grid {train_mod.LOGREG_C_GRID}, noise-aware {not args.no_noise_aware}); "
+          f"(algorithms {JobConfig(use_case='bench_noise').algorithms}, C grid {train_mod.LOGREG_C_GRID}, "
+          f"noise-aware {not args.no_noise_aware}); "
           f"scored on the clean test split", flush=True)
 
     rows = []
-    header = f"{'seed':>4} {'classes':>7} {'kind':>10} {'noise':>5} {'n_train':>7} {'n_test':>6} {'teacher':>7} {'acc':>6} {'vs clean':>8} {'est.noise':>9} " \
+    header = f"{'seed':>4} {'classes':>7} {'kind':>10} {'noise':>5} {'n_train':>7} {'n_test':>6} {'teacher':>7} " \
+             f"{'acc':>6} {'vs clean':>8} {'est.noise':>9} " \
              f"{'top10%':>6} {'top20%':>6} {'secs':>5}"
     print(header, flush=True)
     for seed, k in [(sd, int(v)) for sd in seeds for v in args.classes.split(",")]:
@@ -185,13 +188,16 @@ def main(argv: list[str] | None = None) -> None:
                     top10 = float(np.mean(caught < 0.1 * len(y)))
                     top20 = float(np.mean(caught < 0.2 * len(y)))
                 secs = time.perf_counter() - started
-                row = {"seed": seed, "classes": k, "kind": kind if rate else "-", "noise": rate, "n_train": len(y), "n_test": len(yt),
+                row = {"seed": seed, "classes": k, "kind": kind if rate else "-", "noise": rate, "n_train": len(y),
+                       "n_test": len(yt),
                        "teacher_accuracy": float(np.mean(noisy == y)), "accuracy": acc,
-                       "estimated_noise": est, "model": metrics.get("model"), "vs_clean": acc / clean_acc if clean_acc else None,
+                       "estimated_noise": est, "model": metrics.get("model"),
+                       "vs_clean": acc / clean_acc if clean_acc else None,
                        "errors_in_top10pct": top10, "errors_in_top20pct": top20, "seconds": secs}
                 rows.append(row)
                 fmt = lambda v: f"{v:6.1%}" if v is not None else f"{'-':>6}"  # noqa: E731
-                print(f"{seed:>4} {k:>7} {row['kind']:>10} {rate:>5.0%} {len(y):>7} {len(yt):>6} {row['teacher_accuracy']:7.3f} {acc:6.3f} "
+                print(f"{seed:>4} {k:>7} {row['kind']:>10} {rate:>5.0%} {len(y):>7} {len(yt):>6} "
+                      f"{row['teacher_accuracy']:7.3f} {acc:6.3f} "
                       f"{row['vs_clean'] or 0:8.3f} {fmt(est):>9} {fmt(top10)} {fmt(top20)} {secs:5.1f}", flush=True)
     if len(seeds) > 1:
         print_means(rows)
@@ -206,7 +212,8 @@ def print_means(rows: list[dict]) -> None:
     for r in rows:
         groups.setdefault((r["classes"], r["kind"], r["noise"]), []).append(r)
     print(f"\nmean over seeds {sorted({r['seed'] for r in rows})}:")
-    print(f"{'classes':>7} {'kind':>10} {'noise':>5} {'teacher':>7} {'acc':>6} {'min':>6} {'max':>6} {'below clean':>11}")
+    print(f"{'classes':>7} {'kind':>10} {'noise':>5} {'teacher':>7} {'acc':>6} {'min':>6} {'max':>6} "
+          f"{'below clean':>11}")
     for (k, kind, rate), rs in groups.items():
         acc = [r["accuracy"] for r in rs]
         gaps = [100 * (clean[(r["seed"], k)] - r["accuracy"]) for r in rs if (r["seed"], k) in clean]

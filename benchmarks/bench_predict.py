@@ -209,11 +209,13 @@ def main() -> None:
         t = time.perf_counter()
         make_table(main_db, args.rows)
         print(f"built a table of {args.rows:,} vectors in {time.perf_counter() - t:.1f}s")
-        arts = {"logreg": make_model(False, Path(tmp) / "lr"), "logreg+calibration": make_model(True, Path(tmp) / "cal")}
+        arts = {"logreg": make_model(False, Path(tmp) / "lr"),
+                "logreg+calibration": make_model(True, Path(tmp) / "cal")}
 
         b = bound(main_db, arts["logreg"])
         b_rate = b["rows"] / b["seconds"]
-        print(f"\nbound: argmax(X @ W + b) in memory, {b['rows']:,} x {DIM}: {b['seconds']:.3f}s = {b_rate:,.0f} rows/s")
+        print(f"\nbound: argmax(X @ W + b) in memory, {b['rows']:,} x {DIM}: "
+              f"{b['seconds']:.3f}s = {b_rate:,.0f} rows/s")
         r = read_only(main_db, args.batch_size)
         print(f"floor: only reading the vectors (DuckDB FLOAT[{DIM}] -> Arrow -> numpy): {r:.2f}s "
               f"= {args.rows / r:,.0f} rows/s -> {r / b['seconds']:.1f}x the in-memory bound")

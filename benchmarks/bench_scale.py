@@ -137,7 +137,8 @@ def section_ingest(args: argparse.Namespace, work: Path, out: dict) -> None:
     print(f"{'rows':>10} {'JSONL MB':>9} {'dry-run peak RSS':>17} {'ingest peak RSS':>16} {'ingest docs/s':>14}"
           + (f" {'dry-run RSS at ' + args.before_ref:>24}" if before else ""))
     for n, row in res.items():
-        print(f"{n:>10} {row['file_mb']:>9} {row['dry_run']['peak_rss_mb']:>14} MB {row['ingest']['peak_rss_mb']:>13} MB"
+        print(f"{n:>10} {row['file_mb']:>9} {row['dry_run']['peak_rss_mb']:>14} MB "
+              f"{row['ingest']['peak_rss_mb']:>13} MB"
               f" {row['ingest'].get('docs_per_s', '-'):>14}"
               + (f" {row['dry_run_before']['peak_rss_mb']:>21} MB" if before else ""))
     ratio = {k: res[big][k]["peak_rss_mb"] / res[small][k]["peak_rss_mb"]
@@ -191,7 +192,8 @@ def section_predict(args: argparse.Namespace, work: Path, out: dict) -> None:
     single_s = single()
     n = len(texts)
     print(f"embedder alone (minilm-int8):   {n / embed_s:8.1f} docs/s")
-    print(f"tnt predict, single machine:    {n / single_s:8.1f} docs/s   ({single_s / embed_s:.2f}x the embedder's time)")
+    print(f"tnt predict, single machine:    {n / single_s:8.1f} docs/s   "
+          f"({single_s / embed_s:.2f}x the embedder's time)")
     res = {"texts": n, "embed_s": embed_s, "single_s": single_s, "predict_vs_embedder": single_s / embed_s}
     try:
         import ray  # noqa: F401

@@ -4,7 +4,8 @@ with a real model, scored against BANKING77's gold intents; k-means on the same 
 For each configuration a fresh database runs the whole job (`workflow.runner.execute`, what `tnt run` does) on
 the same documents, then reports: labels, coverage (LLM labels not Other), NMI / ARI / harmonic purity /
 Hungarian accuracy of the LLM labels (on the labeled sample) and of the classifier's predictions (on every
-document), NMI of the embedding-nearest label of the labeled sample and how often the LLM chose it, model calls (failed ones too) and wall time. In the same run, k-means on the same MiniLM embeddings at
+document), NMI of the embedding-nearest label of the labeled sample and how often the LLM chose it, model calls \
+(failed ones too) and wall time. In the same run, k-means on the same MiniLM embeddings at
 the same k as each configuration's final taxonomy (and at --max-labels) gives the baseline a taxonomy should beat.
 
     python benchmarks/bench_taxonomy.py                                  # embedded model, 1000 docs, 4 configs
@@ -136,7 +137,8 @@ def main() -> None:
     for r in results:
         c, km = r["classifier"] or {}, base.get(r["labels"], {})
         ratio = c["nmi"] / km["nmi"] if c.get("nmi") is not None and km.get("nmi") else None
-        print(f"| {r['config']} | {r['labels']} | {fmt(r['coverage'])} | {fmt(r['llm']['nmi'])} | {fmt(r['llm']['ari'])} "
+        print(f"| {r['config']} | {r['labels']} | {fmt(r['coverage'])} | {fmt(r['llm']['nmi'])} "
+              f"| {fmt(r['llm']['ari'])} "
               f"| {fmt(r['llm']['hp'])} | {fmt(r['llm']['hungarian'])} | {fmt((r['nearest'] or {}).get('nmi'))} "
               f"| {fmt(r['agree'])} | {fmt(c.get('nmi'))} | {fmt(c.get('ari'))} "
               f"| {fmt(c.get('hp'))} | {fmt(c.get('hungarian'))} | {fmt(ratio)} | {r['calls']} ({r['failed']}) "

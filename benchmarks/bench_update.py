@@ -327,7 +327,8 @@ def main() -> None:
         "new_intent_docs_under_new_labels": share, "n_test_new": len(test_new),
         "old_label_accuracy_before": float(acc_before), "old_label_accuracy_after": float(acc_after),
         "n_test_old": len(test_old), "held_out_report": report["held_out"],
-        "budget": budget, "refused_initial": refused_run, "refused_update": refused_update, "update_calls": report["calls"], "initial_run_calls": run_calls, "rerun_calls": rerun_calls,
+        "budget": budget, "refused_initial": refused_run, "refused_update": refused_update,
+        "update_calls": report["calls"], "initial_run_calls": run_calls, "rerun_calls": rerun_calls,
         "update_vs_rerun_calls": report["calls"] / rerun_calls if rerun_calls else None,
         "seconds": {"initial_run": round(t_run, 1), "update": round(t_update, 1), "rerun": round(t_rerun, 1)},
     }

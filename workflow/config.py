@@ -61,7 +61,10 @@ class JobConfig(BaseModel):
     structured_output: str = Field("auto", description="auto | json_schema | json_object | tools | prompt "
                                    "(workflow/llm/structured.py)")
 
-    embedding_model: str = Field("minilm-int8", description="Embeddings for clusters, shortlists and the classifier: minilm-int8 (bundled), static-minilm (the fast tier: ~80x the texts/s, ~5 points less accurate; docs/serving.md), st:/path/to/sentence-transformers-dir, static:/dir, or litellm:<provider model> (e.g. litellm:text-embedding-3-small).")
+    embedding_model: str = Field("minilm-int8", description="Embeddings for clusters, shortlists and the classifier: "
+                                 "minilm-int8 (bundled), static-minilm (the fast tier: ~80x the texts/s, ~5 points "
+                                 "less accurate; docs/serving.md), st:/path/to/sentence-transformers-dir, static:/dir, "
+                                 "or litellm:<provider model> (e.g. litellm:text-embedding-3-small).")
     algorithms: list[str] = ["logreg"]
     test_size: float = Field(0.2, gt=0, lt=1)
     noise_aware: bool = Field(True, description="estimate the LLM labels' noise and leave suspects out of the fit")

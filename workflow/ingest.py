@@ -64,7 +64,8 @@ def _rows_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise InputError(f"{path}:{n}: not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8") from None
+                raise InputError(f"{path}:{n}: not valid UTF-8 (byte {exc.start}); "
+                                 "re-encode the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -353,7 +354,8 @@ class RowValidator:
                     "choose one with --text-field"
                 )
             if id_field and id_field not in row and id_field != "id":
-                raise InputError(f"{source}: no field '{id_field}' (fields: {', '.join(map(str, row))}); choose one with --id-field")
+                raise InputError(f"{source}: no field '{id_field}' (fields: {', '.join(map(str, row))}); "
+                                 "choose one with --id-field")
             self.first = False
         elif text_field not in row:  # a null or "" text is empty; a row without the field at all is a mistake
             raise InputError(

@@ -53,7 +53,8 @@ class SeedLabel(BaseModel):
         if isinstance(v, str):
             v = [v]
         if isinstance(v, list):
-            return [" ".join(x.split()) if isinstance(x, str) else x for x in v if not (isinstance(x, str) and not x.strip())]
+            return [" ".join(x.split()) if isinstance(x, str) else x for x in v
+                    if not (isinstance(x, str) and not x.strip())]
         return v
 
     def text(self) -> str:
@@ -167,7 +168,8 @@ def read_labels_file(path: str | Path) -> list[SeedLabel]:
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             at = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-            raise SeedFileError(f"{where}: invalid YAML ({getattr(exc, 'problem', None) or 'syntax error'}{at})") from None
+            raise SeedFileError(f"{where}: invalid YAML "
+                                f"({getattr(exc, 'problem', None) or 'syntax error'}{at})") from None
     return parse_labels(data, where)
 
 

@@ -38,7 +38,8 @@ def test_ray_engine_writes_the_single_machine_rows_to_parquet(local_ray, trained
     res = tnt(*args, "--output", tmp_path / "ray.parquet", "--engine", "ray")
     assert res.exit_code == 0, res.output
     assert "predicted 120 documents" in " ".join(res.output.split())
-    _same_rows(pq.read_table(tmp_path / "ray.parquet").to_pylist(), pq.read_table(tmp_path / "local.parquet").to_pylist())
+    _same_rows(pq.read_table(tmp_path / "ray.parquet").to_pylist(),
+               pq.read_table(tmp_path / "local.parquet").to_pylist())
 
 
 def test_ray_engine_into_a_table_of_a_stored_model(local_ray, trained):

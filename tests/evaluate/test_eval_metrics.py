@@ -74,7 +74,8 @@ def test_coverage_counts_other():
 
 
 def test_taxonomy_stats():
-    labels = [Label("L1", "Card delivery", "Where is my new card."), Label("L2", "Top up failed", "A top up did not work.")]
+    labels = [Label("L1", "Card delivery", "Where is my new card."),
+              Label("L2", "Top up failed", "A top up did not work.")]
     s = M.taxonomy_stats(labels)
     assert s["size"] == 2
     assert s["name_words"] == {"mean": 2.5, "median": 2.5, "max": 3}

@@ -26,7 +26,8 @@ def respond(request: dict) -> str:
 
 def test_run_over_http_with_faults_then_rerun_is_free(corpus, db, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
-    with OpenAITestServer(responder=respond, faults=["429", "500", "non_json"], retry_after_s=0) as srv, Store(db) as store:
+    with OpenAITestServer(responder=respond, faults=["429", "500", "non_json"],
+                          retry_after_s=0) as srv, Store(db) as store:
         store.insert_documents("c", read_corpus(str(corpus)).records)
         config = JobConfig(use_case="What do customers ask the bank's support bot for?", model="openai/test-model",
                            api_base=srv.base_url, batch_size=20, taxonomy_sample=40, label_sample=30, max_labels=6)

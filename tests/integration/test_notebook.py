@@ -23,7 +23,8 @@ def test_walkthrough_notebook_executes():
     # the public API only: no internal module, no SQL
     assert "import workflow as tnt" in source
     assert not re.search(r"workflow\.(store|runner|graph|classify|llm)|\bSELECT\b|\.query\(", source)
-    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    NotebookClient(nb, timeout=900, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
     outputs = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
                       for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "coverage:" in outputs

@@ -146,7 +146,8 @@ def test_auto_steps_down_from_json_schema_records_json_object_and_finishes(serve
     with Store(str(db), read_only=True) as store:
         assert store.structured_mode(server, MODEL) == "json_object"
     said = " ".join((res.stdout + res.stderr).split())  # rich wraps log lines
-    assert said.count("server rejects response_format json_schema; stepping down to --structured-output json_object") == 1
+    assert said.count("server rejects response_format json_schema; "
+                      "stepping down to --structured-output json_object") == 1
 
 
 @pytest.mark.parametrize("mode", ["tools"])  # json_object: the auto run above ends in it, recorded

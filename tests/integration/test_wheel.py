@@ -49,7 +49,8 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
 
     work = tmp_path / "elsewhere"
     work.mkdir()
-    where = subprocess.run([str(py), "-c", "import workflow.llm.prompts as p; print(p.__file__); print(p.prompts_dir())"],
+    where = subprocess.run([str(py), "-c",
+                            "import workflow.llm.prompts as p; print(p.__file__); print(p.prompts_dir())"],
                            capture_output=True, text=True, cwd=work, check=True).stdout.split()
     assert all(Path(w).is_relative_to(venv) for w in where), where
 

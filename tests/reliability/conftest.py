@@ -29,7 +29,8 @@ def prompt_name_of(request: dict) -> str:
     if name in PROMPT_OF_SCHEMA:
         return PROMPT_OF_SCHEMA[name]
     system = next((m["content"] for m in request["messages"] if m["role"] == "system"), "")
-    for key, prompt in (("come from document clusters", "merge_labels"), ("write short summaries", "summarize"), ("assign documents", "label"),
+    for key, prompt in (("come from document clusters", "merge_labels"), ("write short summaries", "summarize"),
+                        ("assign documents", "label"),
                         ("design label", "propose"), ("refine label", "update"), ("review label", "review"),
                         ("name groups of similar", "name_cluster")):
         if key in system:

@@ -90,7 +90,8 @@ def test_api_keys_never_reach_the_database_checkpoints_logs_or_artifacts(tmp_pat
     assert any(artifact.iterdir())
 
     haystacks: dict[str, bytes] = {
-        "stdout/stderr": (run.stdout + run.stderr + status.stdout + status.stderr + export.stdout + export.stderr).encode(),
+        "stdout/stderr": (run.stdout + run.stderr + status.stdout + status.stderr
+                          + export.stdout + export.stderr).encode(),
     }
     for path in tmp_path.rglob("*"):  # the database, its WAL, the checkpoints, the artifact, anything else written
         if path.is_file() and path.name != "c.jsonl":

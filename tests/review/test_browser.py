@@ -16,7 +16,8 @@ from workflow.store import Store
 
 from .conftest import XSS
 
-CHROMIUM, DRIVER = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver") or "/usr/bin/chromedriver"
+CHROMIUM, DRIVER = (shutil.which("chromium") or "/usr/bin/chromium",
+                    shutil.which("chromedriver") or "/usr/bin/chromedriver")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed: pip install selenium")
 pytestmark = pytest.mark.skipif(
     not (Path(CHROMIUM).exists() and Path(DRIVER).exists()),

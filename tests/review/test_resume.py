@@ -55,7 +55,8 @@ def test_edits_after_a_finished_run_relabel_only_touched_documents_and_retrain(c
         model = store.model(run_id=run_id)
         assert model["model_id"] != first_model and model["taxonomy_version"] == latest
         assert store.training_labels(run_id)[doc] == "other"
-        assert set(store.prediction_counts(model["model_id"])) <= {lb.label_id for lb in store.taxonomy(run_id)[1]} | {"other"}
+        assert set(store.prediction_counts(model["model_id"])) <= {lb.label_id
+                                                                   for lb in store.taxonomy(run_id)[1]} | {"other"}
         # nothing changed since: a further resume is a no-op
         assert execute(store, run_id, show_progress=False).message == "the run had already finished"
 

@@ -81,7 +81,8 @@ def _tnt() -> str:
     import sys
     from pathlib import Path
 
-    return str(Path(sys.executable).with_name("tnt")) if Path(sys.executable).with_name("tnt").exists() else shutil.which("tnt")
+    return (str(Path(sys.executable).with_name("tnt")) if Path(sys.executable).with_name("tnt").exists()
+            else shutil.which("tnt"))
 
 
 def test_cli_prints_a_localhost_url_and_serves_the_page(run_db):

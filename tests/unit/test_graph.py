@@ -17,7 +17,8 @@ def test_full_run_builds_taxonomy_labels_classifier_and_predictions(corpus, db, 
         assert outcome.status == "done", outcome.message
 
         stages = [v["stage"] for v in store.taxonomy_versions(run_id)]
-        assert stages == (["propose", "review"] if proposal == "clusters" else ["propose", "update", "update", "review"])
+        assert stages == (["propose", "review"] if proposal == "clusters"
+                          else ["propose", "update", "update", "review"])
         _, labels = store.taxonomy(run_id)
         assert 2 <= len(labels) <= 6
         assert all(lb.name.lower() not in ("other", "misc") for lb in labels)

@@ -93,7 +93,8 @@ def test_old_database_without_parent_columns_still_opens(tmp_path: Path):
     con.execute("CREATE TABLE taxonomies(run_id VARCHAR, version INTEGER, stage VARCHAR, batch INTEGER, rating INTEGER,"
                 " notes VARCHAR, author VARCHAR, call_id VARCHAR, created_at TIMESTAMP, PRIMARY KEY(run_id, version))")
     con.execute("INSERT INTO taxonomies VALUES ('r', 1, 'review', NULL, NULL, NULL, 'llm', NULL, now())")
-    con.execute("INSERT INTO labels VALUES ('r', 1, 'L1', 'Cards', 'Card things.', 0), ('r', 1, 'L2', 'Fees', 'Fees.', 1)")
+    con.execute("INSERT INTO labels VALUES ('r', 1, 'L1', 'Cards', 'Card things.', 0), "
+                "('r', 1, 'L2', 'Fees', 'Fees.', 1)")
     con.close()
     with Store(db) as store:
         assert store.taxonomy("r") == (1, [Label("L1", "Cards", "Card things."), Label("L2", "Fees", "Fees.")])

@@ -109,7 +109,8 @@ def test_dataframes_and_lists_of_texts_or_dicts_are_ingested(tmp_path):
     name, report, added = ingest(store, df, corpus="df")
     assert (name, added, report.skipped_empty) == ("df", 2, 1)
     assert store.con.execute("SELECT doc_id, text, meta::VARCHAR FROM documents WHERE corpus = 'df' ORDER BY 1"
-                             ).fetchall() == [("a", "card lost", '{"src": "x"}'), ("c", "refund please", '{"src": "z"}')]
+                             ).fetchall() == [("a", "card lost", '{"src": "x"}'),
+                                              ("c", "refund please", '{"src": "z"}')]
     _, _, added = ingest(store, ["one", "two", "one"], corpus="texts")  # repeated text without id: one document
     assert added == 2 and store.corpus_size("texts") == 2
     _, _, added = ingest(store, [{"id": 7, "text": "seven"}], corpus="dicts")

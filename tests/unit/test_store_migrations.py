@@ -36,7 +36,8 @@ def test_old_database_is_migrated_once_and_keeps_its_rows(tmp_path):
     with duckdb.connect(str(path)) as con:
         con.execute(OLD)
     with Store(path) as store:
-        assert [r["id"] for r in store.query("SELECT id FROM schema_migrations ORDER BY id")] == [n for n, _ in MIGRATIONS]
+        assert [r["id"]
+                for r in store.query("SELECT id FROM schema_migrations ORDER BY id")] == [n for n, _ in MIGRATIONS]
         assert store.query("SELECT value FROM meta WHERE key = 'schema_version'") == [{"value": str(SCHEMA_VERSION)}]
         assert store.run("r1")["status"] == "done"
         assert store.taxonomy("r1") == (1, [Label("a", "A", "first")])

@@ -109,7 +109,8 @@ def test_the_stop_line_is_one_line_naming_the_answer_and_the_fix():
     t.failure("a", 500, body, "try --structured-output tools")
     line = t.failure("b", 500, body, "try --structured-output tools")
     assert line == t.tripped and "\n" not in line
-    assert "same error to 2 requests in a row" in line and "HTTP 500: model backend crashed: unable to load the weights" in line
+    assert ("same error to 2 requests in a row" in line
+            and "HTTP 500: model backend crashed: unable to load the weights" in line)
     assert line.endswith("; try --structured-output tools, then `tnt resume`")
 
 
@@ -120,7 +121,8 @@ def test_a_refused_connection_is_no_server_answer_and_never_trips_the_tracker(st
     gw = Gateway(store, "r1", api_base=base, show_progress=False, max_attempts=2, concurrency=2)
     results: list = []
     gw.map("summarize", MODEL, "summarize", Summary, [Request(t, {"use_case": "u", "max_words": 5, "text": t})
-                                                      for t in TEXTS], lambda r, res: results.append(res), description="s")
+                                                      for t in TEXTS], lambda r, res: results.append(res),
+           description="s")
     assert [r.status for r in results] == ["failed"] * len(TEXTS) and gw.failures.tripped is None
 
 

@@ -148,7 +148,8 @@ def test_review_pauses_then_the_same_command_finishes_without_re_proposing(db_co
         child_calls = store.query("SELECT count(*) AS n FROM llm_calls WHERE run_id LIKE ?", [f"{run_id}-update%"])
         done = update_run(store, run_id, str(new), show_progress=False, review=True)
         assert done["status"] == "done"
-        assert store.query("SELECT count(*) AS n FROM llm_calls WHERE run_id LIKE ?", [f"{run_id}-update%"]) == child_calls
+        assert store.query("SELECT count(*) AS n FROM llm_calls WHERE run_id LIKE ?",
+                           [f"{run_id}-update%"]) == child_calls
         assert {a["label_id"]: a["name"] for a in done["added"]}[added[0].label_id] == "Renamed by a reviewer"
 
 

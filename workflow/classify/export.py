@@ -280,7 +280,8 @@ def model_card(manifest: dict, taxonomy: list[dict], metrics: dict) -> str:
         "",
         f"- Input: float32, L2-normalised embeddings from `{manifest['embedding_model']}`"
         + (f" (dim {manifest['embedding_dim']})" if manifest.get("embedding_dim") else ""),
-        f"- Algorithm: {manifest['algorithm']} (probabilities {'calibrated' if manifest['calibrated'] else 'not calibrated'})",
+        f"- Algorithm: {manifest['algorithm']} "
+        f"(probabilities {'calibrated' if manifest['calibrated'] else 'not calibrated'})",
         f"- Created: {manifest['created_at']} with tnt {manifest['tnt_version']}",
         *(["- Label `other` means the LLM found no fitting label."] if "other" in manifest["labels"] else []),
         "",
@@ -298,7 +299,8 @@ def model_card(manifest: dict, taxonomy: list[dict], metrics: dict) -> str:
            else " (the test examples also set the conformal threshold)"),
         *([f"- self-training: {m['self_training']['added']} unlabeled documents joined the fit under the model's own "
            f"label (probability >= {m['self_training']['min_probability']})"] if m.get("self_training") else []),
-        f"- accuracy: {_fmt(m.get('accuracy'))}, macro-F1: {_fmt(m.get('macro_f1'))}, Cohen's kappa: {_fmt(m.get('cohen_kappa'))}",
+        f"- accuracy: {_fmt(m.get('accuracy'))}, macro-F1: {_fmt(m.get('macro_f1'))}, "
+        f"Cohen's kappa: {_fmt(m.get('cohen_kappa'))}",
         f"- conformal sets (alpha={_fmt(conf.get('alpha'))}): coverage {_fmt(conf.get('coverage'))}, "
         f"mean size {_fmt(conf.get('mean_set_size'))}, uncertain share {_fmt(conf.get('uncertain_share'))}",
     ]

@@ -57,7 +57,8 @@ def run(
     structured_output: str = config_option("structured_output", "--structured-output"),
     embedder: str = config_option("embedding_model", "--embedder"),
     labels_file: Path | None = typer.Option(None, "--labels", help="Labels you already have: YAML, JSON or CSV "
-                                               "with name, optional description and examples (docs: workflow/seeds.py)."),
+                                               "with name, optional description and examples "
+                                               "(docs: workflow/seeds.py)."),
     label_mode: str = config_option("label_mode", "--label-mode"),
     summaries: str = config_option("summaries", "--summaries"),
     redact_pii: bool = config_option("redact_pii", "--redact-pii"),

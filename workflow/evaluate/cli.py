@@ -41,7 +41,8 @@ def eval_cmd(
     seed: int = typer.Option(0, help="Seed for the judge's samples and label positions."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     structured_output: str | None = typer.Option(None, "--structured-output", help="How to ask the judge for "
-                                                    "JSON: auto|json_schema|json_object|tools|prompt (default: the run's)."),
+                                                    "JSON: auto|json_schema|json_object|tools|prompt "
+                                                    "(default: the run's)."),
 ) -> None:
     """Evaluate a run against gold labels, its classifier and (optionally) an LLM judge."""
     from workflow.evaluate.report import classifier_gap, evaluate_and_save

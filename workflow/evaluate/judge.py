@@ -148,7 +148,8 @@ def judge_run(store: Store, run_id: str, model: str, *, n_pairs: int = 50, n_exa
     gw = _gateway(store, run_id, config, api_base, structured_output)
     assigned = store.assignments(run_id, "llm")
     out = {
-        "judge_label_accuracy": label_accuracy(gw, model, store, run, config, make_pairs(assigned, labels, n_pairs, seed)),
+        "judge_label_accuracy": label_accuracy(gw, model, store, run, config,
+                                               make_pairs(assigned, labels, n_pairs, seed)),
         "judge_label_relevance": label_relevance(gw, model, config, labels),
         "judge_taxonomy_quality": taxonomy_quality(
             gw, model, store, run, config, labels, list(assigned) or store.sample(run_id, 1), n_examples, seed),

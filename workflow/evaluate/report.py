@@ -19,7 +19,8 @@ ORDER = [
     "gold_classifier_harmonic_purity", "gold_classifier_ari", "gold_classifier_nmi",
     "gold_classifier_hungarian_accuracy", "gold_llm_l2_harmonic_purity", "gold_llm_l2_ari", "gold_llm_l2_nmi",
     "gold_llm_l2_hungarian_accuracy", "gold_classifier_l2_harmonic_purity", "gold_classifier_l2_ari",
-    "gold_classifier_l2_nmi", "gold_classifier_l2_hungarian_accuracy", "classifier_vs_llm_accuracy", "classifier_vs_llm_macro_f1",
+    "gold_classifier_l2_nmi", "gold_classifier_l2_hungarian_accuracy", "classifier_vs_llm_accuracy",
+    "classifier_vs_llm_macro_f1",
     "classifier_vs_llm_kappa", "stability_ari", "stability_nmi", "stability_classifier_ari",
     "judge_label_accuracy", "judge_label_relevance", "judge_taxonomy_quality",
 ]

@@ -67,10 +67,13 @@ def update_cmd(
     text_field: str = typer.Option("text", help="Field holding the document text."),
     id_field: str = typer.Option("id", help="Field holding a unique document id."),
     label_budget: int | None = typer.Option(None, "--label-budget", min=1,
-                                               help="Most new documents pseudo-labeled: the refresh (at most a quarter), the new labels' seed "
-                                                    "documents, then those an interim classifier puts under new labels (default: label_sample/4)."),
+                                               help="Most new documents pseudo-labeled: the refresh "
+                                                    "(at most a quarter), the new labels' seed "
+                                                    "documents, then those an interim classifier puts under new labels "
+                                                    "(default: label_sample/4)."),
     proposal_sample: int | None = typer.Option(None, "--proposal-sample", min=1,
-                                                  help="Unexplained documents the new labels are proposed from (default: taxonomy_sample/2)."),
+                                                  help="Unexplained documents the new labels are proposed from "
+                                                       "(default: taxonomy_sample/2)."),
     refresh_per_label: int = typer.Option(3, "--refresh-per-label", min=0,
                                           help="Explained documents per label re-labeled as a refresh."),
     max_new_labels: int | None = typer.Option(None, "--max-new-labels", min=1, help="Most labels added."),
@@ -129,7 +132,8 @@ def print_update(r: dict) -> None:
               title_justify="left")
     for col in ("batch", "n", "Other", "uncertain", "distance"):
         t.add_column(col, justify="right")
-    t.add_row("baseline", str(b["n"]), f"{b['other_share']:.1%}", f"{b['uncertain_share']:.1%}", f"{b['distance_mean']:.3f}")
+    t.add_row("baseline", str(b["n"]), f"{b['other_share']:.1%}", f"{b['uncertain_share']:.1%}",
+              f"{b['distance_mean']:.3f}")
     for f in r["figures"]:
         mark = " *" if f["batch"] in r["drift_batches"] else ""
         t.add_row(f"{f['batch']}{mark}", str(f["n"]), f"{f['other_share']:.1%}", f"{f['uncertain_share']:.1%}",
@@ -162,7 +166,8 @@ def print_update(r: dict) -> None:
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     out.print(f"old held-out set (n={old['n']}): accuracy {fmt(old['accuracy'])} -> {fmt(new['accuracy'])}, "
               f"macro-F1 {fmt(old['macro_f1'])} -> {fmt(new['macro_f1'])}", highlight=False)
-    out.print(f"documents moved: {r['moved']}" + "".join(f"; {m['from']} -> {m['to']}: {m['n']}" for m in r["top_moves"][:3]),
+    out.print(f"documents moved: {r['moved']}"
+              + "".join(f"; {m['from']} -> {m['to']}: {m['n']}" for m in r["top_moves"][:3]),
               highlight=False)
     out.print(f"model calls: {r['calls']}; classifier {r['model_before']} -> {r['model_after']}", highlight=False)
 

@@ -73,18 +73,24 @@ class ReviewApp:
         """Run one edit from a form; returns the page anchor to go back to."""
         action = form.get("action", "")
         handlers: dict[str, Callable[[Store], object]] = {
-            "rename": lambda s: edits.rename(s, self.run_id, form["label_id"], form.get("name", ""), reviewer=self.reviewer),
+            "rename": lambda s: edits.rename(s, self.run_id, form["label_id"], form.get("name", ""),
+                                             reviewer=self.reviewer),
             "describe": lambda s: edits.describe(s, self.run_id, form["label_id"], form.get("description", ""),
                                                  reviewer=self.reviewer),
-            "merge": lambda s: edits.merge(s, self.run_id, form["label_id"], form.get("target", ""), reviewer=self.reviewer),
+            "merge": lambda s: edits.merge(s, self.run_id, form["label_id"], form.get("target", ""),
+                                           reviewer=self.reviewer),
             "split": lambda s: edits.split(
                 s, self.run_id, form["label_id"],
-                [(form.get("name1", ""), form.get("description1", "")), (form.get("name2", ""), form.get("description2", ""))],
+                [(form.get("name1", ""), form.get("description1", "")),
+                 (form.get("name2", ""), form.get("description2", ""))],
                 reviewer=self.reviewer),
-            "add": lambda s: edits.add(s, self.run_id, form.get("name", ""), form.get("description", ""), reviewer=self.reviewer),
+            "add": lambda s: edits.add(s, self.run_id, form.get("name", ""), form.get("description", ""),
+                                       reviewer=self.reviewer),
             "delete": lambda s: edits.delete(s, self.run_id, form["label_id"], reviewer=self.reviewer),
-            "move": lambda s: edits.move(s, self.run_id, form["label_id"], form.get("parent_id", ""), reviewer=self.reviewer),
-            "correct": lambda s: edits.correct(s, self.run_id, form["doc_id"], form.get("label_id", ""), reviewer=self.reviewer),
+            "move": lambda s: edits.move(s, self.run_id, form["label_id"], form.get("parent_id", ""),
+                                         reviewer=self.reviewer),
+            "correct": lambda s: edits.correct(s, self.run_id, form["doc_id"], form.get("label_id", ""),
+                                               reviewer=self.reviewer),
         }
         if action not in handlers:
             raise ReviewError(f"unknown action '{action}'")

@@ -54,7 +54,8 @@ def label_diff(old: list[Label], new: list[Label]) -> dict[str, list]:
         "removed": [before[i] for i in before if i not in after],
         "renamed": [(before[i], after[i]) for i in after if i in before and before[i].name != after[i].name],
         "described": [after[i] for i in after
-                      if i in before and before[i].name == after[i].name and before[i].description != after[i].description],
+                      if i in before and before[i].name == after[i].name
+                      and before[i].description != after[i].description],
         "moved": [after[i] for i in after if i in before and before[i].parent_id
                   and after[i].parent_id and before[i].parent_id != after[i].parent_id],
         "grouped": sum(1 for i in after if i in before and after[i].parent_id and not before[i].parent_id),
@@ -80,9 +81,11 @@ def review_sentence(r: dict, names: dict[str, str]) -> str:
         case "delete":
             return f"Deleted “{d['name']}”"
         case "update":
-            return "Added " + ", ".join(f"“{a['name']}”" for a in d.get("added", [])) + " from new documents (tnt update)"
+            return ("Added " + ", ".join(f"“{a['name']}”" for a in d.get("added", []))
+                    + " from new documents (tnt update)")
         case "move":
-            return f"Moved “{d['name']}” under “{d['to_name']}”" + (f" (from “{d['from_name']}”)" if d.get("from_name") else "")
+            return (f"Moved “{d['name']}” under “{d['to_name']}”"
+                    + (f" (from “{d['from_name']}”)" if d.get("from_name") else ""))
         case "correct":
             was = f" (LLM said “{name(d['from'])}”)" if d.get("from") else ""
             return f"Labeled document {d['doc_id']} as “{name(d['to'])}”{was}"
@@ -172,7 +175,8 @@ def mislabel_queue(store: Store, run_id: str, docs: list[dict], embed: EmbedFn, 
             try:
                 X = embed(store, [d["text"] for d in pool], [d["text_hash"] for d in pool])
                 ranked = rank_suspects(X, [d["llm_label"] for d in pool], [d["confidence"] for d in pool], seed=seed)
-                scored = [pool[s.index] | {"suggested": s.suggested_label, "score": _with_disagreement(s.score, pool[s.index])}
+                scored = [pool[s.index] | {"suggested": s.suggested_label,
+                                           "score": _with_disagreement(s.score, pool[s.index])}
                           for s in ranked]
                 items = sorted(scored, key=lambda d: -d["score"])[:QUEUE_SIZE]
             except Exception as exc:  # noqa: BLE001 - an embedding backend missing must not take the page down
@@ -241,7 +245,8 @@ def build_view(store: Store, run_id: str, embed: EmbedFn | None, cache: QueueCac
     todo = set(store.sample(run_id, 2)) - set(store.assignments(run_id, "llm", taxonomy_version=version))
     return {
         "insight": insight(store, run_id, labels, colours, names, embed, cache=pictures),
-        "run": run, "version": version, "cards": cards, "other": other, "groups": groups, "parents": parents, "names": names, "colours": colours,
+        "run": run, "version": version, "cards": cards, "other": other, "groups": groups, "parents": parents,
+        "names": names, "colours": colours,
         "label_options": [(lb.label_id, lb.name) for lb in labels] + [(OTHER_ID, OTHER_NAME)],
         "history": history, "reviews": list(reversed(reviews)), "queue": queue, "queue_error": queue_error,
         "model": model, "labeled": labeled,

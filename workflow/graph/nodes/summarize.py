@@ -40,14 +40,16 @@ def summarize_docs(ctx: RunContext, doc_ids: list[str]) -> dict[str, str]:
     requests = [
         Request(
             d.doc_id,
-            {"use_case": cfg.use_case, "max_words": cfg.summary_max_words, "text": fence(clip(d.text, cfg.max_doc_tokens))},
+            {"use_case": cfg.use_case, "max_words": cfg.summary_max_words,
+             "text": fence(clip(d.text, cfg.max_doc_tokens))},
             {"summary_max_words": cfg.summary_max_words},
         )
         for d in docs
     ]
 
     def save(req: Request, res: CallResult[Summary]) -> None:
-        store.save_summary(ctx.run_id, req.key, res.value.summary if res.value else None, "ok" if res.ok else "failed", res.call_id)
+        store.save_summary(ctx.run_id, req.key, res.value.summary if res.value else None, "ok" if res.ok else "failed",
+                           res.call_id)
 
     ctx.gateway.map(
         "summarize", cfg.model_for("summarize"), "summarize", summary_model(cfg.summary_max_words), requests, save,
@@ -65,4 +67,5 @@ def summaries_line(config: JobConfig, summarized: int) -> str:
         why = "auto, the embedded model" if config.summaries == "auto" else config.summaries
         return (f"summaries: none made (--summaries {why}); cluster-naming prompts showed documents cut to "
                 f"{SHOWN_WORDS} words (--summaries always to summarise them)")
-    return f"summaries: {summarized} documents summarised for the cluster-naming prompts (--summaries {config.summaries})"
+    return (f"summaries: {summarized} documents summarised for the cluster-naming prompts "
+            f"(--summaries {config.summaries})")

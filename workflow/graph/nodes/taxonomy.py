@@ -46,7 +46,8 @@ def taxonomy_json(labels: list[Label]) -> str:
 
 def _context(ctx: RunContext) -> dict:
     cfg = ctx.config
-    return {"max_labels": cfg.max_labels, "name_max_words": cfg.name_max_words, "description_max_words": cfg.description_max_words}
+    return {"max_labels": cfg.max_labels, "name_max_words": cfg.name_max_words,
+            "description_max_words": cfg.description_max_words}
 
 
 def _response(ctx: RunContext, model: type) -> type:
@@ -121,7 +122,8 @@ def _propose_from_given(ctx: RunContext, block: str) -> RunState:
 
 
 def _keep_given(ctx: RunContext, labels: list[Label]) -> list[Label]:
-    """With given labels (--labels), every model-written version keeps them as given (workflow/graph/nodes/seeded.py)."""
+    """With given labels (--labels), every model-written version keeps them as given \
+(workflow/graph/nodes/seeded.py)."""
     if not ctx.config.seed_labels:
         return labels
     from workflow.graph.nodes.given import keep_given, save_origins
@@ -148,11 +150,13 @@ def update(ctx: RunContext, state: RunState) -> RunState:
     )
     if not res.ok:  # keep the current taxonomy: one bad minibatch should not end the run
         log.warning("taxonomy update on batch %d failed (%s); keeping the current taxonomy", batch, res.error)
-        version = ctx.store.save_taxonomy(ctx.run_id, current, "update", batch=batch, notes=f"update failed: {res.error}", call_id=res.call_id)
+        version = ctx.store.save_taxonomy(ctx.run_id, current, "update", batch=batch,
+                                          notes=f"update failed: {res.error}", call_id=res.call_id)
     else:
         labels = _keep_given(ctx, assign_ids(res.value.labels, current))
         version = ctx.store.save_taxonomy(
-            ctx.run_id, labels, "update", batch=batch, rating=res.value.rating, notes=res.value.suggestions, call_id=res.call_id
+            ctx.run_id, labels, "update", batch=batch, rating=res.value.rating, notes=res.value.suggestions,
+            call_id=res.call_id
         )
     return {"taxonomy_version": version, "batch": batch + 1}
 
@@ -172,7 +176,8 @@ def review(ctx: RunContext, state: RunState) -> RunState:
         "taxonomy", ctx.config.model_for("taxonomy"), "review", _response(ctx, ReviewedTaxonomy),
         _variables(ctx, taxonomy=taxonomy_json(current)), context=_context(ctx), max_tokens=TAXONOMY_MAX_TOKENS,
     )
-    labels, notes = (assign_ids(res.value.labels, current), res.value.notes) if res.ok else (current, f"review failed: {res.error}")
+    labels, notes = ((assign_ids(res.value.labels, current), res.value.notes) if res.ok
+                     else (current, f"review failed: {res.error}"))
     labels = _keep_given(ctx, labels)
     version = ctx.store.save_taxonomy(ctx.run_id, labels, "review", notes=notes, call_id=res.call_id)
     return {"taxonomy_version": version}
