@@ -122,8 +122,7 @@ def _propose_from_given(ctx: RunContext, block: str) -> RunState:
 
 
 def _keep_given(ctx: RunContext, labels: list[Label]) -> list[Label]:
-    """With given labels (--labels), every model-written version keeps them as given \
-(workflow/graph/nodes/seeded.py)."""
+    """With given labels (--labels), every model-written version keeps them as given (graph/nodes/seeded.py)."""
     if not ctx.config.seed_labels:
         return labels
     from workflow.graph.nodes.given import keep_given, save_origins
