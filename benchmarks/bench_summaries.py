@@ -63,7 +63,8 @@ def summarise(texts: list[str], db: str, timeout_s: float) -> tuple[list[str], f
         config = JobConfig(use_case=USE_CASE, model="local/smollm2", taxonomy_sample=len(texts), summaries="always",
                            timeout_s=timeout_s)
         run_id = store.create_run("bench", USE_CASE, config.model_dump())
-        ctx = RunContext(run_id, "bench", config, store, Gateway(store, run_id, show_progress=False, timeout_s=timeout_s), False)
+        gateway = Gateway(store, run_id, show_progress=False, timeout_s=timeout_s)
+        ctx = RunContext(run_id, "bench", config, store, gateway, False)
         ids = [f"d{i}" for i in range(len(texts))]
         t0 = time.perf_counter()
         got = summarize_docs(ctx, ids)
@@ -82,9 +83,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
+    import bench_names as names_bench
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    import bench_names as names_bench
     from workflow import clustering
     from workflow.classify.embed import get_embedder
     from workflow.keywords import represent
@@ -96,7 +97,8 @@ def main() -> None:
             continue
         sums, seconds, calls = summarise(texts, os.path.join(tmp, f"{kind}.duckdb"), args.timeout)
         k = len(set(gold))
-        row: dict = {"set": kind, "docs": len(texts), "mean_words": round(float(np.mean([len(t.split()) for t in texts])), 1),
+        mean_words = round(float(np.mean([len(t.split()) for t in texts])), 1)
+        row: dict = {"set": kind, "docs": len(texts), "mean_words": mean_words,
                      "summary_calls": calls, "summarise_s": round(seconds, 1),
                      "s_per_call": round(seconds / calls, 2) if calls else None}
         X_text = clustering.unit(embedder.embed(texts))

@@ -93,19 +93,6 @@ def _doc_counts(texts: list[str], assign: np.ndarray, vec, k: int) -> np.ndarray
     return np.asarray((member @ present).todense())
 
 
-def keywords(texts: list[str], assign: np.ndarray, top: int = 8,
-             min_share: float = KEYWORD_MIN_SHARE) -> list[list[str]]:
-    """Each cluster's most distinctive words and word pairs by class-based TF-IDF (BERTopic's c-TF-IDF), one per
-    root, junk words left out (`workflow.keywords.ranked`). Only terms that `min_docs` of the cluster's documents use
-    count (c-TF-IDF alone happily picks one document's words, repeated three times, over words every document
-    shares)."""
-    from workflow.keywords import ranked, term_stats
-
-    k = int(assign.max()) + 1 if len(assign) else 0
-    stats = term_stats(texts, assign)
-    return [ranked(stats, c, min_share, top) if stats is not None else [] for c in range(k)]
-
-
 def frequent_words(texts: list[str], assign: np.ndarray, top: int = 8) -> list[list[str]]:
     """Each cluster's words (no stop words) by how many of its documents use them, most first, each used by at least
     two: the plain words of a neutral name when no distinctive keyword can name the cluster."""

@@ -270,3 +270,13 @@ def represent(texts: list[str], X: np.ndarray, assign: np.ndarray, embed: Callab
         out[c] = Representation(words, phrase_name(words, docs, name_max_words),
                                 typical_description(texts_at(texts, typical[:10]), description_max_words))
     return out
+
+
+def cluster_keywords(texts: list[str], assign: np.ndarray, top: int = 8,
+                     min_share: float = clustering.KEYWORD_MIN_SHARE) -> list[list[str]]:
+    """Each cluster's most distinctive words and word pairs by class-based TF-IDF (BERTopic's c-TF-IDF), one per
+    root, junk words left out (`ranked`). Only terms that `clustering.min_docs` of the cluster's documents use count
+    (c-TF-IDF alone happily picks one document's words, repeated three times, over words every document shares)."""
+    k = int(assign.max()) + 1 if len(assign) else 0
+    stats = term_stats(texts, assign)
+    return [ranked(stats, c, min_share, top) if stats is not None else [] for c in range(k)]

@@ -79,7 +79,8 @@ def junk_words() -> frozenset[str]:
 FUNCTION_WORDS = frozenset(
     """the and for but nor not yes you your yours our ours are was were has had have can could would should will may
     might must how why who whom what when where which this that these those with from into onto than then them they
-    their there here its his her him she all any each few more most some such own same too very just also about""".split())
+    their there here its his her him she all any each few more most some such own same too very just also
+    about""".split())
 
 # Words a label name shares with every other label, not evidence of the same topic ("Refund requests").
 GENERIC_WORDS = frozenset("""a an the and or of to in on for from by with about as at into via vs per other others

@@ -15,11 +15,12 @@ from workflow import clustering
 from workflow.config import JobConfig
 from workflow.graph.context import RunContext
 from workflow.graph.nodes.shortlist import shortlists
+from workflow.keywords import cluster_keywords
 from workflow.llm.gateway import Gateway
 from workflow.llm.responses import ProposedTaxonomy, bad_name_reason, cluster_name_model
-from workflow.testing.scripted import _between, _taxonomy_lines, keywords, register_script
 from workflow.runner import execute
 from workflow.store import Store
+from workflow.testing.scripted import _between, _taxonomy_lines, keywords, register_script
 
 # Four BANKING77 intents that share no vocabulary: a clearly separated toy corpus with gold labels.
 TOY_INTENTS = ("exchange_rate", "lost_or_stolen_phone", "age_limit", "atm_support")
@@ -43,7 +44,7 @@ def toy_corpus(tmp_path: Path, per_intent: int = 12) -> tuple[Path, dict[str, st
 def test_keywords_are_distinctive_per_cluster():
     texts = ["my card has not arrived", "card still not arrived", "when will my card arrive",
              "exchange rate for euros", "what exchange rate do you use", "bad exchange rate"]
-    words = clustering.keywords(texts, np.array([0, 0, 0, 1, 1, 1]), top=3)
+    words = cluster_keywords(texts, np.array([0, 0, 0, 1, 1, 1]), top=3)
     assert "arrived" in words[0] and not any("exchange" in w for w in words[0])
     assert any("exchange" in w for w in words[1]) and not any("card" in w for w in words[1])
     assert clustering.keyword_name(words[1], 4)[0].isupper()
@@ -80,7 +81,7 @@ def test_a_keyword_must_be_used_by_several_documents_of_its_cluster():
     """c-TF-IDF alone ranks one document's repeated words first in a small cluster; a keyword must be used by
     max(2, 10%) of its cluster's documents."""
     texts = REFUNDS + [INJECTION] + ELSE
-    words = clustering.keywords(texts, np.array([0] * 6 + [1] * 4), top=8)
+    words = cluster_keywords(texts, np.array([0] * 6 + [1] * 4), top=8)
     assert "refund" in words[0]
     assert not any(w in kw for kw in words[0] for w in ("hacked", "ignore", "instructions", "label"))
     assert "declined" in words[1]
@@ -169,7 +170,8 @@ def test_names_that_say_nothing_fall_back_to_keywords(corpus, db, new_run):
         assert len(final) == 4
         for lb in candidates + final:
             assert bad_name_reason(lb.name) is None and any(c.isalpha() for c in lb.name), lb.name
-        failed = store.query("SELECT count(*) AS n FROM llm_calls WHERE run_id = ? AND status IN ('failed', 'rejected')",
+        failed = store.query("SELECT count(*) AS n FROM llm_calls WHERE run_id = ? "
+                             "AND status IN ('failed', 'rejected')",
                              [run_id])
         assert failed[0]["n"] >= 10  # every naming call was refused and recorded
         model = store.model(run_id=run_id)  # the run still ends with a classifier
@@ -238,7 +240,8 @@ def test_label_prompts_offer_only_the_shortlist(corpus, db, new_run):
         _, labels = store.taxonomy(run_id)
         assert len(labels) > 3
         rows = store.query("SELECT d.text, a.label_id, a.nearest_id FROM assignments a JOIN documents d "
-                           "ON d.corpus = 'c' AND d.doc_id = a.doc_id WHERE a.run_id = ? AND a.source = 'llm'", [run_id])
+                           "ON d.corpus = 'c' AND d.doc_id = a.doc_id WHERE a.run_id = ? AND a.source = 'llm'",
+                           [run_id])
         assert len(rows) == len(offered) == 60
         for r in rows:
             shown = offered[r["text"]]

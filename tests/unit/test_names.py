@@ -52,7 +52,8 @@ def test_a_name_that_copies_or_cuts_a_document_is_caught():
 
 def _validate(name: str, texts: list[str]):
     context = {"name_max_words": 10, "description_max_words": 30, "documents": texts[:4], "cluster_texts": texts,
-               "keywords": ["top up", "card", "failed"], "use_case": "What do customers ask the bank's support bot for?"}
+               "keywords": ["top up", "card", "failed"],
+               "use_case": "What do customers ask the bank's support bot for?"}
     return cluster_name_model(10, 30).model_validate({"name": name, "description": "Failed or pending top-ups."},
                                                     context=context)
 

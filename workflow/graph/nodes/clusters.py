@@ -30,8 +30,7 @@ from workflow.graph.nodes.summarize import SHOWN_WORDS, summarize_docs
 from workflow.graph.nodes.taxonomy import existing_version
 from workflow.graph.nodes.text import clip
 from workflow.graph.state import RunState
-from workflow.keywords import represent
-from workflow.names import copy_reason, truncated_reason
+from workflow.keywords import cluster_keywords, represent
 from workflow.llm.gateway import CallResult, Request
 from workflow.llm.prompts import fence
 from workflow.llm.responses import (
@@ -41,6 +40,7 @@ from workflow.llm.responses import (
     merged_taxonomy_model,
     without_instructions,
 )
+from workflow.names import copy_reason, truncated_reason
 from workflow.store import Label
 
 CENTRAL_DOCS = 6
@@ -69,7 +69,7 @@ class Space:
 
 def keywords(space: Space, assign: np.ndarray) -> list[list[str]]:
     """Each group's c-TF-IDF keywords, from words that enough of its documents use outside instructions."""
-    return clustering.keywords(space.clean, assign, KEYWORDS)
+    return cluster_keywords(space.clean, assign, KEYWORDS)
 
 
 def fallback_name(g: int, name: str, words: list[str], frequent: list[str], texts: list[str], max_words: int) -> str:
@@ -190,7 +190,8 @@ def propose_clusters(ctx: RunContext, doc_ids: list[str], first_id: int = 1) -> 
     assign, _ = clustering.kmeans(space.X, k, cfg.seed)
     named = name_groups(ctx, space, assign)
     words = keywords(space, assign)
-    labels = unique_names([Label(f"L{first_id + g}", named[g].name, named[g].description) for g in range(len(named))], words)
+    labels = unique_names([Label(f"L{first_id + g}", named[g].name, named[g].description)
+                           for g in range(len(named))], words)
     members = {d: labels[a].label_id for d, a in zip(space.doc_ids, assign)}
     log.info("clustered %d documents into %d candidate labels", len(doc_ids), len(labels))
     return labels, members
@@ -214,7 +215,8 @@ def merge_max_tokens(n_candidates: int, max_labels: int, name_words: int, descri
     return max(MERGE_MAX_TOKENS, 4 * n_candidates + max_labels * (2 * (name_words + description_words) + 12))
 
 
-def _model_grouping(ctx: RunContext, labels: list[Label], sizes: np.ndarray) -> tuple[clustering.Grouping | None, list, str]:
+def _model_grouping(ctx: RunContext, labels: list[Label],
+                    sizes: np.ndarray) -> tuple[clustering.Grouping | None, list, str]:
     """The model's grouping of the candidates (None when it gave no valid answer), its names, and the call id."""
     cfg = ctx.config
     ids = [lb.label_id for lb in labels]
