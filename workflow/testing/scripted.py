@@ -103,7 +103,10 @@ def keywords(prompt_name: str, messages: list[dict[str, str]], schema: dict) -> 
         listed = [w for w in (typical.group(1).split(", ") if typical else []) if re.fullmatch(r"[a-z]+", w)]
         counts = Counter(w for w in _words(_between(user, "documents")) if w not in contrast) or Counter(
             _words(_between(user, "documents")))
-        word = next((w for w in listed if w not in contrast and w not in STOPWORDS), None) or (
+        # of the typical words the contrast lacks, the one most of the group's documents use (as a person would
+        # name a group by its common topic, not its rarest word); listed order breaks ties
+        candidates = [w for w in listed if w not in contrast and w not in STOPWORDS]
+        word = max(candidates, key=lambda w: counts[w], default=None) or (
             counts.most_common(1)[0][0] if counts else "misc")
         return json.dumps({"name": f"{word.capitalize()} requests", "description": f"Documents about {word}."})
     if prompt_name == "merge_labels":  # candidates sharing a first word become one label, up to the cap
