@@ -20,7 +20,8 @@ import pytest
 
 from workflow.classify.embed import get_embedder
 from workflow.classify.loader import from_artifact
-from workflow.classify.serve import MicroBatcher, create_app, make_server
+from workflow.classify.serve import MicroBatcher, create_app
+from workflow.classify.serve_uvicorn import make_server
 
 
 def post(url: str, texts: list[str]) -> tuple[int, object]:
