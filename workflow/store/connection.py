@@ -53,8 +53,8 @@ class Database:
             return self.con.execute(sql, params).fetchone()
 
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> None:
-        with self._lock:
-            self.con.execute(sql, params)
+        with self._lock:  # fetched, so no unfinished result blocks the next register() on this connection
+            self.con.execute(sql, params).fetchall()
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

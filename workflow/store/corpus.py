@@ -124,14 +124,13 @@ class Corpus(Database):
         import pyarrow as pa
 
         wanted = pa.table({"h": pa.array(list(set(hashes)), type=pa.string())})
-        with self._lock:
-            self.con.register("_wanted_hashes", wanted)
-            try:
-                got = self.con.sql(
-                    "SELECT e.text_hash, e.vector FROM embeddings e JOIN _wanted_hashes w ON e.text_hash = w.h "
-                    "WHERE e.model = ?", params=[model]).to_arrow_table()
-            finally:
-                self.con.unregister("_wanted_hashes")
+        # A cursor of its own: DuckDB 2 refuses register() on a connection whose last statement (an INSERT's
+        # count, say) was never fetched, and the shared connection is used from several threads' steps.
+        with self._lock, self.con.cursor() as cur:
+            cur.register("_wanted_hashes", wanted)
+            got = cur.sql(
+                "SELECT e.text_hash, e.vector FROM embeddings e JOIN _wanted_hashes w ON e.text_hash = w.h "
+                "WHERE e.model = ?", params=[model]).to_arrow_table()
         if not got.num_rows:
             return {}
         vectors = got.column(1).combine_chunks()
@@ -155,9 +154,6 @@ class Corpus(Database):
                     pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())),
             }
         )
-        with self._lock:
-            self.con.register("_emb", table)
-            try:
-                self.con.execute("INSERT OR IGNORE INTO embeddings SELECT * FROM _emb")
-            finally:
-                self.con.unregister("_emb")
+        with self._lock, self.con.cursor() as cur:
+            cur.register("_emb", table)
+            cur.execute("INSERT OR IGNORE INTO embeddings SELECT * FROM _emb").fetchall()
