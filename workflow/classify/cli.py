@@ -8,7 +8,7 @@ import duckdb
 import typer
 from rich.table import Table
 
-from workflow.cli.common import DB_OPT, app, err, fail, open_store, out
+from workflow.cli.common import DB_OPT, app, err, fail, open_store, out, resolve_run_id
 from workflow.store import OTHER_ID, OTHER_NAME, Store, StoreError
 
 MODEL_OPT = typer.Option(..., "--model", "-m", help="Stored model id (or run id: its latest model) in --db, "
@@ -17,15 +17,6 @@ MODEL_OPT = typer.Option(..., "--model", "-m", help="Stored model id (or run id:
 
 def _fmt(x: object) -> str:
     return "n/a" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))
-
-
-def _run_id(store: Store, run_id: str | None) -> str:
-    try:
-        run_id = run_id or store.latest_run_id()
-        store.run(run_id)
-    except StoreError as exc:
-        fail(str(exc))
-    return run_id  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- train
@@ -52,7 +43,7 @@ def train(
     if unknown or not algos:
         fail(f"unknown algorithm(s) {unknown or algorithms!r}; choose from {', '.join(ALGORITHMS)}")
     with open_store(db) as store:
-        run_id = _run_id(store, run_id)
+        run_id = resolve_run_id(store, run_id)
         run = store.run(run_id)
         try:  # a multi-label run retrains one-vs-rest; --algorithms does not apply there
             fitted = fit_on_run(store, run_id, run["corpus"], run.config, algorithms=algos,
@@ -303,7 +294,7 @@ def export(
     from workflow.classify.loader import export_model
 
     with open_store(db) as store:
-        run_id = _run_id(store, run_id)
+        run_id = resolve_run_id(store, run_id)
         try:
             path, model_id = export_model(store, run_id, out_dir, model_id=model, overwrite=overwrite)
         except (ArtifactError, StoreError, ValueError) as exc:

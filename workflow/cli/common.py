@@ -66,3 +66,13 @@ def open_store(db: str) -> Store:
     except StoreError as exc:
         fail(str(exc), 4 if "in use" in str(exc) else 2)
         raise  # unreachable
+
+
+def resolve_run_id(store: Store, run_id: str | None) -> str:
+    """The run a command acts on: the one named, or the latest; one error line if there is none."""
+    try:
+        run_id = run_id or store.latest_run_id()
+        store.run(run_id)
+    except StoreError as exc:
+        fail(str(exc))
+    return run_id  # type: ignore[return-value]

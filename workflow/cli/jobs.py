@@ -11,7 +11,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from workflow.api import Project, Run
-from workflow.cli.common import DB_OPT, EXIT, app, config_option, err, fail, open_store, out, setup_logging
+from workflow.cli.common import (
+    DB_OPT,
+    EXIT,
+    app,
+    config_option,
+    err,
+    fail,
+    open_store,
+    out,
+    resolve_run_id,
+    setup_logging,
+)
 from workflow.cli.summary import print_summary
 from workflow.config import JobConfig
 from workflow.secrets import redact
@@ -142,11 +153,7 @@ def resume(
     """Continue a run that was paused for review, stopped by its budget, failed, interrupted or killed."""
     setup_logging(verbose)
     with open_store(db) as store:
-        try:
-            run_id = run_id or store.latest_run_id()
-            store.run(run_id)
-        except StoreError as exc:
-            fail(str(exc))
+        run_id = resolve_run_id(store, run_id)
         _execute(Project(store=store).get_run(run_id), quiet, max_cost, retry_failed=retry_failed)
 
 
