@@ -359,61 +359,74 @@ def test_new_labels_never_adds_none_even_on_drift(db_copy):
             update_run(store, run_id, str(new), show_progress=False, new_labels="sometimes")
 
 
-@pytest.mark.xfail(reason="its fixture taxonomy came from the scripted model's names before issue 24's keyword names "
-                   "(L2 'Payment requests' holding the payment documents); the run now names and fills L2 'Declined "
-                   "requests', so the centroid case this test builds does not arise. The rules themselves are tested "
-                   "by test_screen_tells_near_duplicates_from_new_topics; rebuild this fixture", strict=True)
 def test_proposed_labels_that_duplicate_existing_ones_are_merged_or_refused(db_copy, tmp_path: Path, monkeypatch):
-    """A proposal (stubbed, so each case is certain) with a label of the same content words as "Cash requests",
-    one whose documents sit on "Payment requests"' training documents under another name, one without
-    documents named like "Identity requests", and one new topic: only the new topic is added; the duplicates'
-    documents join the labels they duplicate; all of it is in the report and the review log."""
+    """A proposal (stubbed, so each case is certain) built from the run's own taxonomy: a label with the same
+    content words as the largest existing label, one whose documents are another label's training documents under
+    a name sharing no word with it, one without documents named like a third label, and one new topic: only the
+    new topic is added; the duplicates' documents join the labels they duplicate; all of it is in the report and
+    the review log."""
     from workflow.evolve import update as upd
 
     db, run_id, _ = db_copy
-    rows = same_distribution_rows()
-    same = write_rows(tmp_path / "same.jsonl", rows)
-
-    def about(word: str) -> list[str]:
-        return [r["id"] for r in rows if re.search(rf"\b{word}", r["text"].lower())]
-
-    proposed = [Label("L1", "Requests about cash", "Cash at cash machines."),
-                Label("L2", "Declined or pending transactions", "Card transactions that fail or wait."),
-                Label("L3", "Topping up the account", "Adding money to the account."),
-                Label("L4", "Identity questions", "Proving who one is.")]
-    members = {d: "L1" for d in about("cash")} | {d: "L2" for d in about("payment")} | {
-        d: "L3" for d in about("top")}
-    assert len({lid for lid in members.values()}) == 3 and all(
-        list(members.values()).count(lid) >= 4 for lid in ("L1", "L2", "L3"))
-    monkeypatch.setattr(upd, "_propose", lambda *a, **k: (proposed, members))
     with Store(db) as store:
         _, before = store.taxonomy(run_id)
-        assert [(lb.label_id, lb.name) for lb in before][:2] == [("L1", "Cash requests"), ("L2", "Payment requests")]
+        held = set(held_out_ids(store, run_id, config_of(store, run_id)))
+        training = {d: lid for d, lid in store.training_labels(run_id).items() if d not in held and lid != OTHER_ID}
+        texts = {d.doc_id: d.text for d in store.documents("c", list(training))}
+    sizes = {lb.label_id: sum(v == lb.label_id for v in training.values()) for lb in before}
+    ranked = sorted((lb for lb in before if sizes[lb.label_id]), key=lambda lb: -sizes[lb.label_id])
+    assert len(ranked) >= 2 and len(before) >= 3, f"the fixture run needs 3 labels, 2 with training documents: {sizes}"
+    by_name, by_docs = ranked[0], ranked[1]
+    no_docs = next(lb for lb in before if lb.label_id not in (by_name.label_id, by_docs.label_id))
+    word = sorted(upd.name_tokens(by_name.name))[0]
+    rows = same_distribution_rows()
+    copies = [{"id": f"copy-{d}", "text": texts[d]} for d, lid in sorted(training.items())
+              if lid == by_docs.label_id]  # the very training documents of by_docs, under new ids
+    same = write_rows(tmp_path / "same.jsonl", rows + copies)
+
+    def about(w: str) -> list[str]:
+        return [r["id"] for r in rows if re.search(rf"\b{w}", r["text"].lower())]
+
+    proposed = [Label("L1", f"Requests about {word}", f"Questions about {word}."),
+                Label("L2", "Miscellaneous grouping", "Something the existing labels already cover."),
+                Label("L3", "Topping up the account", "Adding money to the account."),
+                Label("L4", f"{sorted(upd.name_tokens(no_docs.name))[0].title()} questions", "No documents.")]
+    members = {d: "L1" for d in about(word)} | {c["id"]: "L2" for c in copies} | {
+        d: "L3" for d in about("top") if d not in about(word)}
+    # preconditions the cases rest on, checked rather than assumed from the scripted model's names
+    assert upd.name_tokens(proposed[0].name) == upd.name_tokens(by_name.name) and len(about(word)) >= 2
+    assert upd.name_tokens(proposed[3].name) == upd.name_tokens(no_docs.name)
+    assert not any(upd.name_tokens(p.name) & upd.name_tokens(lb.name) for p in proposed[1:3] for lb in before)
+    assert list(members.values()).count("L3") >= 4
+    monkeypatch.setattr(upd, "_propose", lambda *a, **k: (proposed, members))
+    with Store(db) as store:
         report = update_run(store, run_id, str(same), show_progress=False, new_labels="always")
         assert [a["name"] for a in report["added"]] == ["Topping up the account"]
         merged = {m["name"]: m for m in report["merged"]}
-        assert set(merged) == {"Requests about cash", "Declined or pending transactions"}
-        assert merged["Requests about cash"]["into"] == "L1" and merged["Requests about cash"]["rule"] == "same name"
-        by_centroid = merged["Declined or pending transactions"]
-        assert by_centroid["into"] == "L2" and by_centroid["rule"] == "centroid"
+        assert set(merged) == {proposed[0].name, proposed[1].name}
+        assert merged[proposed[0].name]["into"] == by_name.label_id and merged[proposed[0].name]["rule"] == "same name"
+        by_centroid = merged[proposed[1].name]
+        assert by_centroid["into"] == by_docs.label_id and by_centroid["rule"] == "centroid"
         assert by_centroid["similarity"] >= by_centroid["threshold"] >= upd.CENTROID_FLOOR
         assert [(r["name"], r["into"], r["rule"]) for r in report["refused"]] == [
-            ("Identity questions", "L5", "same name")]
+            (proposed[3].name, no_docs.label_id, "same name")]
         assert "1 labels added; 2 proposed labels merged into existing ones, 1 refused" in report["labels_note"]
         # a merged label's documents count as the existing label's (labeling shortlists place it there)
         placed = store.cluster_members(run_id)
-        assert all(placed[d] == members_of for d, members_of in
-                   [(d, {"L1": "L1", "L2": "L2"}[lid]) for d, lid in members.items() if lid in ("L1", "L2")])
+        into = {"L1": by_name.label_id, "L2": by_docs.label_id}
+        assert all(placed[d] == into[lid] for d, lid in members.items() if lid in into)
         new_id = report["added"][0]["label_id"]
         assert {placed[d] for d, lid in members.items() if lid == "L3"} == {new_id}
         edit = store.reviews(run_id)[-1]
         assert [m["name"] for m in edit["details"]["merged"]] == [m["name"] for m in report["merged"]]
-        assert [r["name"] for r in edit["details"]["refused"]] == ["Identity questions"]
+        assert [r["name"] for r in edit["details"]["refused"]] == [proposed[3].name]
     res = cli.invoke(app, ["update", run_id, str(same), "--db", db, "-q"])  # the stored report, printed
     assert res.exit_code == 0, res.output
     printed = " ".join(res.output.split())  # rich wraps long lines
-    assert "merged: proposed 'Declined or pending transactions' into L2 'Payment requests' (centroid" in printed
-    assert "refused: proposed 'Identity questions': duplicates L5 'Identity requests' (same name" in printed
+    assert (f"merged: proposed 'Miscellaneous grouping' into {by_docs.label_id} '{by_docs.name}' (centroid"
+            in printed)
+    assert (f"refused: proposed '{proposed[3].name}': duplicates {no_docs.label_id} '{no_docs.name}' (same name"
+            in printed)
 
 
 def test_screen_tells_near_duplicates_from_new_topics():
