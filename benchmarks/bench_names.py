@@ -135,6 +135,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=600)
     ap.add_argument("--k", default="25,60")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--show", action="store_true", help="print every cluster's gold intent, old name and new name")
     args = ap.parse_args()
 
     from workflow import clustering
@@ -168,6 +169,10 @@ def main() -> None:
         row["cos_ratio_new_vs_old"] = round(row["new"]["name_gold_cos"] / max(row["old"]["name_gold_cos"], 1e-9), 2)
         results.append(row)
         print(json.dumps(row, indent=1), flush=True)
+        if args.show:
+            matched = match(assign, gold)[0]
+            for c in sorted(new, key=lambda c: matched.get(c, "")):
+                print(f"  {matched.get(c, '-'):<40} {old[c]:<40} {new[c]}")
     assert all(not math.isnan(r["new"]["name_gold_cos"]) for r in results)
 
 

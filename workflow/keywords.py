@@ -16,20 +16,28 @@ both ("Phone / oil / car").
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from workflow import clustering
-from workflow.names import PHRASE_ONLY, junk_words, root
+from workflow.names import PHRASE_ONLY, TAIL_ONLY, junk_words, root
 
 _TOKEN = re.compile(r"(?u)\b[a-zA-Z][a-zA-Z']+\b")
+_CLAUSE = re.compile(r"[.,;:!?()\n]+")
 CANDIDATES = 10  # c-TF-IDF's best terms of a cluster that embeddings re-rank
 MMR_LAMBDA = 0.7  # relevance vs novelty when picking keywords one by one
 CTFIDF_WEIGHT = 0.0  # relevance: this much c-TF-IDF rank, the rest similarity to the centroid
 PHRASE_SHARE = 0.6  # a word gives way to a pair with it when this share of the documents using the word use the pair
 NAME_PARTNERS = 3  # keywords after the best one that may complete a one-word name
+PARTNER_SHARE = 0.2  # ... used with it by this share of the documents using it (a rarer word names a subtopic only:
+#                      "Card / activating" for a cluster of lost, linked, activated and blocked cards)
+PAIR_SHARE = 0.4  # two words are one phrase when this share of the documents using both write them side by side
+JOINERS = frozenset({"my", "the", "a", "an", "your", "our", "this", "that", "its", "their"})  # dropped from a phrase:
+#                      "verify my identity" -> "Verify identity"
+LINKS = frozenset({"of", "for", "to", "on", "in", "from", "with", "by", "at"})  # kept: "Fee for withdrawal"
 TYPICAL_DOCS = 3  # documents quoted in a description
 QUOTE_WORDS = 12  # ... each cut to this many words
 SPLIT_MIN_DOCS = 2 * clustering.MIN_CLUSTER_DOCS  # a cluster this big may be two groups glued together ...
@@ -43,13 +51,14 @@ def tokens(text: str) -> list[str]:
 
 def analyze(text: str) -> list[str]:
     """A document's candidate terms: words of 3+ letters that are not junk and not a phrase-only word ("new"), and
-    pairs of adjacent words neither of which is junk ("top up", "new card", "exchange rate")."""
+    pairs of adjacent words neither of which is junk ("top up", "new card", "exchange rate"), none starting with a
+    tail-only word ("up card")."""
     junk = junk_words()
     toks = tokens(text)
     keep = [t not in junk for t in toks]
     grams = [t for t, k in zip(toks, keep) if k and len(t) >= 3 and t not in PHRASE_ONLY]
     grams += [f"{a} {b}" for a, b, ka, kb in zip(toks, toks[1:], keep, keep[1:])
-              if ka and kb and root(a) != root(b) and max(len(a), len(b)) >= 3]
+              if ka and kb and root(a) != root(b) and max(len(a), len(b)) >= 3 and a not in TAIL_ONLY]
     return grams
 
 
@@ -192,20 +201,68 @@ def _uses(term: str, text_roots: frozenset[str]) -> bool:
     return {root(w) for w in term.split()} <= text_roots
 
 
+def pair_phrase(a: str, b: str, texts: list[str]) -> str | None:
+    """How the documents write two words side by side, in either order and across one small word ("pending
+    payment", "verify my identity", "fee for withdrawing"), when PAIR_SHARE of those using both do: the most common
+    such span, joiner words ("my", "the") dropped. None when they are rarely side by side (two aspects, not one)."""
+    ra, rb = root(a), root(b)
+    spans: Counter[str] = Counter()
+    both = 0
+    for text in texts:
+        clauses = [tokens(c) for c in _CLAUSE.split(text)]  # side by side within a clause, not across "blocked: pin"
+        if not {ra, rb} <= {root(t) for toks in clauses for t in toks}:
+            continue
+        both += 1
+        span = next((s for toks in clauses if (s := _span(toks, ra, rb))), None)
+        if span:
+            spans[span] += 1
+    found = sum(spans.values())
+    if found < clustering.KEYWORD_MIN_DOCS or found < PAIR_SHARE * both:
+        return None
+    return spans.most_common(1)[0][0]
+
+
+def _span(toks: list[str], ra: str, rb: str) -> str | None:
+    """The first place the roots ra and rb stand side by side in ``toks`` (or across one joiner or link word), joiners
+    dropped."""
+    rs = [root(t) for t in toks]
+    for i, r in enumerate(rs):
+        other = rb if r == ra else ra if r == rb else None
+        for gap in (1, 2):
+            j = i + gap
+            if other is not None and j < len(rs) and rs[j] == other and (gap == 1 or toks[i + 1] in JOINERS | LINKS):
+                return " ".join(t for t in toks[i:j + 1] if t not in JOINERS)
+    return None
+
+
+def cased(name: str, texts: list[str]) -> str:
+    """Words the documents mostly write in capitals ("ATM", "PIN", "SEPA") kept so; the rest as they are."""
+    def one(word: str) -> str:
+        seen = Counter(m for t in texts for m in re.findall(rf"\b{re.escape(word)}\b", t, flags=re.I))
+        upper = sum(n for w, n in seen.items() if w.isupper() and len(w) > 1)
+        return word.upper() if upper * 2 > sum(seen.values()) > 0 else word
+
+    return " ".join(one(w) for w in name.split(" "))
+
+
 def phrase_name(words: list[str], texts: list[str], max_words: int) -> str:
-    """The best keyword when it is a phrase ("Exchange rate"), else the best word with the next keyword that
-    documents use together with it ("Pin / blocked"): two words no document uses together are two topics glued."""
+    """The best keyword when it is a phrase ("Exchange rate"); else the best word and the next keyword that
+    PARTNER_SHARE of its documents use with it, as the documents write the two side by side ("Verify identity",
+    "Pending payment") or else as two words ("Pin / blocked"): two words no document uses together are two topics
+    glued, and a partner few of them use names a subtopic, not the cluster ("Card")."""
     if not words:
         return ""
-    parts = [surface(words[0], texts)]
+    name = surface(words[0], texts)
     if " " not in words[0]:
         used = [frozenset(root(t) for t in tokens(text)) for text in texts]
         with_first = [u for u in used if _uses(words[0], u)]
-        second = next((w for w in words[1:NAME_PARTNERS + 1]
-                       if sum(_uses(w, u) for u in with_first) >= clustering.KEYWORD_MIN_DOCS), None)
-        parts += [surface(second, texts)] if second else []
-    name = " / ".join(parts)
-    capped = " ".join(name.split()[:max_words]).strip(" /")
+        floor = max(clustering.KEYWORD_MIN_DOCS, PARTNER_SHARE * len(with_first))
+        second = next((w for w in words[1:NAME_PARTNERS + 1] if sum(_uses(w, u) for u in with_first) >= floor), None)
+        if second is not None:
+            phrase = pair_phrase(words[0], second, texts) if " " not in second else None
+            name = surface(phrase, texts) if phrase and len(phrase.split()) == 2 else phrase or (
+                f"{name} / {surface(second, texts)}")
+    capped = cased(" ".join(name.split()[:max_words]).strip(" /"), texts)
     return capped[:1].upper() + capped[1:]
 
 

@@ -60,6 +60,7 @@ TOPIC_WORDS = frozenset({"top", "up", "new", "bill", "call", "interest", "amount
                          "change", "changes", "value", "old", "first", "last", "second", "available", "fire"})
 PHRASE_ONLY = frozenset({"up", "new", "old", "first", "last", "second", "available", "top", "full", "change",
                          "changes"})  # topic words that say nothing alone
+TAIL_ONLY = frozenset({"up"})  # ends a pair ("top up"), never starts one ("up card" of "top up card")
 
 
 @lru_cache(maxsize=1)

@@ -231,3 +231,28 @@ def test_a_single_label_corpus_keeps_its_llm_labels_but_fails_saying_why_there_i
         labels = store.assignments(run_id)
         assert len(labels) == 16 and len(set(labels.values())) == 1
         assert store.query("SELECT count(*) AS n FROM models")[0]["n"] == 0
+
+
+def test_a_teacher_that_answers_other_for_everything_fails_saying_so_and_what_to_use_instead(tmp_path, recorder):
+    """The embedded 135M model as --teacher llm was seen answering Other for every document (valid answers, so no
+    rejection to point at): the run fails for want of a classifier and says the teacher put everything in Other,
+    with --teacher nearest and a stronger model as the ways out."""
+    docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(
+        ["my card was lost", "my card got stolen", "card blocked today", "I lost my card again",
+         "transfer did not arrive", "my transfer is pending", "where is my transfer", "transfer failed twice",
+         "exchange rate for euros", "what exchange rate do you use", "exchange rate is wrong", "euro exchange rate"])]
+
+    def all_other(prompt_name: str, messages: list[dict], schema: dict) -> str:
+        if prompt_name != "label":
+            return keywords(prompt_name, messages, schema)
+        return json.dumps({"label": {"name": "Other", "id": "other"}, "rationale": "none fits", "confidence": "low"})
+
+    register_script("all_other", all_other)
+    res, db = _run(tmp_path, write_jsonl(tmp_path / "c.jsonl", docs), "--teacher", "llm",
+                   model="scripted/all_other")
+    assert res.exit_code == 1, res.output
+    flat = " ".join(res.output.split())
+    assert "no classifier: need at least two distinct labels" in flat
+    assert "answered Other for all 12 documents it labeled" in flat and "--teacher nearest" in flat
+    with Store(db, read_only=True) as store:
+        assert set(store.assignments(store.latest_run_id()).values()) == {"other"}

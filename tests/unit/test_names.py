@@ -89,9 +89,34 @@ def test_two_topics_no_document_joins_are_not_glued_in_one_name():
     phones = ["my phone screen cracked", "phone battery dies fast", "phone screen broken", "new phone battery"]
     cars = ["car needs an oil change", "oil leak under the car", "car oil light on"]
     name = keywords.phrase_name(["phone", "oil", "screen"], phones + cars, 10)
-    assert name == "Phone / screen"
+    assert name == "Phone screen"  # never "Phone / oil"; the two words its documents write together are one phrase
     assert keywords.phrase_name(["top up", "card"], TOP_UPS, 10) == "Top up"
     assert keywords.phrase_name(["top up"], ["my top-up failed", "top-up pending", "a top up"], 10) == "Top-up"
+
+
+def test_two_keywords_the_documents_write_side_by_side_are_named_as_that_phrase():
+    """In either order, across "my"/"the" (dropped) or "for"/"of" (kept), as most documents using both write them;
+    two words mostly apart stay two words; a partner only a few of the best word's documents use is left out."""
+    verify = ["how do I verify my identity", "why verify my identity", "identity check: how to verify it",
+              "verify the identity of my son"]
+    assert keywords.phrase_name(["identity", "verify"], verify, 10) == "Verify identity"
+    pending = ["my payment is pending", "pending payment since monday", "why is this pending payment there",
+               "a pending payment"]
+    assert keywords.phrase_name(["payment", "pending"], pending, 10) == "Pending payment"
+    fees = ["fee for withdrawing cash", "why a fee for withdrawing", "withdrawing money cost me a fee"]
+    assert keywords.phrase_name(["fee", "withdrawing"], fees, 10) == "Fee for withdrawing"
+    apart = ["my pin got blocked", "blocked: pin", "pin is blocked now", "pin was blocked", "pin blocked"]
+    assert keywords.phrase_name(["pin", "blocked"], apart, 10) == "Pin / blocked"  # not across ":"
+    cards = [f"my card was {w}" for w in ["lost", "stolen", "blocked", "frozen", "bent", "swallowed", "cloned",
+                                          "declined", "eaten", "damaged"]] + ["activate my card", "activating card"]
+    assert keywords.phrase_name(["card", "activating"], cards, 10) == "Card"  # 2 of 12: a subtopic, not the name
+
+
+def test_words_the_documents_write_in_capitals_keep_them_and_up_starts_no_pair():
+    atm = ["the ATM kept my card", "which ATM can I use", "an atm near me", "ATM fees abroad"]
+    assert keywords.phrase_name(["atm"], atm, 10) == "ATM"
+    assert "up card" not in keywords.analyze("how do I verify the top up card") and "top up" in keywords.analyze(
+        "how do I verify the top up card")
 
 
 def test_description_quotes_the_most_typical_documents_within_the_cap():
