@@ -156,6 +156,20 @@ def copy_reason(name: str, texts: list[str]) -> str | None:
     return None
 
 
+SENTENCE_OPENERS = frozenset({"i", "i'm", "i've", "my", "me", "we", "our", "you", "your", "he", "she", "they",
+                              "their", "it", "it's", "its", "there", "here"})
+
+
+def sentence_reason(name: str) -> str | None:
+    """Why ``name`` reads as a sentence someone said, not a label, or None: it opens with a person or pronoun ("Your
+    Identity Has Not Been Verified", "I lost my card"), as a small model writes from summaries."""
+    first = name.strip().split(maxsplit=1)[0].lower().strip("\"'.,:;!?") if name.strip() else ""
+    if first in SENTENCE_OPENERS:
+        return (f"'{name.strip()}' reads as a sentence, not a label: name the topic in a few words "
+                "(e.g. 'Identity verification')")
+    return None
+
+
 @lru_cache(maxsize=8192)
 def _text_words(text: str) -> tuple[str, ...]:
     return tuple(words(text))

@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator, model_validator
 
 from workflow.clustering import MIN_CLUSTER_DOCS
-from workflow.names import FUNCTION_WORDS, content_words, copy_reason, root, truncated_reason
+from workflow.names import FUNCTION_WORDS, content_words, copy_reason, root, sentence_reason, truncated_reason
 
 CATCH_ALL = re.compile(r"^\s*(other|others|misc|miscellaneous|general|unknown|none|n/?a|uncategori[sz]ed)\b", re.I)
 LABEL_ID_LIKE = re.compile(r"^\s*(L\d+|label\s*\d*)\s*$", re.I)  # a name that is only an id says nothing
@@ -445,7 +445,7 @@ class ClusterName(BaseModel):
         # a name cut at the schema's length, or longer than asked, is refused rather than trimmed mid-phrase
         raw = self.name.strip(" .\"'")
         reason = truncated_reason(raw, max_words * 7, max_words) or copy_reason(raw, [*(ctx.get("cluster_texts") or []),
-                                                                                     *docs])
+                                                                                     *docs]) or sentence_reason(raw)
         if reason:
             raise ValueError(reason)
         self.name = cap_words(self.name, max_words).strip(" .:-\"'")

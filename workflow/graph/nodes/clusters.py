@@ -40,7 +40,7 @@ from workflow.llm.responses import (
     merged_taxonomy_model,
     without_instructions,
 )
-from workflow.names import copy_reason, truncated_reason
+from workflow.names import copy_reason, sentence_reason, truncated_reason
 from workflow.store import Label
 
 CENTRAL_DOCS = 6
@@ -87,8 +87,9 @@ def fallback_name(g: int, name: str, words: list[str], frequent: list[str], text
 
 def merged_name_reason(name: str, texts: list[str]) -> str | None:
     """Why a name the model gave a merged group is refused: it repeats one document or an instruction, copies a
-    document (6+ words of one, or its opening), or ends mid-phrase."""
-    return injected_name_reason(name, texts) or copy_reason(name, texts) or truncated_reason(name)
+    document (6+ words of one, or its opening), ends mid-phrase, or reads as a sentence ("Your identity ...")."""
+    return (injected_name_reason(name, texts) or copy_reason(name, texts) or truncated_reason(name)
+            or sentence_reason(name))
 
 
 def embed_docs(ctx: RunContext, doc_ids: list[str]) -> Space:
