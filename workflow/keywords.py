@@ -260,8 +260,10 @@ def phrase_name(words: list[str], texts: list[str], max_words: int) -> str:
         second = next((w for w in words[1:NAME_PARTNERS + 1] if sum(_uses(w, u) for u in with_first) >= floor), None)
         if second is not None:
             phrase = pair_phrase(words[0], second, texts) if " " not in second else None
-            name = surface(phrase, texts) if phrase and len(phrase.split()) == 2 else phrase or (
-                f"{name} / {surface(second, texts)}")
+            if phrase is None:
+                name = f"{name} / {surface(second, texts)}"
+            else:  # "top up" -> "top-up" as the documents write it; "fee for withdrawing" stays
+                name = surface(phrase, texts) if len(phrase.split()) == 2 else phrase
     capped = cased(" ".join(name.split()[:max_words]).strip(" /"), texts)
     return capped[:1].upper() + capped[1:]
 
