@@ -38,6 +38,10 @@ PAIR_SHARE = 0.4  # two words are one phrase when this share of the documents us
 JOINERS = frozenset({"my", "the", "a", "an", "your", "our", "this", "that", "its", "their"})  # dropped from a phrase:
 #                      "verify my identity" -> "Verify identity"
 LINKS = frozenset({"of", "for", "to", "on", "in", "from", "with", "by", "at"})  # kept: "Fee for withdrawal"
+# "X is still Y", "X shows as Y": a state, named "Y X" ("payment is still pending" -> "Pending payment")
+STATE = frozenset({"is", "are", "was", "were", "been", "being", "still", "now", "already", "just", "show", "shows",
+                   "showing", "shown", "appear", "appears", "appearing", "listed", "marked", "as", "up"})
+STATE_GAP = 5  # at most this many state words between X and Y
 TYPICAL_DOCS = 3  # documents quoted in a description
 QUOTE_WORDS = 12  # ... each cut to this many words
 SPLIT_MIN_DOCS = 2 * clustering.MIN_CLUSTER_DOCS  # a cluster this big may be two groups glued together ...
@@ -203,8 +207,8 @@ def _uses(term: str, text_roots: frozenset[str]) -> bool:
 
 def pair_phrase(a: str, b: str, texts: list[str]) -> str | None:
     """How the documents write two words side by side, in either order and across one small word ("pending
-    payment", "verify my identity", "fee for withdrawing"), when PAIR_SHARE of those using both do: the most common
-    such span, joiner words ("my", "the") dropped. None when they are rarely side by side (two aspects, not one)."""
+    payment", "verify my identity", "fee for withdrawing", "payment is still pending"), when PAIR_SHARE of those using
+    both do: the most common such span (`_span`). None when they are rarely side by side (two aspects, not one)."""
     ra, rb = root(a), root(b)
     spans: Counter[str] = Counter()
     both = 0
@@ -223,15 +227,23 @@ def pair_phrase(a: str, b: str, texts: list[str]) -> str | None:
 
 
 def _span(toks: list[str], ra: str, rb: str) -> str | None:
-    """The first place the roots ra and rb stand side by side in ``toks`` (or across one joiner or link word), joiners
-    dropped."""
+    """The first place the roots ra and rb stand side by side in ``toks``: adjacent, across one joiner or link word
+    (joiners dropped), or as "X is (still) Y" / "X shows as Y", which names "Y X" ("payment is pending" -> "pending
+    payment")."""
     rs = [root(t) for t in toks]
     for i, r in enumerate(rs):
         other = rb if r == ra else ra if r == rb else None
-        for gap in (1, 2):
+        if other is None:
+            continue
+        for gap in range(1, STATE_GAP + 2):
             j = i + gap
-            if other is not None and j < len(rs) and rs[j] == other and (gap == 1 or toks[i + 1] in JOINERS | LINKS):
+            if j >= len(rs) or rs[j] != other:
+                continue
+            between = toks[i + 1:j]
+            if gap == 1 or (gap == 2 and between[0] in JOINERS | LINKS):
                 return " ".join(t for t in toks[i:j + 1] if t not in JOINERS)
+            if all(t in STATE for t in between):  # "is still", "showing as" ("why is my payment still pending")
+                return f"{toks[j]} {toks[i]}"
     return None
 
 
