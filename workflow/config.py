@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from workflow.pii import is_local_model
 from workflow.seeds import SeedLabel, check_labels, read_labels_file
 
 LOCAL_MODEL = "local/smollm2"
@@ -134,13 +135,17 @@ class JobConfig(BaseModel):
         """'llm' or 'nearest', with auto resolved for the label step's model."""
         if self.teacher != "auto":
             return self.teacher
-        return "nearest" if self.model_for("label").startswith("local/") else "llm"
+        return "nearest" if self.embedded("label") else "llm"
 
     def uses_summaries(self) -> bool:
         """Whether cluster naming shows summaries, with auto resolved for the summary step's model."""
         if self.summaries != "auto":
             return self.summaries == "always"
-        return not self.model_for("summarize").startswith("local/")
+        return not self.embedded("summarize")
+
+    def embedded(self, step: str) -> bool:
+        """Whether the step's model is the embedded one (`local/`): what several defaults are measured against."""
+        return is_local_model(self.model_for(step))
 
     def model_for(self, step: str) -> str:
         """The model for a step: a step-specific model wins over the general one."""

@@ -25,6 +25,7 @@ from functools import cached_property
 import numpy as np
 
 from workflow import clustering
+from workflow.config import JobConfig
 from workflow.graph.context import RunContext, RunFailed, log
 from workflow.graph.nodes.summarize import SHOWN_WORDS, summarize_docs
 from workflow.graph.nodes.taxonomy import existing_version
@@ -41,7 +42,6 @@ from workflow.llm.responses import (
     without_instructions,
 )
 from workflow.names import copy_reason, sentence_reason, truncated_reason
-from workflow.pii import is_local_model
 from workflow.store import Label
 
 CENTRAL_DOCS = 6
@@ -54,11 +54,11 @@ NAME_ATTEMPTS = 2  # a cluster has a keyword name to fall back on: one retry wit
 MERGE_ATTEMPTS = 2  # ... and merging nearest centroids is the merge's fallback
 
 
-def attempts_for(model: str, attempts: int) -> int:
+def attempts_for(config: JobConfig, attempts: int) -> int:
     """One attempt for the embedded model: its retry with the error fed back never gave a valid name or merge (0 of
     64 retried names, 0 of 2 merges, on README command 1's corpus and on 1,000 long documents) and was half of the
     default job's time (benchmarks/README.md, bench_long_run). A real model keeps its retry."""
-    return 1 if is_local_model(model) else attempts
+    return 1 if config.embedded("taxonomy") else attempts
 
 
 @dataclass
@@ -159,7 +159,7 @@ def name_groups(ctx: RunContext, space: Space, assign: np.ndarray, which: list[i
     response = cluster_name_model(cfg.name_max_words, cfg.description_max_words)
     ctx.gateway.map("taxonomy", cfg.model_for("taxonomy"), "name_cluster", response, requests, save,
                     description="name clusters",  # max_tokens: fitted to the schema
-                    attempts_cap=attempts_for(cfg.model_for("taxonomy"), NAME_ATTEMPTS))
+                    attempts_cap=attempts_for(cfg, NAME_ATTEMPTS))
     if which and len(provider_errors) == len(which):  # the model was never reached: keyword names would hide that
         raise RunFailed(f"no cluster could be named: the model was not reached ({provider_errors[-1]}); "
                         "see `tnt status` for failed calls, then `tnt resume`")
@@ -241,7 +241,7 @@ def _model_grouping(ctx: RunContext, labels: list[Label],
          "name_max_words": cfg.name_max_words, "description_max_words": cfg.description_max_words},
         context=context, max_tokens=merge_max_tokens(len(labels), cfg.max_labels, cfg.name_max_words,
                                                      cfg.description_max_words),
-        attempts_cap=attempts_for(cfg.model_for("taxonomy"), MERGE_ATTEMPTS),
+        attempts_cap=attempts_for(cfg, MERGE_ATTEMPTS),
     )
     if not res.ok:
         return None, [], res.error or "no answer"

@@ -59,7 +59,7 @@ def recheck(ctx: RunContext, state: RunState) -> RunState:
     teacher_name = "nearest" if cfg.label_teacher() == "nearest" else "LLM"
     log.info("--recheck %.3g: %d of %d %s labels go back to the model (%d flagged by the noise estimate; %d answered "
              "before)", cfg.recheck, len(plan.picks), len(teacher), teacher_name, plan.flagged, len(answered))
-    if picks and cfg.model_for("recheck").startswith("local/"):
+    if picks and cfg.embedded("recheck"):
         log.warning("--recheck with the embedded model: it chooses between two labels, but its labels measured "
                     "worse than the embeddings' (README); read the flipped share with care")
     docs = {d.doc_id: d for d in store.documents(ctx.corpus, [doc_ids[p.index] for p in picks])}
