@@ -38,6 +38,7 @@ PAIR_SHARE = 0.4  # two words are one phrase when this share of the documents us
 JOINERS = frozenset({"my", "the", "a", "an", "your", "our", "this", "that", "its", "their"})  # dropped from a phrase:
 #                      "verify my identity" -> "Verify identity"
 LINKS = frozenset({"of", "for", "to", "on", "in", "from", "with", "by", "at"})  # kept: "Fee for withdrawal"
+GLUE = JOINERS | LINKS  # the one small word that may stand between a phrase's two words
 # "X is still Y", "X shows as Y": a state, named "Y X" ("payment is still pending" -> "Pending payment")
 STATE = frozenset({"is", "are", "was", "were", "been", "being", "still", "now", "already", "just", "show", "shows",
                    "showing", "shown", "appear", "appears", "appearing", "listed", "marked", "as", "up"})
@@ -240,7 +241,7 @@ def _span(toks: list[str], ra: str, rb: str) -> str | None:
             if j >= len(rs) or rs[j] != other:
                 continue
             between = toks[i + 1:j]
-            if gap == 1 or (gap == 2 and between[0] in JOINERS | LINKS):
+            if gap == 1 or (gap == 2 and between[0] in GLUE):
                 return " ".join(t for t in toks[i:j + 1] if t not in JOINERS)
             if all(t in STATE for t in between):  # "is still", "showing as" ("why is my payment still pending")
                 return f"{toks[j]} {toks[i]}"
