@@ -9,8 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from workflow.cli.common import DB_OPT, app, err, fail, open_store, out
-from workflow.store import StoreError
+from workflow.cli.common import DB_OPT, app, err, fail, open_store, out, resolve_run_id
 
 _NOTE_KEYS = ("n", "against", "docs", "calls", "prompt_tokens", "completion_tokens", "tokens_per_doc", "cost_per_doc",
               "purity", "inverse_purity", "n_labels", "n_gold_classes", "share_relevant", "distinctness",
@@ -50,13 +49,9 @@ def eval_cmd(
     if not Path(db).exists():
         fail(f"{db} does not exist; start a run with `tnt run`")
     with open_store(db) as store:
-        try:
-            run_id = run_id or store.latest_run_id()
-            store.run(run_id)
-            if against:
-                store.run(against)
-        except StoreError as exc:
-            fail(str(exc))
+        run_id = resolve_run_id(store, run_id)
+        if against:
+            resolve_run_id(store, against)
         judged: dict[str, dict] = {}
         if judge_model:
             from workflow.evaluate.judge import judge_run

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from workflow.cli.common import DB_OPT, app, err, fail, open_store
+from workflow.cli.common import DB_OPT, app, err, fail, open_store, resolve_run_id
 from workflow.store import StoreError
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -29,11 +29,7 @@ def review(
     if not Path(db).exists():
         fail(f"{db} does not exist; start a run with `tnt run`")
     with open_store(db) as store:  # validate, then release the file: the server opens it per request
-        try:
-            run_id = run_id or store.latest_run_id()
-            store.run(run_id)
-        except StoreError as exc:
-            fail(str(exc))
+        run_id = resolve_run_id(store, run_id)
         if not store.taxonomy(run_id)[1]:
             fail(f"run '{run_id}' has no taxonomy yet; wait until it pauses for review or finishes")
     if host not in LOCAL_HOSTS:
