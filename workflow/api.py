@@ -234,12 +234,15 @@ class Run:
         try:
             outcome = execute(self.store, self.run_id, show_progress=progress, overrides=overrides,
                               retry_failed=retry_failed)
-        except KeyboardInterrupt:
-            self.store.set_run_stage(self.run_id, self._row["stage"], status="interrupted")
-            raise
-        except Exception as exc:  # e.g. no embedder: the run must not stay 'running'
+        except BaseException as exc:  # the run must not stay 'running'
             from workflow.classify.embed import EmbeddingUnavailable
+            from workflow.store.connection import is_interrupt
 
+            if is_interrupt(exc):
+                self.store.set_run_stage(self.run_id, self._row["stage"], status="interrupted")
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                raise KeyboardInterrupt("interrupted during a database query") from exc
             if isinstance(exc, EmbeddingUnavailable):
                 self.store.set_run_stage(self.run_id, self._row["stage"], status="failed", error=str(exc))
             raise

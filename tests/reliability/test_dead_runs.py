@@ -1,5 +1,6 @@
 """A run whose process is gone is never shown as running: SIGKILL leaves 'running' in the database, and the next
-process that opens it marks the run interrupted; SIGTERM is handled like Ctrl-C (one line, exit 143)."""
+process that opens it marks the run interrupted; SIGTERM is handled like Ctrl-C (one line, exit 143), also when
+it lands while DuckDB runs a query, which answers it with its own error."""
 
 from __future__ import annotations
 
@@ -7,14 +8,19 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import typer
 
 from tests.reliability.conftest import SCRIPTED_CLI, USE_CASE, no_traceback, tnt_subprocess, write_jsonl
+from workflow.api import Project
+from workflow.cli.jobs import _execute
 from workflow.owner import is_dead, this_process
 from workflow.store import Store
+from workflow.store.connection import is_interrupt
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -67,6 +73,38 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path, rows):
     assert [line for line in stderr.splitlines() if "terminated (SIGTERM)" in line and "tnt resume" in line]
     with Store(db, read_only=True) as store:
         assert store.run(store.latest_run_id())["status"] == "interrupted"
+
+
+def _signal_mid_query(store: Store, sig: signal.Signals) -> None:
+    """A real signal to this process while DuckDB runs a query that would take minutes: where a Ctrl-C or a
+    SIGTERM lands in a run more often than not (every step writes to the database)."""
+    threading.Timer(0.3, os.kill, (os.getpid(), sig)).start()
+    store.query("SELECT count(*) FROM range(100000000000) t(a) WHERE a % 7 = 3")
+
+
+def test_duckdb_turns_a_ctrl_c_mid_query_into_its_own_error(tmp_path):
+    with Store(tmp_path / "t.duckdb") as store:
+        with pytest.raises(BaseException) as caught:
+            _signal_mid_query(store, signal.SIGINT)
+        assert not isinstance(caught.value, KeyboardInterrupt)  # why is_interrupt exists
+        assert is_interrupt(caught.value)
+        assert store.query("SELECT 1 AS one") == [{"one": 1}]  # the connection survives it
+
+
+@pytest.mark.parametrize(("sig", "code", "said"), [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
+                                                   (signal.SIGINT, 130, "interrupted")])
+def test_a_signal_mid_query_leaves_the_run_interrupted_with_one_line(tmp_path, rows, monkeypatch, capsys,
+                                                                     new_run, sig, code, said):
+    with Project(tmp_path / "t.duckdb") as project:
+        run = project.get_run(new_run(project.store, write_jsonl(tmp_path / "c.jsonl", rows)))
+        monkeypatch.setattr("workflow.runner.execute", lambda store, *a, **k: _signal_mid_query(store, sig))
+        with pytest.raises(typer.Exit) as exit:
+            _execute(run, quiet=True)
+        assert exit.value.exit_code == code
+        assert run.status == "interrupted"
+    stderr = capsys.readouterr().err
+    no_traceback(stderr)
+    assert f"{said}; continue with `tnt resume {run.run_id}`" in " ".join(stderr.split())
 
 
 def test_owner_of_a_live_or_foreign_process_is_not_dead():

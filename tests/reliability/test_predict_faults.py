@@ -136,3 +136,30 @@ def test_predict_input_that_is_neither_file_nor_table_says_both_in_one_line(mode
     (line,) = error_lines(res.output)
     assert "table 'bodies'" in line and "no column 'text'" in line and "--text-field" in line, line
     assert not out.exists()
+
+
+def test_ctrl_c_while_duckdb_is_at_work_ends_predict_with_one_line_and_the_rerun_finishes(model, tmp_path,
+                                                                                          monkeypatch):
+    """DuckDB answers a Ctrl-C that lands mid-query with its own RuntimeError, which used to be a traceback."""
+    import os
+    import signal
+    import threading
+
+    import duckdb
+
+    def interrupted(*args, **kwargs):
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        duckdb.connect().execute("SELECT count(*) FROM range(100000000000) t(a) WHERE a % 7 = 3").fetchall()
+
+    out = tmp_path / "o.parquet"
+    args = ("predict", "--model", model.model_id, "--db", model.db, "--input", "mytable", "--output", out, "-q")
+    with monkeypatch.context() as patched:
+        patched.setattr("workflow.classify.predict.predict_stream", interrupted)
+        res = tnt(*args)
+    no_traceback(res.output)
+    assert res.exit_code == 130, res.output
+    (line,) = error_lines(res.output)
+    assert "interrupted" in line and "same command run again continues" in line, line
+    res = tnt(*args)
+    assert res.exit_code == 0, res.output
+    assert len(labels_of(out)) == 120

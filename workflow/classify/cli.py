@@ -10,6 +10,7 @@ from rich.table import Table
 
 from workflow.cli.common import DB_OPT, app, err, fail, open_store, out, resolve_run_id
 from workflow.store import OTHER_ID, OTHER_NAME, Store, StoreError
+from workflow.store.connection import is_interrupt
 
 MODEL_OPT = typer.Option(..., "--model", "-m", help="Stored model id (or run id: its latest model) in --db, "
                                                     "or an exported artifact directory.")
@@ -257,6 +258,10 @@ def predict(
         except duckdb.OutOfMemoryException as exc:
             fail(f"DuckDB ran out of memory under --memory-limit {memory_limit} ({str(exc).splitlines()[0]}); "
                  "raise --memory-limit or lower --batch-size", 1)
+        except (KeyboardInterrupt, duckdb.Error, RuntimeError) as exc:
+            if not is_interrupt(exc):
+                raise
+            fail("interrupted; the same command run again continues where it stopped", 130)
         base = (serving.metrics.get("conformal") or {}).get("uncertain_share")
         out.print(
             f"predicted {stats.n} documents with {serving.version} -> {output}"

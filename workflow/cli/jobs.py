@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import typer
@@ -161,7 +162,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: the run is marked interrupted and can be resumed."""
 
 
+_SIGTERM_SEEN = threading.Event()  # DuckDB drops the handler's Terminated when the signal lands mid-query
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
+    _SIGTERM_SEEN.set()
     raise Terminated()
 
 
@@ -171,6 +176,7 @@ def _execute(job: Run, quiet: bool, max_cost: float | None = None, retry_failed:
 
     from workflow.classify.embed import EmbeddingUnavailable
 
+    _SIGTERM_SEEN.clear()
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         job.resume(progress=not quiet, max_cost=max_cost, retry_failed=retry_failed)
@@ -178,8 +184,9 @@ def _execute(job: Run, quiet: bool, max_cost: float | None = None, retry_failed:
         fail(str(exc), 1)
         return
     except KeyboardInterrupt as exc:  # Run.resume has marked the run interrupted
-        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-        fail(f"{what}; continue with `tnt resume {job.run_id}`", 143 if isinstance(exc, Terminated) else 130)
+        term = isinstance(exc, Terminated) or _SIGTERM_SEEN.is_set()
+        what = "terminated (SIGTERM)" if term else "interrupted"
+        fail(f"{what}; continue with `tnt resume {job.run_id}`", 143 if term else 130)
         return
     finally:
         signal.signal(signal.SIGTERM, previous)

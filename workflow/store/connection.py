@@ -15,6 +15,13 @@ from workflow.store.migrations import migrate
 from workflow.store.schema import StoreError
 
 
+def is_interrupt(exc: BaseException) -> bool:
+    """Ctrl-C or SIGTERM. A signal that arrives while DuckDB runs a query in this thread does not surface as the
+    handler's KeyboardInterrupt: DuckDB cancels the query and raises its own "Query interrupted" instead."""
+    return isinstance(exc, (KeyboardInterrupt, duckdb.InterruptException)) or (
+        isinstance(exc, RuntimeError) and str(exc) == "Query interrupted")
+
+
 class Database:
     """A DuckDB file with tnt's schema. Thread-safe: one connection guarded by a lock (writes are short)."""
 
