@@ -77,8 +77,9 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path, rows):
 
 def _signal_mid_query(store: Store, sig: signal.Signals) -> None:
     """A real signal to this process while DuckDB runs a query that would take minutes: where a Ctrl-C or a
-    SIGTERM lands in a run more often than not (every step writes to the database)."""
-    threading.Timer(0.3, os.kill, (os.getpid(), sig)).start()
+    SIGTERM lands in a run more often than not (every step writes to the database). The second's delay is for a
+    loaded machine: the signal must not arrive before the query starts."""
+    threading.Timer(1.0, os.kill, (os.getpid(), sig)).start()
     store.query("SELECT count(*) FROM range(100000000000) t(a) WHERE a % 7 = 3")
 
 

@@ -148,7 +148,7 @@ def test_ctrl_c_while_duckdb_is_at_work_ends_predict_with_one_line_and_the_rerun
     import duckdb
 
     def interrupted(*args, **kwargs):
-        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
         duckdb.connect().execute("SELECT count(*) FROM range(100000000000) t(a) WHERE a % 7 = 3").fetchall()
 
     out = tmp_path / "o.parquet"

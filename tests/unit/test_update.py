@@ -188,6 +188,33 @@ def test_an_update_killed_mid_way_resumes_at_its_step_through_the_checkpoint(db_
         assert len(report["n_rounds"]) == LABEL_ROUNDS
 
 
+def test_ctrl_c_mid_query_ends_the_update_with_one_line_and_the_same_command_finishes(db_copy, monkeypatch):
+    """A real SIGINT while DuckDB is at work: DuckDB raises its own error for it, which used to be a traceback."""
+    import os
+    import signal
+    import threading
+
+    import duckdb
+
+    from workflow.evolve import update as upd
+
+    db, run_id, new = db_copy
+
+    def interrupted(*args, **kwargs):
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+        duckdb.connect().execute("SELECT count(*) FROM range(100000000000) t(a) WHERE a % 7 = 3").fetchall()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(upd, "predict_corpus", interrupted)
+        res = cli.invoke(app, ["update", run_id, str(new), "--db", db, "-q"])
+    assert res.exit_code == 130, res.output
+    assert "Traceback" not in res.output
+    assert [ln for ln in res.output.splitlines() if ln.startswith("error: interrupted; run the same `tnt update`")]
+    res = cli.invoke(app, ["update", run_id, str(new), "--db", db, "-q"])
+    assert res.exit_code == 0, res.output
+    assert "Labels added" in res.output
+
+
 def test_update_of_an_unfinished_run_or_clashing_ids_is_refused(db_copy, tmp_path: Path):
     db, run_id, new = db_copy
     clash = tmp_path / "clash.jsonl"

@@ -258,7 +258,7 @@ def predict(
         except duckdb.OutOfMemoryException as exc:
             fail(f"DuckDB ran out of memory under --memory-limit {memory_limit} ({str(exc).splitlines()[0]}); "
                  "raise --memory-limit or lower --batch-size", 1)
-        except (KeyboardInterrupt, duckdb.Error, RuntimeError) as exc:
+        except BaseException as exc:  # Ctrl-C, or DuckDB's own error for one that landed mid-query
             if not is_interrupt(exc):
                 raise
             fail("interrupted; the same command run again continues where it stopped", 130)

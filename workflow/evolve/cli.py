@@ -7,6 +7,7 @@ from rich.table import Table
 
 from workflow.cli.common import DB_OPT, app, err, fail, open_store, out, setup_logging
 from workflow.store import StoreError
+from workflow.store.connection import is_interrupt
 
 
 @app.command("hierarchy")
@@ -112,6 +113,11 @@ def update_cmd(
             return
         except (BudgetExceeded, FatalModelError, EmbeddingUnavailable, TrainingError) as exc:
             fail(f"{exc}; run the same `tnt update` again to continue", 1)
+            return
+        except BaseException as exc:  # Ctrl-C, or DuckDB's own error for one that landed mid-query
+            if not is_interrupt(exc):
+                raise
+            fail("interrupted; run the same `tnt update` again to continue", 130)
             return
         finally:
             close_transports()
