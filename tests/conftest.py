@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,24 @@ def sample_rows(n: int) -> list[dict]:
             if len(rows) == n:
                 break
     return rows
+
+
+def signal_mid_query(con=None, sig: int = signal.SIGINT) -> None:
+    """Send this process a real signal while DuckDB runs a query that would take minutes, on ``con`` (a store's
+    connection) or a fresh one. Most Ctrl-Cs and SIGTERMs land in DuckDB: every step writes to it. DuckDB answers
+    with its own RuntimeError and drops the signal's exception. On one thread: with more, DuckDB's main thread may
+    wait on its workers without looking for signals, and see this one only when the query ends. The second's delay:
+    on a loaded machine the signal must not arrive before the query starts."""
+    import duckdb
+
+    con = con if con is not None else duckdb.connect()
+    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    con.execute("SET threads = 1")
+    try:
+        threading.Timer(1.0, os.kill, (os.getpid(), sig)).start()
+        con.execute("SELECT count(*) FROM range(10000000000) t(a) WHERE a % 7 = 3").fetchall()
+    finally:
+        con.execute(f"SET threads = {int(threads)}")
 
 
 @pytest.fixture

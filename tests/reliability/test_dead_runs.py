@@ -8,13 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import typer
 
+from tests.conftest import signal_mid_query
 from tests.reliability.conftest import SCRIPTED_CLI, USE_CASE, no_traceback, tnt_subprocess, write_jsonl
 from workflow.api import Project
 from workflow.cli.jobs import _execute
@@ -75,18 +75,10 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path, rows):
         assert store.run(store.latest_run_id())["status"] == "interrupted"
 
 
-def _signal_mid_query(store: Store, sig: signal.Signals) -> None:
-    """A real signal to this process while DuckDB runs a query that would take minutes: where a Ctrl-C or a
-    SIGTERM lands in a run more often than not (every step writes to the database). The second's delay is for a
-    loaded machine: the signal must not arrive before the query starts."""
-    threading.Timer(1.0, os.kill, (os.getpid(), sig)).start()
-    store.query("SELECT count(*) FROM range(100000000000) t(a) WHERE a % 7 = 3")
-
-
 def test_duckdb_turns_a_ctrl_c_mid_query_into_its_own_error(tmp_path):
     with Store(tmp_path / "t.duckdb") as store:
         with pytest.raises(BaseException) as caught:
-            _signal_mid_query(store, signal.SIGINT)
+            signal_mid_query(store.con, signal.SIGINT)
         assert not isinstance(caught.value, KeyboardInterrupt)  # why is_interrupt exists
         assert is_interrupt(caught.value)
         assert store.query("SELECT 1 AS one") == [{"one": 1}]  # the connection survives it
@@ -98,7 +90,7 @@ def test_a_signal_mid_query_leaves_the_run_interrupted_with_one_line(tmp_path, r
                                                                      new_run, sig, code, said):
     with Project(tmp_path / "t.duckdb") as project:
         run = project.get_run(new_run(project.store, write_jsonl(tmp_path / "c.jsonl", rows)))
-        monkeypatch.setattr("workflow.runner.execute", lambda store, *a, **k: _signal_mid_query(store, sig))
+        monkeypatch.setattr("workflow.runner.execute", lambda store, *a, **k: signal_mid_query(store.con, sig))
         with pytest.raises(typer.Exit) as exit:
             _execute(run, quiet=True)
         assert exit.value.exit_code == code

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import SCRIPTED_JOB, sample_rows
+from tests.conftest import SCRIPTED_JOB, sample_rows, signal_mid_query
 from tests.reliability.conftest import no_traceback, tnt, write_jsonl
 from workflow.store import Store, StoreError
 
@@ -141,20 +141,10 @@ def test_predict_input_that_is_neither_file_nor_table_says_both_in_one_line(mode
 def test_ctrl_c_while_duckdb_is_at_work_ends_predict_with_one_line_and_the_rerun_finishes(model, tmp_path,
                                                                                           monkeypatch):
     """DuckDB answers a Ctrl-C that lands mid-query with its own RuntimeError, which used to be a traceback."""
-    import os
-    import signal
-    import threading
-
-    import duckdb
-
-    def interrupted(*args, **kwargs):
-        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
-        duckdb.connect().execute("SELECT count(*) FROM range(100000000000) t(a) WHERE a % 7 = 3").fetchall()
-
     out = tmp_path / "o.parquet"
     args = ("predict", "--model", model.model_id, "--db", model.db, "--input", "mytable", "--output", out, "-q")
     with monkeypatch.context() as patched:
-        patched.setattr("workflow.classify.predict.predict_stream", interrupted)
+        patched.setattr("workflow.classify.predict.predict_stream", lambda *a, **k: signal_mid_query())
         res = tnt(*args)
     no_traceback(res.output)
     assert res.exit_code == 130, res.output

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.conftest import signal_mid_query
 from workflow.cli import app
 from workflow.ingest import read_corpus
 
@@ -84,6 +85,43 @@ def test_reingesting_changed_text_under_the_same_id_is_refused(tmp_path, db):
     tnt("run", a, *args)
     res = tnt("run", b, *args)
     assert res.exit_code == 2 and "already has a document with id '1'" in res.output
+
+
+def test_ctrl_c_mid_ingest_adds_no_document_and_says_so_in_one_line(tmp_path, db, monkeypatch):
+    """A real SIGINT while DuckDB copies the third of five chunks in: DuckDB raises its own error for it (a
+    traceback before), the chunks already committed are taken back, and no run is created."""
+    import functools
+    from contextlib import contextmanager
+
+    from workflow import runner
+    from workflow.ingest_stage import insert_staged
+    from workflow.store import Store
+    from workflow.store.connection import Database
+
+    path = write(tmp_path, "c.jsonl", "".join(json.dumps({"id": i, "text": f"text {i}"}) + "\n" for i in range(100)))
+    real, opened = Database.transaction, []
+
+    @contextmanager
+    def third_is_interrupted(self):
+        with real(self) as con:
+            opened.append(1)
+            if len(opened) == 3:
+                signal_mid_query(con)
+            yield con
+
+    args = ("run", path, "--use-case", "support intents", "--db", db, "--model", "scripted/keywords", "-q")
+    with monkeypatch.context() as patched:
+        patched.setattr(runner, "insert_staged", functools.partial(insert_staged, chunk_rows=20))
+        patched.setattr(Database, "transaction", third_is_interrupted)
+        res = tnt(*args)
+    assert res.exit_code == 130, res.output
+    assert "Traceback" not in res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert lines == ["error: interrupted; no document was added; run the same command again"], lines
+    with Store(db, read_only=True) as store:
+        assert store.query("SELECT count(*) AS n FROM documents") == [{"n": 0}]
+        assert store.runs() == []
+    assert len(opened) >= 3  # two chunks were committed before the third was cut
 
 
 def test_unknown_embedder_is_refused_naming_the_flag(tmp_path, db):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import SCRIPTED_JOB, sample_rows
+from tests.conftest import SCRIPTED_JOB, sample_rows, signal_mid_query
 from workflow.classify.fit import held_out_ids
 from workflow.cli import app
 from workflow.config import JobConfig
@@ -190,22 +190,11 @@ def test_an_update_killed_mid_way_resumes_at_its_step_through_the_checkpoint(db_
 
 def test_ctrl_c_mid_query_ends_the_update_with_one_line_and_the_same_command_finishes(db_copy, monkeypatch):
     """A real SIGINT while DuckDB is at work: DuckDB raises its own error for it, which used to be a traceback."""
-    import os
-    import signal
-    import threading
-
-    import duckdb
-
     from workflow.evolve import update as upd
 
     db, run_id, new = db_copy
-
-    def interrupted(*args, **kwargs):
-        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
-        duckdb.connect().execute("SELECT count(*) FROM range(100000000000) t(a) WHERE a % 7 = 3").fetchall()
-
     with monkeypatch.context() as patched:
-        patched.setattr(upd, "predict_corpus", interrupted)
+        patched.setattr(upd, "predict_corpus", lambda *a, **k: signal_mid_query())
         res = cli.invoke(app, ["update", run_id, str(new), "--db", db, "-q"])
     assert res.exit_code == 130, res.output
     assert "Traceback" not in res.output

@@ -8,9 +8,8 @@ import duckdb
 import typer
 from rich.table import Table
 
-from workflow.cli.common import DB_OPT, app, err, fail, open_store, out, resolve_run_id
+from workflow.cli.common import DB_OPT, app, err, fail, on_interrupt, open_store, out, resolve_run_id
 from workflow.store import OTHER_ID, OTHER_NAME, Store, StoreError
-from workflow.store.connection import is_interrupt
 
 MODEL_OPT = typer.Option(..., "--model", "-m", help="Stored model id (or run id: its latest model) in --db, "
                                                     "or an exported artifact directory.")
@@ -225,43 +224,41 @@ def predict(
         serving = _load(store, model)
         if batch_size is None:
             batch_size = 32_768 if vector_field else 4096
-        try:
-            if store is not None:
-                store.limit_memory(memory_limit)
-            batches, total = open_input(input, store, text_field=text_field, id_field=id_field or None,
-                                        vector_field=vector_field, batch_size=batch_size, memory_limit=memory_limit)
-            if total is None and not quiet:
-                total = count_input_rows(input, store)  # for the bar's ETA
-            sink = open_resumable_output(output, store, serving.version, overwrite)  # continues an interrupted run
-            if sink.done and not quiet:
-                err.print(f"resuming: {output} already holds {sink.done} predictions of this model; predicting the "
-                          "rest", highlight=False)
-            vectorize = None if vector_field else make_vectorizer(serving, store if cache else None)
-            monitor = None
-            if store is not None and not vector_field and drift:
-                from workflow.evolve.drift import monitor_for
+        with on_interrupt("the same command run again continues where it stopped"):
+            try:
+                if store is not None:
+                    store.limit_memory(memory_limit)
+                batches, total = open_input(input, store, text_field=text_field, id_field=id_field or None,
+                                            vector_field=vector_field, batch_size=batch_size, memory_limit=memory_limit)
+                if total is None and not quiet:
+                    total = count_input_rows(input, store)  # for the bar's ETA
+                sink = open_resumable_output(output, store, serving.version, overwrite)  # continues an interrupted run
+                if sink.done and not quiet:
+                    err.print(f"resuming: {output} already holds {sink.done} predictions of this model; predicting the "
+                              "rest", highlight=False)
+                vectorize = None if vector_field else make_vectorizer(serving, store if cache else None)
+                monitor = None
+                if store is not None and not vector_field and drift:
+                    from workflow.evolve.drift import monitor_for
 
-                monitor = monitor_for(store, serving)  # per-batch drift figures into the drift table
-            if engine == "ray":
-                from workflow.classify.ray_engine import predict_ray
+                    monitor = monitor_for(store, serving)  # per-batch drift figures into the drift table
+                if engine == "ray":
+                    from workflow.classify.ray_engine import predict_ray
 
-                stats = predict_ray(serving, batches, sink, total=total, show_progress=not quiet, address=ray_address)
-            else:
-                stats = predict_stream(serving, batches, sink, vectorize=vectorize, total=total,
-                                       show_progress=not quiet, on_batch=monitor)
-            if monitor is not None and monitor.figures:
-                store.save_drift(serving.version, input, monitor.rows(), monitor.base.as_dict())
-        except (PredictInputError, StoreError) as exc:
-            fail(str(exc))
-        except EmbeddingUnavailable as exc:
-            fail(str(exc), 1)
-        except duckdb.OutOfMemoryException as exc:
-            fail(f"DuckDB ran out of memory under --memory-limit {memory_limit} ({str(exc).splitlines()[0]}); "
-                 "raise --memory-limit or lower --batch-size", 1)
-        except BaseException as exc:  # Ctrl-C, or DuckDB's own error for one that landed mid-query
-            if not is_interrupt(exc):
-                raise
-            fail("interrupted; the same command run again continues where it stopped", 130)
+                    stats = predict_ray(serving, batches, sink, total=total, show_progress=not quiet,
+                                        address=ray_address)
+                else:
+                    stats = predict_stream(serving, batches, sink, vectorize=vectorize, total=total,
+                                           show_progress=not quiet, on_batch=monitor)
+                if monitor is not None and monitor.figures:
+                    store.save_drift(serving.version, input, monitor.rows(), monitor.base.as_dict())
+            except (PredictInputError, StoreError) as exc:
+                fail(str(exc))
+            except EmbeddingUnavailable as exc:
+                fail(str(exc), 1)
+            except duckdb.OutOfMemoryException as exc:
+                fail(f"DuckDB ran out of memory under --memory-limit {memory_limit} ({str(exc).splitlines()[0]}); "
+                     "raise --memory-limit or lower --batch-size", 1)
         base = (serving.metrics.get("conformal") or {}).get("uncertain_share")
         out.print(
             f"predicted {stats.n} documents with {serving.version} -> {output}"

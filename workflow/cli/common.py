@@ -9,6 +9,8 @@ Exit codes: 0 done or paused for review, 1 run failed, 2 bad input or usage, 3 s
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import typer
@@ -17,6 +19,7 @@ from rich.markup import escape
 
 from workflow.secrets import RedactingFilter, redact
 from workflow.store import Store, StoreError
+from workflow.store.connection import is_interrupt
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="TnT-LLM taxonomy induction and labeling.")
 out = Console()
@@ -45,6 +48,18 @@ def config_option(field: str, *flags: str, **kwargs: Any) -> Any:
 def fail(message: str, code: int = 2) -> None:
     err.print(f"[bold red]error:[/] {escape(redact(message) or '')}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+@contextmanager
+def on_interrupt(then: str) -> Iterator[None]:
+    """Ctrl-C as one line and exit 130. Without this, click says "Aborted!" and, where the Ctrl-C landed while
+    DuckDB ran a query, DuckDB's own RuntimeError prints a traceback."""
+    try:
+        yield
+    except BaseException as exc:
+        if not is_interrupt(exc):
+            raise
+        fail(f"interrupted; {then}", 130)
 
 
 def setup_logging(verbose: bool) -> None:

@@ -19,6 +19,7 @@ from workflow.cli.common import (
     config_option,
     err,
     fail,
+    on_interrupt,
     open_store,
     out,
     resolve_run_id,
@@ -111,10 +112,11 @@ def run(
     # validate before touching the database: streamed in batches into a scratch DuckDB beside it (flat memory)
     # (beside the database, not in /tmp, which is often RAM; removed afterwards, also by --dry-run)
     stage_dir = Path(db).resolve().parent if Path(db).resolve().parent.is_dir() else None
-    try:
-        staged = stage_corpus(corpus, text_field, id_field, tmp_dir=stage_dir)
-    except InputError as exc:
-        fail(str(exc))
+    with on_interrupt("nothing was stored; run the same command again"):
+        try:
+            staged = stage_corpus(corpus, text_field, id_field, tmp_dir=stage_dir)
+        except InputError as exc:
+            fail(str(exc))
     report = staged.report
     if dry_run:  # -- dry run (workflow/estimate.py): estimate before paying, touch no database --
         from workflow.estimate import estimate_run, print_estimate
@@ -124,10 +126,11 @@ def run(
         raise typer.Exit(0)
     with staged, open_store(db) as store:
         project = Project(store=store)
-        try:
-            name, _, added = ingest(store, corpus, corpus=corpus_name, staged=staged)
-        except StoreError as exc:
-            fail(str(exc))
+        with on_interrupt("no document was added; run the same command again"):
+            try:
+                name, _, added = ingest(store, corpus, corpus=corpus_name, staged=staged)
+            except StoreError as exc:
+                fail(str(exc))
         err.print(
             f"ingested {report.n_docs} documents into corpus '{name}' ({added} new)"
             + (f"; skipped {report.skipped_empty} empty" if report.skipped_empty else "")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from workflow.cli.common import DB_OPT, app, err, fail, open_store, out, setup_logging
+from workflow.cli.common import DB_OPT, app, err, fail, on_interrupt, open_store, out, setup_logging
 from workflow.store import StoreError
-from workflow.store.connection import is_interrupt
 
 
 @app.command("hierarchy")
@@ -102,7 +101,7 @@ def update_cmd(
     if new_labels not in ("auto", "always", "never"):
         fail(f"--new-labels must be auto, always or never, not {new_labels!r}")
         return
-    with open_store(db) as store:
+    with open_store(db) as store, on_interrupt("run the same `tnt update` again to continue"):
         try:
             report = update_run(store, run_id, corpus, text_field=text_field, id_field=id_field or None,
                                 review=not auto_approve, show_progress=not quiet, label_budget=label_budget,
@@ -113,11 +112,6 @@ def update_cmd(
             return
         except (BudgetExceeded, FatalModelError, EmbeddingUnavailable, TrainingError) as exc:
             fail(f"{exc}; run the same `tnt update` again to continue", 1)
-            return
-        except BaseException as exc:  # Ctrl-C, or DuckDB's own error for one that landed mid-query
-            if not is_interrupt(exc):
-                raise
-            fail("interrupted; run the same `tnt update` again to continue", 130)
             return
         finally:
             close_transports()
