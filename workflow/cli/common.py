@@ -3,7 +3,7 @@
 Command modules import this module only (never the package), so the CLI has no import circle.
 
 Exit codes: 0 done or paused for review, 1 run failed, 2 bad input or usage, 3 stopped by the budget,
-4 database in use.
+4 database in use, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
